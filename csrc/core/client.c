@@ -1,0 +1,437 @@
+/* Client settings, the session pool, and the small shared helpers (errors,
+ * logging, interruptible sleep, backoff). */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "session.h"
+
+#define UNI1_OPTIONS_SANITY 0x756e6931u /* "uni1" */
+
+double uni1_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int global_ready;
+static char curl_version_text[32];
+
+uni1_status uni1_global_init(char *errbuf, size_t errlen)
+{
+    if (global_ready)
+        return UNI1_OK;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(errbuf, errlen, "curl_global_init failed");
+        return UNI1_ERR_CONFIG;
+    }
+    const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+    snprintf(curl_version_text, sizeof curl_version_text, "%s", info->version);
+    /* curl_multi_poll and curl_multi_wakeup arrived in 7.68.0. */
+    if (info->version_num < 0x074400) {
+        snprintf(errbuf, errlen, "libcurl %s is too old: scenario_uni1 needs 7.68.0 or later",
+                 info->version);
+        curl_global_cleanup();
+        return UNI1_ERR_CONFIG;
+    }
+    if (!(info->features & CURL_VERSION_SSL)) {
+        snprintf(errbuf, errlen, "libcurl %s was built without TLS support", info->version);
+        curl_global_cleanup();
+        return UNI1_ERR_CONFIG;
+    }
+    global_ready = 1;
+    return UNI1_OK;
+}
+
+void uni1_global_cleanup(void)
+{
+    if (global_ready) {
+        curl_global_cleanup();
+        global_ready = 0;
+    }
+}
+
+const char *uni1_curl_version(void)
+{
+    if (!curl_version_text[0])
+        return curl_version_info(CURLVERSION_NOW)->version;
+    return curl_version_text;
+}
+
+void uni1_options_init(uni1_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->connect_timeout = 10.0;
+    o->request_timeout = 60.0;
+    o->stall_timeout = 30.0;
+    o->max_retries = 3;
+    o->backoff_base = 0.5;
+    o->backoff_max = 20.0;
+    o->sanity = UNI1_OPTIONS_SANITY;
+}
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = 1;
+    return d;
+}
+
+/* Splits base into a normalised base URL and its origin. A URL with no path
+ * gets "/v1"; trailing slashes go. */
+static int normalise_base_url(const char *in, char **base, char **origin, char *err, size_t errlen)
+{
+    const char *scheme_end = strstr(in, "://");
+    if (!scheme_end || !((scheme_end - in == 4 && strncmp(in, "http", 4) == 0) ||
+                         (scheme_end - in == 5 && strncmp(in, "https", 5) == 0))) {
+        snprintf(err, errlen, "base_url must start with http:// or https://");
+        return -1;
+    }
+    const char *host = scheme_end + 3;
+    if (!*host || *host == '/') {
+        snprintf(err, errlen, "base_url has no host");
+        return -1;
+    }
+    for (const char *p = in; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == '?' || *p == '#' || (unsigned char)*p >= 0x7f) {
+            snprintf(err, errlen, "base_url must be a plain URL with no query, fragment or spaces");
+            return -1;
+        }
+    }
+    const char *path = strchr(host, '/');
+    if (memchr(host, '@', path ? (size_t)(path - host) : strlen(host))) {
+        snprintf(err, errlen, "base_url must not carry credentials; pass api_key/api_secret");
+        return -1;
+    }
+    size_t origin_len = path ? (size_t)(path - in) : strlen(in);
+    size_t len = strlen(in);
+    while (len > origin_len && in[len - 1] == '/')
+        len--;
+    int add_version = (len == origin_len);
+    *origin = strndup(in, origin_len);
+    *base = malloc(len + 4);
+    if (!*origin || !*base) {
+        free(*origin);
+        free(*base);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(*base, in, len);
+    strcpy(*base + len, add_version ? "/v1" : "");
+    return 0;
+}
+
+static char *basic_auth_header(const char *key, const char *secret)
+{
+    size_t plain_len = strlen(key) + 1 + strlen(secret);
+    unsigned char *plain = malloc(plain_len + 1);
+    if (!plain)
+        return NULL;
+    snprintf((char *)plain, plain_len + 1, "%s:%s", key, secret);
+    const char prefix[] = "Authorization: Basic ";
+    size_t enc_len = 4 * ((plain_len + 2) / 3);
+    char *hdr = malloc(sizeof prefix + enc_len + 1);
+    if (hdr) {
+        memcpy(hdr, prefix, sizeof prefix - 1);
+        EVP_EncodeBlock((unsigned char *)hdr + sizeof prefix - 1, plain, (int)plain_len);
+    }
+    OPENSSL_cleanse(plain, plain_len);
+    free(plain);
+    return hdr;
+}
+
+static int has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
+{
+    char scratch[8];
+    if (!errbuf) {
+        errbuf = scratch;
+        errlen = sizeof scratch;
+    }
+    if (!o || o->sanity != UNI1_OPTIONS_SANITY) {
+        snprintf(errbuf, errlen, "options were not set up with uni1_options_init");
+        return NULL;
+    }
+    if (!global_ready && uni1_global_init(errbuf, errlen) != UNI1_OK)
+        return NULL;
+    int have_basic = o->api_key && *o->api_key && o->api_secret && *o->api_secret;
+    int have_bearer = o->bearer_token && *o->bearer_token;
+    if (!have_basic && !have_bearer) {
+        snprintf(errbuf, errlen,
+                 (o->api_key && *o->api_key) || (o->api_secret && *o->api_secret)
+                     ? "incomplete credentials: both an API key and an API secret are needed"
+                     : "no credentials: pass an API key and secret, or a bearer token");
+        return NULL;
+    }
+    if ((have_basic && (has_ctl(o->api_key) || has_ctl(o->api_secret))) ||
+        (!have_basic && has_ctl(o->bearer_token))) {
+        snprintf(errbuf, errlen, "credentials contain control characters");
+        return NULL;
+    }
+    if (o->connect_timeout <= 0 || o->request_timeout <= 0 || o->stall_timeout <= 0 ||
+        o->max_retries < 0 || o->max_retries > 100 || o->backoff_base < 0 ||
+        o->backoff_max < o->backoff_base) {
+        snprintf(errbuf, errlen, "timeouts must be positive and max_retries within 0..100");
+        return NULL;
+    }
+    if (o->project_id && (has_ctl(o->project_id) || !*o->project_id)) {
+        snprintf(errbuf, errlen, "project_id must be a non-empty printable string");
+        return NULL;
+    }
+    uni1_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    if (normalise_base_url(o->base_url ? o->base_url : UNI1_DEFAULT_BASE_URL, &c->base_url,
+                           &c->origin, errbuf, errlen) != 0) {
+        free(c);
+        return NULL;
+    }
+    int oom = 0;
+    if (have_basic) {
+        c->auth_header = basic_auth_header(o->api_key, o->api_secret);
+    } else {
+        size_t n = strlen(o->bearer_token) + 32;
+        c->auth_header = malloc(n);
+        if (c->auth_header)
+            snprintf(c->auth_header, n, "Authorization: Bearer %s", o->bearer_token);
+    }
+    oom |= !c->auth_header;
+    c->project_id_raw = dup_or_null(o->project_id, &oom);
+    if (o->project_id) {
+        char *esc = curl_easy_escape(NULL, o->project_id, 0);
+        c->project_id = esc ? strdup(esc) : NULL;
+        curl_free(esc);
+        oom |= !c->project_id;
+    }
+    if (o->user_agent) {
+        c->user_agent = dup_or_null(o->user_agent, &oom);
+    } else {
+        char ua[96];
+        snprintf(ua, sizeof ua, "scenario-uni1/%s libcurl/%s", UNI1_VERSION, uni1_curl_version());
+        c->user_agent = dup_or_null(ua, &oom);
+    }
+    const char *ca = o->ca_bundle;
+    if (!ca || !*ca)
+        ca = getenv("SSL_CERT_FILE");
+    if (!ca || !*ca)
+        ca = getenv("CURL_CA_BUNDLE");
+    c->ca_bundle = (ca && *ca) ? dup_or_null(ca, &oom) : NULL;
+    c->proxy = (o->proxy && *o->proxy) ? dup_or_null(o->proxy, &oom) : NULL;
+    c->connect_timeout = o->connect_timeout;
+    c->request_timeout = o->request_timeout;
+    c->stall_timeout = o->stall_timeout;
+    c->backoff_base = o->backoff_base;
+    c->backoff_max = o->backoff_max;
+    c->max_retries = o->max_retries;
+    c->transport = o->transport;
+    c->transport_userdata = o->transport_userdata;
+    c->log = o->log;
+    c->log_userdata = o->log_userdata;
+    if (oom || pthread_mutex_init(&c->lock, NULL) != 0) {
+        snprintf(errbuf, errlen, "out of memory");
+        c->free_sessions = NULL;
+        /* lock was not initialised: free the strings by hand */
+        free(c->base_url);
+        free(c->origin);
+        free(c->project_id);
+        free(c->project_id_raw);
+        if (c->auth_header)
+            OPENSSL_cleanse(c->auth_header, strlen(c->auth_header));
+        free(c->auth_header);
+        free(c->user_agent);
+        free(c->ca_bundle);
+        free(c->proxy);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void session_destroy(uni1_session *s)
+{
+    if (s->api)
+        curl_easy_cleanup(s->api);
+    if (s->cdn)
+        curl_easy_cleanup(s->cdn);
+    if (s->multi)
+        curl_multi_cleanup(s->multi);
+    free(s->err.body);
+    free(s);
+}
+
+void uni1_client_free(uni1_client *c)
+{
+    if (!c)
+        return;
+    uni1_session *s = c->free_sessions;
+    while (s) {
+        uni1_session *next = s->next_free;
+        session_destroy(s);
+        s = next;
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c->base_url);
+    free(c->origin);
+    free(c->project_id);
+    free(c->project_id_raw);
+    OPENSSL_cleanse(c->auth_header, strlen(c->auth_header));
+    free(c->auth_header);
+    free(c->user_agent);
+    free(c->ca_bundle);
+    free(c->proxy);
+    free(c);
+}
+
+const char *uni1_client_base_url(const uni1_client *c) { return c->base_url; }
+const char *uni1_client_project_id(const uni1_client *c) { return c->project_id_raw; }
+
+uni1_session *uni1_session_acquire(uni1_client *c)
+{
+    uni1_session *s;
+    pthread_mutex_lock(&c->lock);
+    s = c->free_sessions;
+    if (s)
+        c->free_sessions = s->next_free;
+    c->sessions_out++;
+    pthread_mutex_unlock(&c->lock);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (s) {
+            s->client = c;
+            s->multi = curl_multi_init();
+            s->api = curl_easy_init();
+            s->cdn = curl_easy_init();
+            s->rng = (unsigned)(uni1_monotonic() * 1e6) ^ (unsigned)(uintptr_t)s;
+            if (!s->multi || !s->api || !s->cdn) {
+                session_destroy(s);
+                s = NULL;
+            } else {
+                /* Keep a few connections per origin alive between requests. */
+                curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, 8L);
+            }
+        }
+        if (!s) {
+            pthread_mutex_lock(&c->lock);
+            c->sessions_out--;
+            pthread_mutex_unlock(&c->lock);
+            return NULL;
+        }
+    }
+    s->next_free = NULL;
+    s->interrupt = NULL;
+    s->interrupt_userdata = NULL;
+    s->deadline = 0;
+    uni1__reset_error(s);
+    return s;
+}
+
+void uni1_session_release(uni1_session *s)
+{
+    if (!s)
+        return;
+    uni1_client *c = s->client;
+    uni1__reset_error(s);
+    s->interrupt = NULL;
+    s->interrupt_userdata = NULL;
+    pthread_mutex_lock(&c->lock);
+    s->next_free = c->free_sessions;
+    c->free_sessions = s;
+    c->sessions_out--;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void uni1_session_set_interrupt(uni1_session *s, uni1_interrupt_fn fn, void *userdata)
+{
+    s->interrupt = fn;
+    s->interrupt_userdata = userdata;
+}
+
+void uni1_session_set_deadline(uni1_session *s, double deadline) { s->deadline = deadline; }
+
+void uni1_session_wakeup(uni1_session *s) { curl_multi_wakeup(s->multi); }
+
+const uni1_error *uni1_session_error(const uni1_session *s) { return &s->err; }
+
+uint64_t uni1_session_request_count(const uni1_session *s) { return s->requests; }
+
+void uni1__reset_error(uni1_session *s)
+{
+    free(s->err.body);
+    memset(&s->err, 0, sizeof s->err);
+    s->err.retry_after = -1;
+}
+
+uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
+{
+    s->err.status = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err.message, sizeof s->err.message, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+void uni1__log(uni1_session *s, uni1_log_level level, const char *fmt, ...)
+{
+    if (!s->client->log)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s->client->log(s->client->log_userdata, level, msg);
+}
+
+uni1_status uni1__sleep(uni1_session *s, double seconds)
+{
+    double until = uni1_monotonic() + seconds;
+    int capped = 0;
+    if (s->deadline > 0 && until > s->deadline) {
+        until = s->deadline;
+        capped = 1;
+    }
+    for (;;) {
+        if (s->interrupt && s->interrupt(s->interrupt_userdata))
+            return uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
+        double left = until - uni1_monotonic();
+        if (left <= 0)
+            break;
+        int ms = (int)(left * 1000.0) + 1;
+        if (ms > UNI1_WAKE_INTERVAL_MS)
+            ms = UNI1_WAKE_INTERVAL_MS;
+        /* With no transfers added this is a plain sleep that another thread
+         * can cut short with curl_multi_wakeup. */
+        curl_multi_poll(s->multi, NULL, 0, ms, NULL);
+    }
+    if (capped)
+        return uni1__fail(s, UNI1_ERR_TIMEOUT, "deadline reached");
+    return UNI1_OK;
+}
+
+double uni1__backoff(uni1_session *s, int attempt)
+{
+    double cap = s->client->backoff_base;
+    for (int i = 0; i < attempt && cap < s->client->backoff_max; i++)
+        cap *= 2;
+    if (cap > s->client->backoff_max)
+        cap = s->client->backoff_max;
+    /* Full jitter: uniform in [0, cap]. */
+    return cap * ((double)rand_r(&s->rng) / (double)RAND_MAX);
+}

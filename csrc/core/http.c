@@ -1,0 +1,586 @@
+/* The transport: API requests and downloads on the session's libcurl multi
+ * handle, with interrupt checks, one deadline, retries and Range resume. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "session.h"
+
+#define JSON_BODY_CAP (64u << 20) /* largest API answer we keep in memory */
+#define MEMORY_DOWNLOAD_CAP ((size_t)2 << 30)
+
+/* ---- callbacks ---------------------------------------------------------- */
+
+static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    uni1_sink *k = userdata;
+    size_t n = size * nmemb;
+    if (k->fd >= 0) {
+        size_t done = 0;
+        while (done < n) {
+            ssize_t w = write(k->fd, ptr + done, n - done);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                k->failed = 2;
+                k->saved_errno = errno;
+                return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+            }
+            done += (size_t)w;
+        }
+    } else {
+        uni1_buffer *b = k->buf;
+        if (b->len + n + 1 > k->cap) {
+            k->failed = 1;
+            return 0;
+        }
+        if (b->len + n + 1 > b->cap) {
+            size_t cap = b->cap ? b->cap : 4096;
+            while (cap < b->len + n + 1)
+                cap *= 2;
+            unsigned char *p = realloc(b->data, cap);
+            if (!p) {
+                k->failed = 3;
+                return 0;
+            }
+            b->data = p;
+            b->cap = cap;
+        }
+        memcpy(b->data + b->len, ptr, n);
+        b->len += n;
+        b->data[b->len] = 0;
+    }
+    k->written += (long long)n;
+    return n;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    uni1_response_meta *m = userdata;
+    size_t n = size * nitems;
+    /* A new status line (redirects, 100-continue) starts a new header block. */
+    if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        m->retry_after = -1;
+        m->content_type[0] = 0;
+        m->content_length = -1;
+        return n;
+    }
+    const char *colon = memchr(buf, ':', n);
+    if (!colon)
+        return n;
+    size_t name_len = (size_t)(colon - buf);
+    const char *v = colon + 1;
+    const char *end = buf + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    char val[128];
+    if (vlen >= sizeof val)
+        vlen = sizeof val - 1;
+    memcpy(val, v, vlen);
+    val[vlen] = 0;
+    if (name_len == 11 && strncasecmp(buf, "retry-after", 11) == 0) {
+        char *e;
+        double secs = strtod(val, &e);
+        if (e != val && secs >= 0 && secs < 1e7)
+            m->retry_after = secs;
+        /* An HTTP-date form is rare for 429; ignoring it falls back to backoff. */
+    } else if (name_len == 12 && strncasecmp(buf, "content-type", 12) == 0) {
+        snprintf(m->content_type, sizeof m->content_type, "%s", val);
+        char *semi = strchr(m->content_type, ';');
+        if (semi)
+            *semi = 0;
+    } else if (name_len == 14 && strncasecmp(buf, "content-length", 14) == 0) {
+        char *e;
+        long long cl = strtoll(val, &e, 10);
+        if (e != val && cl >= 0)
+            m->content_length = cl;
+    }
+    return n;
+}
+
+/* ---- the multi loop ---------------------------------------------------- */
+
+static uni1_status map_curl(uni1_session *s, CURLcode rc, const uni1_response_meta *m,
+                            const uni1_sink *sink, const char *what)
+{
+    switch (rc) {
+    case CURLE_OK:
+        return UNI1_OK;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+        return uni1__fail(s, UNI1_ERR_CONNECT, "%s: could not connect (%s)", what,
+                          curl_easy_strerror(rc));
+    case CURLE_OPERATION_TIMEDOUT:
+        return uni1__fail(s, UNI1_ERR_TIMEOUT, "%s: timed out or stalled (%s)", what,
+                          curl_easy_strerror(rc));
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_ENGINE_INITFAILED:
+        return uni1__fail(s, UNI1_ERR_TLS, "%s: TLS failure (%s)", what, curl_easy_strerror(rc));
+    case CURLE_WRITE_ERROR:
+        if (sink && sink->failed == 1)
+            return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: response larger than %zu bytes", what,
+                              sink->cap);
+        if (sink && sink->failed == 2)
+            return uni1__fail(s, UNI1_ERR_IO, "%s: cannot write the file (%s)", what,
+                              strerror(sink->saved_errno));
+        return uni1__fail(s, UNI1_ERR_NOMEM, "%s: out of memory", what);
+    case CURLE_OUT_OF_MEMORY:
+        return uni1__fail(s, UNI1_ERR_NOMEM, "%s: out of memory", what);
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: unusable URL (%s)", what,
+                          curl_easy_strerror(rc));
+    case CURLE_TOO_MANY_REDIRECTS:
+        return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: too many redirects", what);
+    default:
+        return uni1__fail(s, m && m->request_sent ? UNI1_ERR_NETWORK : UNI1_ERR_CONNECT,
+                          "%s: connection failed (%s)", what, curl_easy_strerror(rc));
+    }
+}
+
+/* Drives one easy handle to completion on the session's multi handle. */
+static uni1_status run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *m,
+                                const uni1_sink *sink, const char *what)
+{
+    CURLMcode mc = curl_multi_add_handle(s->multi, easy);
+    if (mc != CURLM_OK)
+        return uni1__fail(s, UNI1_ERR_NOMEM, "%s: %s", what, curl_multi_strerror(mc));
+    s->requests++;
+    uni1_status st = UNI1_OK;
+    int running = 1;
+    CURLcode result = CURLE_OK;
+    int done = 0;
+    s->last_interrupt_check = uni1_monotonic();
+    while (!done) {
+        mc = curl_multi_perform(s->multi, &running);
+        if (mc != CURLM_OK) {
+            st = uni1__fail(s, UNI1_ERR_NOMEM, "%s: %s", what, curl_multi_strerror(mc));
+            break;
+        }
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(s->multi, &left))) {
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) {
+                result = msg->data.result;
+                done = 1;
+            }
+        }
+        if (done || !running) {
+            done = 1;
+            break;
+        }
+        double now = uni1_monotonic();
+        if (s->deadline > 0 && now >= s->deadline) {
+            st = uni1__fail(s, UNI1_ERR_TIMEOUT, "%s: deadline reached", what);
+            break;
+        }
+        if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
+            s->last_interrupt_check = now;
+            if (s->interrupt(s->interrupt_userdata)) {
+                st = uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
+                break;
+            }
+        }
+        int ms = UNI1_WAKE_INTERVAL_MS;
+        if (s->deadline > 0) {
+            double left_s = s->deadline - now;
+            if (left_s * 1000.0 < ms)
+                ms = (int)(left_s * 1000.0) + 1;
+        }
+        curl_multi_poll(s->multi, NULL, 0, ms, NULL);
+    }
+    curl_off_t req_size = 0;
+    curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &req_size);
+    if (m)
+        m->request_sent = req_size > 0;
+    s->last_request_sent = req_size > 0;
+    if (m) {
+        long code = 0;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+        m->status = code;
+    }
+    curl_multi_remove_handle(s->multi, easy);
+    if (st != UNI1_OK)
+        return st;
+    return map_curl(s, result, m, sink, what);
+}
+
+static void set_common(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink *sink)
+{
+    uni1_client *c = s->client;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, m);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->connect_timeout * 1000));
+    /* A transfer that moves no byte for stall_timeout seconds fails. */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(c->stall_timeout + 0.999));
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    if (c->ca_bundle)
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_bundle);
+    if (c->proxy)
+        curl_easy_setopt(e, CURLOPT_PROXY, c->proxy);
+    m->status = 0;
+    m->retry_after = -1;
+    m->content_type[0] = 0;
+    m->content_length = -1;
+    m->request_sent = 0;
+}
+
+/* ---- API requests ------------------------------------------------------- */
+
+static char *build_url(uni1_session *s, const char *path, const char *query)
+{
+    uni1_client *c = s->client;
+    size_t n = strlen(c->base_url) + strlen(path) + (query ? strlen(query) : 0) +
+               (c->project_id ? strlen(c->project_id) : 0) + 16;
+    char *url = malloc(n);
+    if (!url)
+        return NULL;
+    int has_q = query && *query;
+    snprintf(url, n, "%s%s%s%s%s%s", c->base_url, path, (has_q || c->project_id) ? "?" : "",
+             has_q ? query : "", (has_q && c->project_id) ? "&" : "",
+             c->project_id ? "projectId=" : "");
+    if (c->project_id)
+        strcat(url, c->project_id);
+    return url;
+}
+
+/* Copies what the server said about an error into the session error. */
+static uni1_status http_error(uni1_session *s, const char *method, const char *path, long status,
+                              char *body, size_t body_len, double retry_after)
+{
+    uni1__reset_error(s);
+    s->err.status = UNI1_ERR_HTTP;
+    s->err.http_status = status;
+    s->err.body = body; /* ownership moves to the session */
+    s->err.body_len = body_len;
+    uni1_parse_error_body(body ? body : "", body ? body_len : 0, &s->err);
+    if (retry_after > s->err.retry_after)
+        s->err.retry_after = retry_after;
+    if (!s->err.message[0])
+        snprintf(s->err.message, sizeof s->err.message, "HTTP %ld", status);
+    uni1__log(s, UNI1_LOG_DEBUG, "%s %s -> %ld: %s", method, path, status, s->err.message);
+    return UNI1_ERR_HTTP;
+}
+
+/* One attempt through the pluggable transport. */
+static uni1_status api_once_custom(uni1_session *s, const uni1_api_call *call, const char *url,
+                                   uni1_buffer *out, uni1_response_meta *m)
+{
+    uni1_client *c = s->client;
+    const char *hdrs[4];
+    size_t nh = 0;
+    hdrs[nh++] = "Accept: application/json";
+    if (call->body)
+        hdrs[nh++] = "Content-Type: application/json";
+    hdrs[nh++] = c->auth_header;
+    uni1_http_request req = {call->method, url, hdrs, nh, call->body, call->body_len};
+    uni1_http_response resp = {0, NULL, 0, -1};
+    s->requests++;
+    uni1_status st = c->transport(c->transport_userdata, &req, &resp);
+    /* A custom transport says UNI1_ERR_CONNECT when nothing was sent. */
+    m->request_sent = st != UNI1_ERR_CONNECT;
+    s->last_request_sent = m->request_sent;
+    if (st != UNI1_OK) {
+        free(resp.body);
+        return uni1__fail(s, st, "%s %s: transport failed", call->method, call->path);
+    }
+    m->status = resp.status;
+    m->retry_after = resp.retry_after;
+    out->data = (unsigned char *)resp.body;
+    out->len = resp.body_len;
+    out->cap = resp.body_len;
+    if (out->data) {
+        /* Hand the parsers a NUL-terminated copy, whatever the transport gave. */
+        unsigned char *p = realloc(out->data, out->len + 1);
+        if (!p)
+            return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
+        p[out->len] = 0;
+        out->data = p;
+    }
+    return UNI1_OK;
+}
+
+static uni1_status api_once_curl(uni1_session *s, const uni1_api_call *call, const char *url,
+                                 uni1_buffer *out, uni1_response_meta *m)
+{
+    uni1_client *c = s->client;
+    CURL *e = s->api;
+    uni1_sink sink = {out, -1, JSON_BODY_CAP, 0, 0, 0};
+    curl_easy_reset(e);
+    set_common(s, e, m, &sink);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    /* API answers are never redirected to be followed with credentials. */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    double budget = c->request_timeout;
+    if (s->deadline > 0 && s->deadline - uni1_monotonic() < budget)
+        budget = s->deadline - uni1_monotonic();
+    if (budget < 0.001)
+        return uni1__fail(s, UNI1_ERR_TIMEOUT, "%s %s: deadline reached", call->method, call->path);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(budget * 1000) + 1);
+    struct curl_slist *h = NULL, *t;
+    int ok = 1;
+#define ADD_HEADER(x)                                                                              \
+    do {                                                                                           \
+        t = curl_slist_append(h, (x));                                                             \
+        if (!t)                                                                                    \
+            ok = 0;                                                                                \
+        else                                                                                       \
+            h = t;                                                                                 \
+    } while (0)
+    ADD_HEADER("Accept: application/json");
+    ADD_HEADER(c->auth_header);
+    if (call->body) {
+        ADD_HEADER("Content-Type: application/json");
+        ADD_HEADER("Expect:");
+    }
+#undef ADD_HEADER
+    if (!ok) {
+        curl_slist_free_all(h);
+        return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    if (strcmp(call->method, "GET") != 0) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body ? call->body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)(call->body ? call->body_len : 0));
+        if (strcmp(call->method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, call->method);
+    }
+    /* libcurl silently re-sends a request once when a reused connection turns
+     * out dead; for a paid, non-idempotent POST that could pay twice, so such
+     * requests get a connection of their own. */
+    if (call->fresh_connection)
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+    char what[160];
+    snprintf(what, sizeof what, "%s %s", call->method, call->path);
+    uni1_status st = run_transfer(s, e, m, &sink, what);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(h);
+    return st;
+}
+
+static int retryable_http(long status)
+{
+    return status == 408 || status == 429 || (status >= 500 && status <= 599);
+}
+
+uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, size_t *body_len,
+                      long *http_status)
+{
+    uni1_client *c = s->client;
+    *body = NULL;
+    if (body_len)
+        *body_len = 0;
+    if (http_status)
+        *http_status = 0;
+    uni1__reset_error(s);
+    char *url = build_url(s, call->path, call->query);
+    if (!url)
+        return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
+    int max_attempts = call->idempotent ? c->max_retries + 1 : 1;
+    uni1_status st = UNI1_OK;
+    for (int attempt = 0;; attempt++) {
+        uni1_buffer out = {0};
+        uni1_response_meta m;
+        memset(&m, 0, sizeof m);
+        double t0 = uni1_monotonic();
+        uni1__reset_error(s);
+        st = c->transport ? api_once_custom(s, call, url, &out, &m)
+                          : api_once_curl(s, call, url, &out, &m);
+        double ms = (uni1_monotonic() - t0) * 1000.0;
+        if (st == UNI1_OK) {
+            if (http_status)
+                *http_status = m.status;
+            if (m.status >= 200 && m.status < 300) {
+                uni1__log(s, UNI1_LOG_DEBUG, "%s %s -> %ld (%.1f ms)", call->method, call->path,
+                          m.status, ms);
+                if (!out.data) {
+                    out.data = malloc(1);
+                    if (!out.data) {
+                        st = uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
+                        break;
+                    }
+                    out.data[0] = 0;
+                }
+                *body = (char *)out.data;
+                if (body_len)
+                    *body_len = out.len;
+                break;
+            }
+            st = http_error(s, call->method, call->path, m.status, (char *)out.data, out.len,
+                            m.retry_after);
+        } else {
+            uni1_buffer_clear(&out);
+            uni1__log(s, UNI1_LOG_DEBUG, "%s %s failed: %s", call->method, call->path,
+                      s->err.message);
+        }
+        if (st == UNI1_ERR_INTERRUPTED || attempt + 1 >= max_attempts)
+            break;
+        if (!uni1_status_is_retryable(st, s->err.http_status))
+            break;
+        double wait = uni1__backoff(s, attempt);
+        if (s->err.http_status == 429 && s->err.retry_after >= 0) {
+            double ra = s->err.retry_after;
+            if (ra > c->backoff_max)
+                ra = c->backoff_max;
+            if (ra > wait)
+                wait = ra;
+        }
+        if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
+            break; /* the wait would outlive the caller's deadline: report now */
+        uni1__log(s, UNI1_LOG_INFO, "%s %s: %s; retry %d of %d in %.2f s", call->method,
+                  call->path, s->err.message, attempt + 1, max_attempts - 1, wait);
+        /* Keep the error for the caller if the sleep is cut short. */
+        uni1_error saved = s->err;
+        s->err.body = NULL;
+        uni1_status sl = uni1__sleep(s, wait);
+        free(saved.body);
+        if (sl != UNI1_OK) {
+            st = sl;
+            break;
+        }
+    }
+    free(url);
+    return st;
+}
+
+/* ---- downloads ---------------------------------------------------------- */
+
+/* The URL with its query string removed, for logs (signed URLs carry secrets
+ * of their own). */
+static void url_for_log(const char *url, char *out, size_t n)
+{
+    size_t len = strcspn(url, "?#");
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, url, len);
+    out[len] = 0;
+}
+
+uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, char *content_type,
+                           size_t ct_len)
+{
+    uni1_client *c = s->client;
+    CURL *e = s->cdn;
+    char shown[256];
+    url_for_log(url, shown, sizeof shown);
+    uni1__reset_error(s);
+    if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
+        return uni1__fail(s, UNI1_ERR_PROTOCOL, "asset URL is not http(s)");
+    off_t start = 0;
+    if (sink->fd >= 0) {
+        start = lseek(sink->fd, 0, SEEK_CUR);
+        if (start < 0)
+            start = 0;
+    }
+    long long have = 0; /* bytes kept from earlier attempts */
+    uni1_status st = UNI1_OK;
+    for (int attempt = 0;; attempt++) {
+        uni1_response_meta m;
+        memset(&m, 0, sizeof m);
+        sink->failed = 0;
+        sink->written = 0;
+        curl_easy_reset(e);
+        set_common(s, e, &m, sink);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L);
+        /* Never any credential here: no Authorization header is set on this
+         * handle, and none may follow a redirect. */
+        curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+        if (have > 0)
+            curl_easy_setopt(e, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
+        st = run_transfer(s, e, &m, sink, "download");
+        long status = m.status;
+        if (st == UNI1_OK && (status == 200 || status == 206)) {
+            if (have > 0 && status == 200) {
+                /* The server ignored the Range and sent the whole body after
+                 * the part we kept: keep only the new, complete copy. */
+                if (sink->fd >= 0) {
+                    if (ftruncate(sink->fd, start) != 0 || lseek(sink->fd, start, SEEK_SET) < 0)
+                        return uni1__fail(s, UNI1_ERR_IO, "download: cannot rewind the file");
+                    have = 0;
+                    st = uni1__fail(s, UNI1_ERR_NETWORK, "download: server ignored Range");
+                } else {
+                    memmove(sink->buf->data, sink->buf->data + have, (size_t)sink->written);
+                    sink->buf->len = (size_t)sink->written;
+                    sink->buf->data[sink->buf->len] = 0;
+                    have = 0;
+                    status = 206; /* fall through to success below */
+                }
+            }
+            if (st == UNI1_OK) {
+                if (content_type && ct_len)
+                    snprintf(content_type, ct_len, "%s", m.content_type);
+                have += sink->written;
+                uni1__log(s, UNI1_LOG_DEBUG, "GET %s -> %ld (%lld bytes)", shown, status, have);
+                sink->written = have;
+                return UNI1_OK;
+            }
+        } else if (st == UNI1_OK) {
+            /* An HTTP error from the CDN: the sink may hold its error page. */
+            st = uni1__fail(s, UNI1_ERR_HTTP, "download: HTTP %ld from %s", status, shown);
+            s->err.http_status = status;
+            s->err.retry_after = m.retry_after;
+            if (sink->fd >= 0) {
+                if (ftruncate(sink->fd, start + have) != 0 ||
+                    lseek(sink->fd, start + have, SEEK_SET) < 0)
+                    return uni1__fail(s, UNI1_ERR_IO, "download: cannot rewind the file");
+            } else if (sink->buf) {
+                sink->buf->len = (size_t)have;
+            }
+        } else if (st == UNI1_ERR_NETWORK || st == UNI1_ERR_TIMEOUT) {
+            /* Keep what arrived intact; a file resumes with Range. In memory,
+             * keep it too: the buffer grows from where it stopped. */
+            if (sink->written > 0 && (status == 200 || status == 206))
+                have += sink->written;
+        }
+        if (st == UNI1_ERR_INTERRUPTED || attempt >= c->max_retries)
+            break;
+        if (!uni1_status_is_retryable(st, s->err.http_status))
+            break;
+        if (s->deadline > 0 && uni1_monotonic() >= s->deadline)
+            break;
+        double wait = uni1__backoff(s, attempt);
+        uni1__log(s, UNI1_LOG_INFO, "download %s: %s; retry %d of %d in %.2f s (resume at %lld)",
+                  shown, s->err.message, attempt + 1, c->max_retries, wait, have);
+        uni1_error saved = s->err;
+        s->err.body = NULL;
+        uni1_status sl = uni1__sleep(s, wait);
+        free(saved.body);
+        if (sl != UNI1_OK) {
+            st = sl;
+            break;
+        }
+    }
+    sink->written = have;
+    return st;
+}

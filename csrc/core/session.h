@@ -1,0 +1,105 @@
+/* Private to the core: the client and session structs shared by client.c,
+ * http.c and ops.c. Nothing here is part of the public API. */
+#ifndef UNI1_SESSION_H
+#define UNI1_SESSION_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "uni1.h"
+
+struct uni1_client {
+    char *base_url;      /* normalised, no trailing slash, ends in the version */
+    char *origin;        /* scheme://host[:port] of base_url */
+    char *project_id;    /* URL-escaped, or NULL */
+    char *project_id_raw;
+    char *auth_header;   /* "Authorization: ..." (secret: never logged) */
+    char *user_agent;
+    char *ca_bundle;
+    char *proxy;
+    double connect_timeout, request_timeout, stall_timeout;
+    double backoff_base, backoff_max;
+    int max_retries;
+    uni1_transport_fn transport;
+    void *transport_userdata;
+    uni1_log_fn log;
+    void *log_userdata;
+
+    pthread_mutex_t lock; /* guards free_sessions and sessions_out */
+    uni1_session *free_sessions;
+    unsigned sessions_out;
+};
+
+/* A growable byte buffer with a cap, used for response bodies. */
+typedef struct uni1_sink {
+    uni1_buffer *buf;    /* to memory ... */
+    int fd;              /* ... or to a file descriptor (-1: memory) */
+    size_t cap;          /* most bytes accepted into memory */
+    long long written;   /* bytes written in this transfer */
+    int failed;          /* 1: cap exceeded, 2: write(2) failed */
+    int saved_errno;
+} uni1_sink;
+
+typedef struct uni1_response_meta {
+    long status;
+    double retry_after;      /* from Retry-After, or -1 */
+    char content_type[64];
+    long long content_length; /* -1 when unknown */
+    int request_sent;        /* the request reached the wire */
+} uni1_response_meta;
+
+struct uni1_session {
+    uni1_client *client;
+    uni1_session *next_free;
+    CURLM *multi;
+    CURL *api;               /* easy handle for API requests (keeps conns) */
+    CURL *cdn;               /* easy handle for downloads, never has auth */
+    uni1_error err;
+    uni1_interrupt_fn interrupt;
+    void *interrupt_userdata;
+    double deadline;
+    double last_interrupt_check;
+    uint64_t requests;
+    int last_request_sent;   /* the last attempt's request reached the wire */
+    unsigned int rng;        /* jitter state, seeded per session */
+};
+
+/* Error helpers: set the session's error (status + formatted message). */
+uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void uni1__reset_error(uni1_session *s);
+void uni1__log(uni1_session *s, uni1_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sleeps for `seconds` (bounded by the deadline), waking every
+ * UNI1_WAKE_INTERVAL_MS to run the interrupt callback. UNI1_OK, or
+ * UNI1_ERR_INTERRUPTED / UNI1_ERR_TIMEOUT (deadline reached first). */
+uni1_status uni1__sleep(uni1_session *s, double seconds);
+
+/* One API request, with retries when `idempotent`. path is relative to the
+ * base URL and starts with '/'; query (may be NULL) is "a=b&c=d" without
+ * projectId (added here). On UNI1_OK the answer was 2xx (or 269) and its body
+ * is in *body (NUL-terminated, caller frees with free()); *http_status set.
+ * On an HTTP error the session error holds status, message and body. */
+typedef struct uni1_api_call {
+    const char *method;
+    const char *path;
+    const char *query;
+    const char *body;
+    size_t body_len;
+    int idempotent;          /* retry transient failures */
+    int fresh_connection;    /* never reuse a connection (non-idempotent POST) */
+} uni1_api_call;
+uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, size_t *body_len,
+                      long *http_status);
+
+/* One download attempt series to a sink, retrying transient failures and
+ * resuming with Range when writing to a file descriptor. */
+uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, char *content_type,
+                           size_t ct_len);
+
+/* Backoff with full jitter for retry number `attempt` (0-based). */
+double uni1__backoff(uni1_session *s, int attempt);
+
+#endif

@@ -1,0 +1,180 @@
+"""Type stubs for scenario_uni1._core, the C extension.
+
+User code should import from ``scenario_uni1``; names starting with ``_`` are
+the glue's building blocks, not public API.
+"""
+
+import builtins
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, final
+
+__version__: str
+curl_version: str          # the linked libcurl, e.g. "7.88.1"
+ASPECT_RATIOS: tuple[str, ...]
+OUTPUT_FORMATS: tuple[str, ...]
+DEFAULT_BASE_URL: str
+
+class Uni1Error(Exception): ...
+class InvalidRequestError(Uni1Error, ValueError): ...
+class ConfigurationError(Uni1Error): ...
+
+class APIError(Uni1Error):
+    status_code: int | None
+    reason: str | None        # the server's message
+    body: str | None          # the raw error body
+    retryable: bool
+    trace_id: str | None
+
+class AuthenticationError(APIError): ...
+class PermissionDeniedError(APIError): ...
+class NotFoundError(APIError): ...
+
+class RateLimitError(APIError):
+    retry_after: float | None
+
+class ServerError(APIError): ...
+class ConnectionError(Uni1Error, builtins.ConnectionError): ...  # type: ignore[name-defined]
+class TimeoutError(Uni1Error, builtins.TimeoutError): ...  # type: ignore[name-defined]
+
+class SubmissionUncertainError(Uni1Error):
+    request: dict[str, Any]   # the generate body that may have been accepted
+    sent_at: str              # ISO 8601 UTC time the request was sent
+
+class JobError(Uni1Error):
+    job: Job
+    error: str | None
+    hint: str | None
+
+class JobFailedError(JobError): ...
+class JobCanceledError(JobError): ...
+
+def validate_generate(
+    prompt: str,
+    source: str | None = None,
+    image_refs: Sequence[str] = (),
+    aspect_ratio: str | None = None,
+    output_format: str = "png",
+    web_search: bool = False,
+) -> None:
+    """Raise InvalidRequestError if the request breaks the API contract.
+
+    source and image_refs must be asset ids here (the glue uploads other
+    inputs first, and validates with placeholder ids before uploading)."""
+
+def _set_glue(
+    *,
+    image_factory: Callable[..., Any],
+    path_factory: Callable[[str], Path],
+    default_client: Callable[[], Client],
+    progress_factory: Callable[[], Callable[[Job], None]],
+) -> None:
+    """Called once by scenario_uni1/__init__.py.
+
+    image_factory(data=bytes, mime_type=str, asset_id=str, width=int|None,
+    height=int|None) builds an Image; path_factory builds a pathlib.Path;
+    default_client() returns the lazily built default client (used when
+    unpickling a Job); progress_factory() returns a callable used for
+    wait(progress=True)."""
+
+class Client:
+    """Holds settings and a pool of connections; safe to share between threads.
+
+    Credentials are NOT read from the environment here: scenario_uni1.Client
+    (a Python subclass) resolves them and passes them explicitly."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        *,
+        bearer_token: str | None = None,
+        base_url: str | None = None,
+        project_id: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        user_agent: str | None = None,
+        ca_bundle: str | None = None,
+        proxy: str | None = None,
+    ) -> None: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def project_id(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def request_count(self) -> int:
+        """HTTP requests this client has sent, retries included."""
+    def _submit(
+        self,
+        prompt: str,
+        source: str | None = None,
+        image_refs: Sequence[str] = (),
+        aspect_ratio: str | None = None,
+        output_format: str = "png",
+        web_search: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> Job:
+        """POST the generation (ids only; validated first). GIL released."""
+    def _estimate(
+        self,
+        prompt: str,
+        source: str | None = None,
+        image_refs: Sequence[str] = (),
+        aspect_ratio: str | None = None,
+        output_format: str = "png",
+        web_search: bool = False,
+    ) -> float: ...
+    def job(self, job_id: str) -> Job:
+        """Re-attach to a job by id (one GET)."""
+    def list_jobs(
+        self, *, page_size: int = 0, pagination_token: str | None = None,
+        status: str | None = None, type: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+    def _upload(self, data: bytes, name: str, mime_type: str, *, timeout: float | None = None) -> str:
+        """POST /assets (small image); returns the asset id."""
+    def get_asset(self, asset_id: str) -> dict[str, Any]:
+        """The asset object as the server sent it."""
+    def close(self) -> None: ...
+    def __enter__(self) -> Client: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+@final
+class Job:
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def progress(self) -> float: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def asset_ids(self) -> tuple[str, ...]: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def hint(self) -> str | None: ...
+    @property
+    def cost(self) -> float | None: ...
+    @property
+    def raw(self) -> dict[str, Any]: ...
+    @property
+    def client(self) -> Client: ...
+    def refresh(self) -> Job: ...
+    def wait(
+        self, timeout: float | None = None, *, progress: bool | Callable[[Job], object] | None = None
+    ) -> Job: ...
+    def images(self, *, timeout: float | None = None) -> list[Any]: ...
+    def download(self, dest: str | Path = ".", *, overwrite: bool = False,
+                 timeout: float | None = None) -> list[Path]: ...
+    def cancel(self) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def _rebuild_job(job_id: str, raw_json: str, cost: float | None) -> Job: ...

@@ -1,0 +1,116 @@
+"""Build script for the scenario_uni1._core extension.
+
+Finds libcurl, cJSON and libcrypto with pkg-config (curl-config as a fallback
+for curl) and builds one abi3 extension from csrc/core (plain C) and
+csrc/binding (CPython). Environment switches:
+  UNI1_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
+  UNI1_DEBUG=1      -O0 -g3, assertions on
+  UNI1_WERROR=1     -Werror (CI)
+"""
+
+import glob
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+
+try:
+    from wheel.bdist_wheel import bdist_wheel as _bdist_wheel
+except ImportError:  # pragma: no cover - wheel is part of the build requirements
+    _bdist_wheel = None
+
+DEBIAN_HINT = (
+    "scenario_uni1 needs the development files of libcurl, cJSON and OpenSSL's libcrypto, "
+    "found through pkg-config.\nOn Debian or Ubuntu:\n"
+    "    sudo apt-get install libcurl4-openssl-dev libcjson-dev libssl-dev pkg-config\n"
+)
+
+
+def _run(cmd):
+    try:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def _pkg_config(name):
+    if shutil.which("pkg-config") is None:
+        return None
+    cflags = _run(["pkg-config", "--cflags", name])
+    libs = _run(["pkg-config", "--libs", name])
+    if cflags is None or libs is None:
+        return None
+    return shlex.split(cflags), shlex.split(libs)
+
+
+def _find(name, fallback=None):
+    found = _pkg_config(name)
+    if found is None and fallback is not None:
+        found = fallback()
+    if found is None:
+        sys.stderr.write(f"\nerror: could not find {name!r} with pkg-config.\n{DEBIAN_HINT}\n")
+        raise SystemExit(1)
+    return found
+
+
+def _curl_config():
+    if shutil.which("curl-config") is None:
+        return None
+    cflags = _run(["curl-config", "--cflags"])
+    libs = _run(["curl-config", "--libs"])
+    if cflags is None or libs is None:
+        return None
+    return shlex.split(cflags), shlex.split(libs)
+
+
+def _flags():
+    compile_args, link_args = [], []
+    for name, fallback in (("libcurl", _curl_config), ("libcjson", None), ("libcrypto", None)):
+        cflags, libs = _find(name, fallback)
+        compile_args += cflags
+        link_args += libs
+    return compile_args, link_args
+
+
+def _extension():
+    sources = sorted(glob.glob("csrc/core/*.c")) + sorted(glob.glob("csrc/binding/*.c"))
+    compile_args, link_args = _flags()
+    compile_args += ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden", "-D_GNU_SOURCE"]
+    if os.environ.get("UNI1_WERROR"):
+        compile_args.append("-Werror")
+    if os.environ.get("UNI1_DEBUG") or os.environ.get("UNI1_SANITIZE"):
+        compile_args += ["-O0", "-g3", "-UNDEBUG"]
+    if os.environ.get("UNI1_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+               "-fno-sanitize-recover=undefined"]
+        compile_args += san
+        link_args += san
+    return Extension(
+        "scenario_uni1._core",
+        sources=sources,
+        include_dirs=["csrc/core", "csrc/binding"],
+        define_macros=[("Py_LIMITED_API", "0x030A0000")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        depends=glob.glob("csrc/**/*.h", recursive=True),
+        py_limited_api=True,
+    )
+
+
+cmdclass = {}
+if _bdist_wheel is not None:
+
+    class bdist_wheel_abi3(_bdist_wheel):
+        def finalize_options(self):
+            self.py_limited_api = "cp310"
+            super().finalize_options()
+
+    cmdclass["bdist_wheel"] = bdist_wheel_abi3
+
+# Metadata lives in pyproject.toml; an sdist or egg_info run still needs no compiler.
+needs_ext = not any(arg in sys.argv for arg in ("sdist", "egg_info", "dist_info", "--version"))
+setup(ext_modules=[_extension()] if needs_ext else [], cmdclass=cmdclass)
