@@ -91,7 +91,7 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
             m->retry_after = secs;
         /* An HTTP-date form is rare for 429; ignoring it falls back to backoff. */
     } else if (name_len == 12 && strncasecmp(buf, "content-type", 12) == 0) {
-        snprintf(m->content_type, sizeof m->content_type, "%s", val);
+        snprintf(m->content_type, sizeof m->content_type, "%.63s", val);
         char *semi = strchr(m->content_type, ';');
         if (semi)
             *semi = 0;
@@ -384,11 +384,6 @@ static uni1_status api_once_curl(uni1_session *s, const uni1_api_call *call, con
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(h);
     return st;
-}
-
-static int retryable_http(long status)
-{
-    return status == 408 || status == 429 || (status >= 500 && status <= 599);
 }
 
 uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, size_t *body_len,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "session.h"
@@ -36,35 +37,168 @@ static int is_safe_id(const char *id)
 
 /* ---- generate ----------------------------------------------------------- */
 
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* "2026-11-23T22:05:20.123Z" to Unix seconds; -1 if it does not parse. */
+static double parse_iso8601(const char *t)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    double frac = 0;
+    int n = 0;
+    if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6)
+        return -1;
+    if (t[n] == '.') {
+        char *end;
+        frac = strtod(t + n, &end);
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t secs = timegm(&tm);
+    return secs == (time_t)-1 ? -1 : (double)secs + frac;
+}
+
+/* Whether every field of the request body `want` stands, equal, in the job's
+ * metadata.input (the server may add defaults of its own). */
+static int input_matches(const cJSON *want, const char *raw_job, size_t raw_len)
+{
+    cJSON *job = cJSON_ParseWithLength(raw_job, raw_len);
+    if (!job)
+        return 0;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(job, "metadata");
+    const cJSON *input = cJSON_GetObjectItemCaseSensitive(meta, "input");
+    int ok = cJSON_IsObject(input);
+    for (const cJSON *f = want->child; ok && f; f = f->next)
+        ok = cJSON_Compare(f, cJSON_GetObjectItemCaseSensitive(input, f->string), 1);
+    cJSON_Delete(job);
+    return ok;
+}
+
+#define RECONCILE_SKEW 120.0
+#define RECONCILE_PAGES 5
+
+/* 1: found and adopted into *out; 0: certainly not there; -1: could not
+ * tell (the listing failed; the session error says why). */
+static int reconcile(uni1_session *s, const char *body, double sent_at, uni1_job *out)
+{
+    cJSON *want = cJSON_Parse(body);
+    if (!want)
+        return -1;
+    int result = 0;
+    char token[512] = "";
+    for (int page = 0; page < RECONCILE_PAGES && result == 0; page++) {
+        uni1_list_query q = {50, token[0] ? token : NULL, NULL, NULL};
+        uni1_job_list l;
+        if (uni1_list_jobs(s, &q, &l) != UNI1_OK) {
+            result = -1;
+            break;
+        }
+        int older_seen = 0;
+        for (size_t i = 0; i < l.n_jobs && result == 0; i++) {
+            uni1_job *j = &l.jobs[i];
+            double created = j->created_at[0] ? parse_iso8601(j->created_at) : -1;
+            if (created >= 0 && created < sent_at - RECONCILE_SKEW) {
+                older_seen = 1; /* newest first: the rest are older still */
+                continue;
+            }
+            if (uni1__is_known_job(s->client, j->id) || !input_matches(want, j->raw_json, j->raw_len))
+                continue;
+            if (uni1_job_copy(out, j) != UNI1_OK) {
+                uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
+                result = -1;
+            } else {
+                result = 1;
+            }
+        }
+        int more = l.next_token && !older_seen && strlen(l.next_token) < sizeof token;
+        if (more)
+            snprintf(token, sizeof token, "%s", l.next_token);
+        uni1_job_list_clear(&l);
+        if (!more)
+            break;
+    }
+    cJSON_Delete(want);
+    return result;
+}
+
+/* POSTs the generate body. On UNI1_OK either *resp holds the answer, or, when
+ * an uncertain attempt was reconciled, *adopted is 1 and `job` holds the job. */
 static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p, int dry_run,
-                                 char **resp, size_t *resp_len, long *status)
+                                 char **resp, size_t *resp_len, long *status, uni1_job *job,
+                                 int *adopted)
 {
     char err[256];
     char *body = NULL;
+    *adopted = 0;
     uni1__reset_error(s);
     uni1_status st = uni1_build_generate_body(p, &body, err, sizeof err);
     if (st != UNI1_OK)
         return uni1__fail(s, st, "%s", err);
     uni1_api_call call = {"POST", GENERATE_PATH, dry_run ? "dryRun=true" : NULL, body,
                           strlen(body), dry_run, !dry_run};
-    /* A paid POST is re-sent only when it certainly created nothing: the
-     * connection failed before the request went out, or the server said 429. */
     for (int attempt = 0;; attempt++) {
+        double sent_at = wall_clock();
         st = uni1__api(s, &call, resp, resp_len, status);
-        if (st == UNI1_OK || dry_run || attempt >= s->client->max_retries)
+        if (st == UNI1_OK || dry_run)
             break;
-        int not_sent = st == UNI1_ERR_CONNECT ||
-                       ((st == UNI1_ERR_TIMEOUT || st == UNI1_ERR_NETWORK) && !s->last_request_sent);
-        int throttled = (st == UNI1_ERR_HTTP && s->err.http_status == 429);
-        if (!not_sent && !throttled)
+        long http = s->err.http_status;
+        int not_created = st == UNI1_ERR_CONNECT ||
+                          ((st == UNI1_ERR_TIMEOUT || st == UNI1_ERR_NETWORK) &&
+                           !s->last_request_sent) ||
+                          (st == UNI1_ERR_HTTP && (http == 408 || http == 429));
+        int uncertain = ((st == UNI1_ERR_TIMEOUT || st == UNI1_ERR_NETWORK) &&
+                         s->last_request_sent) ||
+                        (st == UNI1_ERR_HTTP && http >= 500);
+        if (!not_created && !uncertain)
+            break; /* 400, 401, 403, 404, interrupted, ...: report as is */
+        if (uncertain) {
+            /* Keep the error that made it uncertain while we look. */
+            uni1_error saved = s->err;
+            s->err.body = NULL;
+            uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; looking for the job it may have created",
+                      GENERATE_PATH, saved.message);
+            int found = reconcile(s, body, sent_at, job);
+            if (found == 1) {
+                free(saved.body);
+                uni1__reset_error(s);
+                *adopted = 1;
+                uni1__log(s, UNI1_LOG_INFO, "adopted %s, created by the uncertain request",
+                          job->id);
+                st = UNI1_OK;
+                break;
+            }
+            if (found < 0 || st == UNI1_ERR_INTERRUPTED) {
+                char why[256];
+                snprintf(why, sizeof why, "%.255s", s->err.message);
+                uni1__reset_error(s);
+                free(saved.body);
+                s->err.sent_at = sent_at;
+                st = uni1__fail(s, UNI1_ERR_UNCERTAIN,
+                                "the generate request may have created a job (%.200s) and the "
+                                "job list could not be read (%.200s); look for it before "
+                                "submitting again",
+                                saved.message, why);
+                break;
+            }
+            /* Certainly not created: the original error stands. */
+            uni1__reset_error(s);
+            s->err = saved;
+        }
+        if (attempt >= s->client->max_retries)
             break;
         double wait = uni1__backoff(s, attempt);
-        if (throttled && s->err.retry_after > wait)
+        if (st == UNI1_ERR_HTTP && http == 429 && s->err.retry_after > wait)
             wait = s->err.retry_after < s->client->backoff_max ? s->err.retry_after
                                                                 : s->client->backoff_max;
         if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
             break;
-        uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; the request created no job, re-sending in %.2f s",
+        uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; no job was created, sending again in %.2f s",
                   GENERATE_PATH, s->err.message, wait);
         uni1_error saved = s->err;
         s->err.body = NULL;
@@ -74,18 +208,6 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
             st = sl;
             break;
         }
-    }
-    if (!dry_run && (((st == UNI1_ERR_NETWORK || st == UNI1_ERR_TIMEOUT) && s->last_request_sent) ||
-                     (st == UNI1_ERR_HTTP && s->err.http_status >= 500))) {
-        /* The request may have reached the server and created a paid job. */
-        char was[sizeof s->err.message];
-        snprintf(was, sizeof was, "%s", s->err.message);
-        s->err.http_status = st == UNI1_ERR_HTTP ? s->err.http_status : 0;
-        uni1__fail(s, UNI1_ERR_UNCERTAIN,
-                   "the generate request may have created a job (%.400s); look for it with "
-                   "GET /v1/jobs before submitting again",
-                   was);
-        st = UNI1_ERR_UNCERTAIN;
     }
     free(body);
     return st;
@@ -100,9 +222,14 @@ uni1_status uni1_generate(uni1_session *s, const uni1_generate_params *p, uni1_j
     memset(out, 0, sizeof *out);
     if (cost)
         *cost = -1;
-    uni1_status st = post_generate(s, p, 0, &resp, &len, &status);
+    int adopted = 0;
+    uni1_status st = post_generate(s, p, 0, &resp, &len, &status, out, &adopted);
     if (st != UNI1_OK)
         return st;
+    if (adopted) {
+        uni1__remember_job(s->client, out->id);
+        return UNI1_OK;
+    }
     char err[256];
     double c = -1;
     st = uni1_parse_submit(resp, len, out, &c, err, sizeof err);
@@ -111,6 +238,7 @@ uni1_status uni1_generate(uni1_session *s, const uni1_generate_params *p, uni1_j
         return parse_fail(s, st, "generate", err);
     if (cost)
         *cost = c;
+    uni1__remember_job(s->client, out->id);
     uni1__log(s, UNI1_LOG_INFO, "submitted %s (%s)", out->id, out->status);
     return UNI1_OK;
 }
@@ -121,7 +249,10 @@ uni1_status uni1_estimate(uni1_session *s, const uni1_generate_params *p, double
     size_t len = 0;
     long status = 0;
     *cost = -1;
-    uni1_status st = post_generate(s, p, 1, &resp, &len, &status);
+    uni1_job unused;
+    int adopted = 0;
+    memset(&unused, 0, sizeof unused);
+    uni1_status st = post_generate(s, p, 1, &resp, &len, &status, &unused, &adopted);
     if (st != UNI1_OK)
         return st;
     char err[256];
@@ -219,7 +350,13 @@ uni1_status uni1_cancel_job(uni1_session *s, const char *job_id)
 
 double uni1_next_poll_delay(const uni1_poll_state *st)
 {
-    const double shortest = 0.25, longest = 8.0;
+    /* The shortest pause grows with the job's age (2% of it): a progress
+     * curve that slows near its end (most do) would otherwise draw polls
+     * ever closer together. It also bounds how late success is noticed. */
+    double shortest = st->elapsed * 0.02;
+    if (shortest < 0.25)
+        shortest = 0.25;
+    const double longest = 8.0;
     double rate = -1;
     if (st->progress > 0 && st->elapsed > 0)
         rate = st->progress / st->elapsed;
@@ -232,8 +369,17 @@ double uni1_next_poll_delay(const uni1_poll_state *st)
     }
     double delay;
     if (st->progress >= 0.999) {
-        delay = 0.5; /* finalizing: the end is near but its length unknown */
-    } else if (rate > 0) {
+        /* Finalizing: the end is near but its length unknown; back off gently
+         * while it lasts, to at most 1.5 s. */
+        const double finalizing_longest = 1.5;
+        delay = 0.5;
+        if (st->prev_progress >= 0.999 && st->since_prev * 1.5 > delay)
+            delay = st->since_prev * 1.5;
+        if (delay < shortest)
+            delay = shortest;
+        return delay < finalizing_longest ? delay : finalizing_longest;
+    }
+    if (rate > 0) {
         double eta = (1.0 - st->progress) / rate;
         delay = eta * 0.5;
     } else {

@@ -26,10 +26,19 @@ struct uni1_client {
     uni1_log_fn log;
     void *log_userdata;
 
-    pthread_mutex_t lock; /* guards free_sessions and sessions_out */
+    pthread_mutex_t lock; /* guards the fields below */
     uni1_session *free_sessions;
     unsigned sessions_out;
+    /* Ids of jobs this client created or adopted, newest last (a ring), so
+     * that reconciling an uncertain submission never adopts a sibling job
+     * made from the same request. */
+    char (*known_ids)[UNI1_ID_MAX];
+    size_t known_len, known_next;
 };
+
+#define UNI1_KNOWN_IDS 4096
+void uni1__remember_job(uni1_client *c, const char *id);
+int uni1__is_known_job(uni1_client *c, const char *id);
 
 /* A growable byte buffer with a cap, used for response bodies. */
 typedef struct uni1_sink {

@@ -118,6 +118,9 @@ typedef struct uni1_error {
     double retry_after;        /* seconds the server asked us to wait (the
                                   larger of Retry-After and remainingSeconds),
                                   or -1 when it gave none */
+    double sent_at;            /* UNI1_ERR_UNCERTAIN: when the request that
+                                  may have created a job was sent (Unix time,
+                                  seconds); 0 otherwise */
 } uni1_error;
 
 /* Clock used for deadlines: seconds, monotonic, arbitrary origin. */
@@ -366,8 +369,17 @@ void uni1_parse_error_body(const char *buf, size_t len, uni1_error *out);
 /* ------------------------------------------------------------------------ */
 
 /* POST /generate/custom/model_luma-uni-1-max. Validates first: an invalid
- * request sends nothing. *cost is -1 when the answer gives none. This is
- * never retried blindly: see UNI1_ERR_UNCERTAIN. */
+ * request sends nothing. *cost is -1 when the answer gives none.
+ *
+ * Exactly once: the POST is re-sent only when it certainly created no job
+ * (the connection failed before the request went out, or HTTP 408/429). When
+ * the outcome is uncertain (sent, then the connection dropped or timed out,
+ * or a 5xx), the client lists recent jobs (GET /jobs) and adopts the one whose
+ * metadata.input holds every field of this request, created after it was
+ * sent (allowing 120 s of clock skew) and not already known to this client;
+ * only if the listing shows none is the request sent again. If the listing
+ * itself fails, the call returns UNI1_ERR_UNCERTAIN with sent_at set. An
+ * adopted job comes back with *cost -1. */
 uni1_status uni1_generate(uni1_session *s, const uni1_generate_params *p, uni1_job *out,
                           double *cost);
 /* The same with ?dryRun=true: a quote (HTTP 269), no job. */
