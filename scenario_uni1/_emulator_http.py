@@ -1,0 +1,484 @@
+"""A small HTTP/1.1 server on asyncio protocols, for the emulator.
+
+Why not http.server: it manages a few thousand requests a second at best, and
+the benchmarks need the emulator to be faster than the clients it measures. This
+one parses a request with a handful of bytes operations and answers a small JSON
+body with a single transport.write, so one keep-alive connection gets well over
+5,000 requests a second.
+
+Supported: keep-alive and `Connection: close`, pipelining (answered in order),
+Content-Length and chunked request bodies, `Expect: 100-continue`, HEAD, large
+bodies streamed from memory with flow control. The fault actions (drop, stall,
+truncate, delay, redirect) live here because they act on the connection.
+
+The application side is a "site" object with these methods:
+    on_headers(req) -> None | "drop" | HttpResponse   (after the head is parsed)
+    record(req)                                         (once per request with a body read)
+    handle(req) -> HttpResponse                         (synchronous, on the loop)
+    fault_response(req, fault) -> HttpResponse
+    redirect_response(req) -> HttpResponse
+and the attributes `origin` (a name) and `connections` (a set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import logging
+import time
+from urllib.parse import parse_qsl
+
+log = logging.getLogger("scenario_uni1.emulator")
+
+MAX_HEAD_BYTES = 64 * 1024
+SMALL_BODY = 256 * 1024
+STREAM_CHUNK = 1 << 20
+
+_REASONS = {s.value: s.phrase for s in http.HTTPStatus}
+# Node answers a status it has no phrase for with "unknown"; the API's 269 is one.
+_REASONS[269] = "unknown"
+
+
+def reason_phrase(status: int) -> str:
+    return _REASONS.get(status, "unknown")
+
+
+_date_cache = [0, ""]
+
+
+def http_date() -> str:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = email.utils.formatdate(now, usegmt=True)
+    return _date_cache[1]
+
+
+class HttpRequest:
+    __slots__ = (
+        "_query",
+        "body",
+        "chunked",
+        "content_length",
+        "fault",
+        "headers",
+        "keep_alive",
+        "method",
+        "origin",
+        "path",
+        "query_string",
+        "target",
+        "time",
+        "version",
+    )
+
+    def __init__(self, origin, method, target, version, headers):
+        self.origin = origin
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.body = b""
+        self.fault = None
+        self.time = time.time()
+        self._query = None
+        if target.startswith(("http://", "https://")):  # absolute form, as sent to a proxy
+            slash = target.find("/", target.find("//") + 2)
+            target = target[slash:] if slash >= 0 else "/"
+        path, _, qs = target.partition("?")
+        self.path = path
+        self.query_string = qs
+        conn = headers.get("connection", "").lower()
+        if version == "HTTP/1.0":
+            self.keep_alive = "keep-alive" in conn
+        else:
+            self.keep_alive = "close" not in conn
+        te = headers.get("transfer-encoding", "").lower()
+        self.chunked = "chunked" in te
+        cl = headers.get("content-length")
+        if cl is None or self.chunked:
+            self.content_length = 0
+        else:
+            cl = cl.strip()
+            if not cl.isdigit():
+                raise ValueError("bad Content-Length")
+            self.content_length = int(cl)
+
+    @property
+    def query(self) -> dict:
+        if self._query is None:
+            self._query = dict(parse_qsl(self.query_string, keep_blank_values=True))
+        return self._query
+
+
+class HttpResponse:
+    __slots__ = ("body", "close", "headers", "reason", "status")
+
+    def __init__(self, status: int, body=b"", headers=None, close: bool = False, reason=None):
+        self.status = status
+        self.body = body  # bytes or a Body (segments)
+        self.headers = headers if headers is not None else []
+        self.close = close
+        self.reason = reason
+
+    def head_bytes(self, length: int, close: bool) -> bytes:
+        reason = self.reason or reason_phrase(self.status)
+        parts = [
+            f"HTTP/1.1 {self.status} {reason}\r\nDate: {http_date()}\r\nContent-Length: {length}\r\n"
+        ]
+        for k, v in self.headers:
+            parts.append(f"{k}: {v}\r\n")
+        if close:
+            parts.append("Connection: close\r\n")
+        parts.append("\r\n")
+        return "".join(parts).encode("latin-1")
+
+
+def _body_len(body) -> int:
+    return len(body)
+
+
+class _ChunkedIncomplete(Exception):
+    pass
+
+
+def _parse_chunked(buf: bytearray):
+    """Decode a complete chunked body at the start of buf: (body, bytes used).
+
+    Raises _ChunkedIncomplete when more data is needed, ValueError when malformed.
+    Only chunk heads are scanned, so a re-scan per arriving packet is cheap.
+    """
+    pos = 0
+    pieces = []
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            if len(buf) - pos > 1024:
+                raise ValueError("chunk size line too long")
+            raise _ChunkedIncomplete
+        size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+        size = int(size_text, 16)  # ValueError if malformed
+        pos = eol + 2
+        if size == 0:
+            # trailers until an empty line
+            while True:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    raise _ChunkedIncomplete
+                line_empty = eol == pos
+                pos = eol + 2
+                if line_empty:
+                    return b"".join(pieces), pos
+        if len(buf) < pos + size + 2:
+            raise _ChunkedIncomplete
+        pieces.append(bytes(buf[pos : pos + size]))
+        if buf[pos + size : pos + size + 2] != b"\r\n":
+            raise ValueError("bad chunk terminator")
+        pos += size + 2
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection. Requests are answered strictly in order."""
+
+    def __init__(self, site):
+        self.site = site
+        self.transport = None
+        self.buf = bytearray()
+        self.pending = None  # a request whose body is still arriving
+        self.busy = False  # an asynchronous answer is in progress
+        self.closed = False
+        self.dead = False  # stop reading requests (dropped / closing)
+        self.paused = False
+        self.eof = False
+        self.discard = 0  # body bytes to throw away after an early answer
+        self._writable = None
+        self._lost = None
+        self.task = None
+
+    # ------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport):
+        self.transport = transport
+        self.site.connections.add(self)
+        # Pause as soon as anything is buffered: a big body is then handed to the
+        # kernel straight from the cached image, and the transport's own buffer (a
+        # bytearray that is copied into and shifted on every send) stays small.
+        transport.set_write_buffer_limits(high=0)
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.dead = True
+        self.site.connections.discard(self)
+        for fut in (self._writable, self._lost):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        fut = self._writable
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def eof_received(self):
+        self.eof = True
+        if self.busy or self.buf:
+            if not self.busy:
+                self._process()
+            return True
+        return False
+
+    def data_received(self, data):
+        if self.dead:
+            return
+        if self.discard:
+            n = min(self.discard, len(data))
+            self.discard -= n
+            data = data[n:]
+            if not self.discard:
+                self.close()
+            return
+        self.buf += data
+        if not self.busy:
+            self._process()
+
+    # ------------------------------------------------------------ parsing
+    def close(self):
+        self.dead = True
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self):
+        self.dead = True
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def _bad_request(self, status=400, text="Bad Request"):
+        resp = HttpResponse(status, text.encode(), [("Content-Type", "text/plain")], close=True)
+        self.transport.write(resp.head_bytes(len(resp.body), True) + resp.body)
+        self.close()
+
+    def _process(self):
+        buf = self.buf
+        while not self.busy and not self.dead:
+            req = self.pending
+            if req is None:
+                while buf[:2] == b"\r\n":
+                    del buf[:2]
+                idx = buf.find(b"\r\n\r\n")
+                if idx < 0:
+                    if len(buf) > MAX_HEAD_BYTES:
+                        self._bad_request(431, "Request Header Fields Too Large")
+                    elif self.eof and not self.busy:
+                        self.close()
+                    return
+                head = buf[:idx].decode("latin-1")
+                del buf[: idx + 4]
+                try:
+                    req = self._parse_head(head)
+                except ValueError:
+                    self._bad_request()
+                    return
+                early = self.site.on_headers(req)
+                if early is not None:
+                    if early == "drop":
+                        self.dead = True
+                        self._start(self._drop(req.fault.delay if req.fault else 0.0))
+                        return
+                    # An answer before the body (e.g. 413): send it, swallow the body
+                    # so the client can read the answer, then close.
+                    self.transport.write(early.head_bytes(len(early.body), True) + early.body)
+                    rest = req.content_length - len(buf)
+                    buf.clear()
+                    self.busy = True  # parse nothing more
+                    if rest > 0 and not req.chunked and rest < (1 << 30):
+                        self.discard = rest
+                    else:
+                        self.close()
+                    return
+                if req.content_length or req.chunked:
+                    expect = req.headers.get("expect", "").lower()
+                    if expect == "100-continue" and len(buf) == 0:
+                        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.pending = req
+            # body
+            if req.chunked:
+                try:
+                    body, used = _parse_chunked(buf)
+                except _ChunkedIncomplete:
+                    if self.eof:
+                        self.close()
+                    return
+                except ValueError:
+                    self._bad_request()
+                    return
+                del buf[:used]
+                req.body = body
+            elif req.content_length:
+                n = req.content_length
+                if len(buf) < n:
+                    if self.eof:
+                        self.close()
+                    return
+                req.body = bytes(buf[:n])
+                del buf[:n]
+            self.pending = None
+            self._dispatch(req)
+        if self.eof and not self.busy and not self.buf and not self.closed:
+            self.close()
+
+    def _parse_head(self, head: str) -> HttpRequest:
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            raise ValueError("bad request line")
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise ValueError("bad header line")
+            name = name.strip().lower()
+            value = value.strip()
+            if name in headers:
+                headers[name] += ", " + value
+            else:
+                headers[name] = value
+        return HttpRequest(self.site.origin, parts[0], parts[1], parts[2], headers)
+
+    # ------------------------------------------------------------ answering
+    def _dispatch(self, req: HttpRequest):
+        self.site.record(req)
+        if req.fault is not None:
+            self._start(self._faulted(req, req.fault))
+            return
+        try:
+            resp = self.site.handle(req)
+        except Exception:
+            log.exception("emulator handler failed for %s %s", req.method, req.path)
+            resp = HttpResponse(
+                500, b'{"message":"Internal Server Error"}', [("Content-Type", "application/json")]
+            )
+        self._write_response(req, resp)
+
+    def _write_response(self, req, resp, force_close=False):
+        close = force_close or resp.close or not req.keep_alive
+        body = resp.body
+        length = len(body)
+        head = resp.head_bytes(length, close)
+        if req.method == "HEAD" or length == 0:
+            self.transport.write(head)
+        elif isinstance(body, (bytes, bytearray)) and length <= SMALL_BODY:
+            self.transport.write(head + body)
+        else:
+            self._start(self._stream(head, body, close))
+            return
+        if close:
+            self.close()
+
+    def _start(self, coro):
+        self.busy = True
+        self.task = asyncio.get_running_loop().create_task(coro)
+        self.task.add_done_callback(self._task_done)
+
+    def _task_done(self, task):
+        self.task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("emulator connection task failed", exc_info=task.exception())
+            self.abort()
+        self.busy = False
+        if not self.dead:
+            self._process()
+
+    async def _wait_writable(self):
+        if self.paused and not self.closed:
+            self._writable = asyncio.get_running_loop().create_future()
+            await self._writable
+            self._writable = None
+
+    async def _send_body(self, body, limit=None) -> bool:
+        """Write body (or its first `limit` bytes); False if the connection went away."""
+        if isinstance(body, (bytes, bytearray)):
+            body = memoryview(body)
+            chunks = (body[a : a + STREAM_CHUNK] for a in range(0, len(body), STREAM_CHUNK))
+        else:
+            chunks = body.chunks(STREAM_CHUNK)
+        sent = 0
+        for chunk in chunks:
+            if limit is not None and sent + len(chunk) > limit:
+                chunk = chunk[: limit - sent]
+            if self.closed:
+                return False
+            await self._wait_writable()
+            if self.closed:
+                return False
+            self.transport.write(chunk)
+            sent += len(chunk)
+            if limit is not None and sent >= limit:
+                break
+        await self._wait_writable()
+        return not self.closed
+
+    async def _stream(self, head, body, close):
+        self.transport.write(head)
+        await self._send_body(body)
+        if close:
+            self.close()
+
+    async def _drop(self, delay):
+        if delay:
+            await asyncio.sleep(delay)
+        self.abort()
+
+    async def _wait_lost(self):
+        if not self.closed:
+            self._lost = asyncio.get_running_loop().create_future()
+            await self._lost
+
+    async def _faulted(self, req, fault):
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if self.closed:
+            return
+        action = fault.action
+        site = self.site
+        if action == "drop_before":  # the head arrived with a body (delay case)
+            self.abort()
+            return
+        if action == "drop_after":
+            try:
+                site.handle(req)
+            finally:
+                self.abort()
+            return
+        if action == "redirect":
+            resp = site.redirect_response(req)
+        elif fault.status is not None:
+            resp = site.fault_response(req, fault)
+        else:
+            resp = site.handle(req)
+            if fault.headers:
+                resp.headers.extend(fault.headers.items())
+        if action in ("stall", "truncate"):
+            body = resp.body
+            length = len(body)
+            self.transport.write(resp.head_bytes(length, False))
+            if req.method != "HEAD":
+                part = length // 2
+                if action == "stall":
+                    part = min(part, STREAM_CHUNK)
+                await self._send_body(body, limit=part)
+            if action == "truncate":
+                self.close()
+            else:
+                self.dead = True
+                await self._wait_lost()
+            return
+        close = resp.close or not req.keep_alive
+        head = resp.head_bytes(len(resp.body), close)
+        self.transport.write(head)
+        if req.method != "HEAD" and len(resp.body):
+            await self._send_body(resp.body)
+        if close:
+            self.close()
