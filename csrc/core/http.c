@@ -407,6 +407,7 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
         memset(&m, 0, sizeof m);
         double t0 = uni1_monotonic();
         uni1__reset_error(s);
+        s->last_request_sent = 0; /* until this attempt puts bytes on the wire */
         st = c->transport ? api_once_custom(s, call, url, &out, &m)
                           : api_once_curl(s, call, url, &out, &m);
         double ms = (uni1_monotonic() - t0) * 1000.0;

@@ -1,0 +1,211 @@
+/*
+ * binding.h - private to csrc/binding: the CPython side of scenario_uni1.
+ *
+ * The binding is the only code that includes Python.h. It is built against
+ * the limited API (abi3, 3.10+), so it never touches object internals: every
+ * type is a heap type made from a spec, every access goes through functions.
+ *
+ * FILES
+ *   module.c  module init/exec, module state, the exceptions, the one function
+ *             that maps a failed core call to an exception, module functions
+ *             (validate_generate, _set_glue, _rebuild_job).
+ *   args.c    argument parsing for vectorcall methods, and the conversions of
+ *             Python arguments to C buffers the binding owns.
+ *   call.c    one network call: session acquire/release, the GIL released
+ *             around the core, the interrupt callback (Ctrl-C, Job.cancel(),
+ *             Client.close()) and log forwarding.
+ *   client.c  the Client type (a base type: scenario_uni1.Client subclasses it).
+ *   job.c     the Job type (final; made only by the binding).
+ *
+ * THREADS AND THE GIL
+ *   abi3 extensions only load in interpreters with a GIL, and the binding
+ *   relies on it: the fields of ClientObject and JobObject are read and
+ *   written only while holding the GIL. The core runs with the GIL released
+ *   and sees only C buffers the binding copied before releasing it.
+ */
+#ifndef UNI1_BINDING_H
+#define UNI1_BINDING_H
+
+#include <Python.h>
+
+#include "uni1.h"
+
+/* ---- module state ------------------------------------------------------- */
+
+typedef struct py_state {
+    PyTypeObject *client_type;
+    PyTypeObject *job_type;
+
+    PyObject *Uni1Error;
+    PyObject *InvalidRequestError;
+    PyObject *InvalidRequestTypeError; /* (InvalidRequestError, TypeError) */
+    PyObject *ConfigurationError;
+    PyObject *APIError;
+    PyObject *AuthenticationError;
+    PyObject *PermissionDeniedError;
+    PyObject *NotFoundError;
+    PyObject *RateLimitError;
+    PyObject *ServerError;
+    PyObject *ConnectionError;
+    PyObject *TimeoutError;
+    PyObject *SubmissionUncertainError;
+    PyObject *JobError;
+    PyObject *JobFailedError;
+    PyObject *JobCanceledError;
+
+    /* Hooks from scenario_uni1/__init__.py (_set_glue); NULL until set. */
+    PyObject *image_factory;
+    PyObject *path_factory;
+    PyObject *default_client;
+    PyObject *progress_factory;
+
+    /* Imported on first use (import time matters to CLI users). */
+    PyObject *json_loads;
+    PyObject *os_makedirs;
+} py_state;
+
+/* ---- objects ------------------------------------------------------------ */
+
+typedef struct ClientObject {
+    PyObject_HEAD
+    uni1_client *core;         /* NULL before __init__ and after close() */
+    int closed;
+    Py_ssize_t active;         /* calls in flight; the core is freed when the
+                                  last one ends after close() */
+    unsigned long long requests; /* sum of the per-session request counters
+                                    over finished calls */
+    double timeout;
+    int max_retries;
+    PyObject *base_url;        /* str, kept after close() for repr */
+    PyObject *project_id;      /* str or None */
+    PyObject *logger;          /* logging.Logger when DEBUG was enabled at
+                                  creation, else NULL */
+} ClientObject;
+
+typedef struct JobObject {
+    PyObject_HEAD
+    ClientObject *client;      /* strong */
+    uni1_job job;              /* owned; updated only with the GIL held */
+    double cost;               /* creative units, -1 when unknown */
+    PyObject *raw_cache;       /* json.loads(job.raw_json), or NULL */
+    unsigned long cancel_gen;  /* bumped by cancel(): stops running waits */
+    int waiting;               /* a wait() runs (refuse a second one) */
+    uni1_session *wait_session;/* the session that wait uses, for wakeups */
+} JobObject;
+
+/* ---- calls into the core ------------------------------------------------ */
+
+enum py_stop { PY_STOP_NONE = 0, PY_STOP_CANCEL, PY_STOP_CLOSED };
+
+typedef struct py_call {
+    py_state *st;
+    ClientObject *client;      /* strong for the duration of the call */
+    uni1_session *s;
+    PyThreadState *tstate;     /* saved while the GIL is released */
+    struct py_call *outer;     /* a call made from a callback of this one */
+    uint64_t requests_at_start;
+    /* wait() only */
+    JobObject *job;            /* borrowed: the caller holds it */
+    PyObject *progress;        /* callable or NULL (borrowed) */
+    unsigned long cancel_gen;
+    enum py_stop stop;
+} py_call;
+
+/* Extra context for mapping a failure to an exception. */
+typedef struct py_error_extra {
+    PyObject *job;                       /* JobError.job, or NULL */
+    const uni1_generate_params *params;  /* SubmissionUncertainError.request */
+    enum py_stop stop;                   /* why the binding interrupted */
+} py_error_extra;
+
+/* Acquires a session of client (raising ConfigurationError when closed) and
+ * installs the interrupt callback and the deadline (absolute uni1_monotonic()
+ * time, 0 for none). -1 with an exception set on failure. */
+int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadline);
+/* Release and take back the GIL around core calls. Between them, touch no
+ * Python object. */
+void py_call_allow_threads(py_call *c);
+void py_call_end_threads(py_call *c);
+/* Maps the failed call to an exception (or keeps a pending one). Must be
+ * called before py_call_finish: it reads the session error. Returns NULL. */
+PyObject *py_call_fail(py_call *c, uni1_status status, PyObject *job,
+                       const uni1_generate_params *params);
+/* Adds up the request count, releases the session, frees the core of a
+ * closed client once its last call ends. */
+void py_call_finish(py_call *c);
+
+/* The core's progress callback for uni1_wait_job (call.c). */
+int py_wait_progress(void *userdata, const uni1_job *job);
+/* The core's log callback; userdata is the ClientObject (call.c). */
+void py_log_forward(void *userdata, uni1_log_level level, const char *message);
+
+/* ---- module.c ------------------------------------------------------------ */
+
+/* THE mapping from a failed core call to a Python exception. If a Python
+ * exception is already pending (Ctrl-C, a callback that raised) it wins and
+ * nothing is mapped. Always returns NULL. */
+PyObject *py_raise_core(py_state *st, uni1_status status, const uni1_error *err,
+                        const py_error_extra *extra);
+/* json.loads(buf[:len]) */
+PyObject *py_json_loads(py_state *st, const char *buf, size_t len);
+/* A str from UTF-8 the server sent (invalid bytes replaced). */
+PyObject *py_str(const char *s);
+PyObject *py_str_or_none(const char *s);
+
+/* ---- args.c ------------------------------------------------------------- */
+
+typedef struct py_argspec {
+    const char *fname;
+    const char *const *names;  /* NULL-terminated */
+    int n_positional;          /* names[0..n_positional) may be positional */
+    int n_required;            /* names[0..n_required) must be given */
+} py_argspec;
+
+/* Fills out[i] with a borrowed reference to argument names[i], or NULL when
+ * it was not given. TypeError on unknown, duplicate, missing or surplus
+ * arguments. */
+int py_parse_args(const py_argspec *spec, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames, PyObject **out);
+
+/* A malloc'd UTF-8 copy of a str argument. None (when allow_none) or NULL
+ * gives *out = NULL. InvalidRequestTypeError (an InvalidRequestError and a
+ * TypeError) for a non-str; InvalidRequestError for a NUL character or a lone
+ * surrogate. */
+int py_copy_str(py_state *st, PyObject *o, const char *what, int allow_none, char **out);
+/* Absolute deadline from a timeout argument: NULL/None -> 0 (none);
+ * InvalidRequestError when negative or NaN; InvalidRequestTypeError for a
+ * non-number. */
+int py_deadline(py_state *st, PyObject *timeout, double *deadline);
+/* The qualified name of type(o), for messages (new reference). */
+PyObject *py_type_name(PyObject *o);
+
+/* The arguments of a generation, copied into C memory. */
+typedef struct py_gen_args {
+    char *prompt;
+    char *source;
+    char *aspect_ratio;
+    char **refs;
+    size_t n_refs;
+    uni1_generate_params params;
+} py_gen_args;
+
+/* Any of the objects may be NULL (argument absent: its default). */
+int py_gen_args_init(py_state *st, py_gen_args *g, PyObject *prompt, PyObject *source,
+                     PyObject *image_refs, PyObject *aspect_ratio, PyObject *output_format,
+                     PyObject *web_search);
+/* InvalidRequestError when the request breaks the API contract. */
+int py_gen_args_validate(py_state *st, const py_gen_args *g);
+void py_gen_args_free(py_gen_args *g);
+
+/* ---- client.c / job.c --------------------------------------------------- */
+
+extern PyType_Spec py_client_spec;
+extern PyType_Spec py_job_spec;
+
+/* Frees the core client (GIL released while libcurl closes connections). */
+void py_client_free_core(ClientObject *self);
+
+/* A new Job taking over *job (left cleared, also on failure). */
+PyObject *py_job_new(py_state *st, ClientObject *client, uni1_job *job, double cost);
+
+#endif

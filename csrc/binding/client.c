@@ -1,0 +1,657 @@
+/* The Client type: settings plus a pool of core sessions. A base type:
+ * scenario_uni1.Client (Python) subclasses it and resolves credentials from
+ * the environment. Methods find the module state through their defining
+ * class (METH_METHOD), never through type(self), which may be a subclass. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+#define PY_METHOD_FLAGS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
+#define PY_CMETHOD(f) ((PyCFunction)(void (*)(void))(f))
+
+void py_client_free_core(ClientObject *self)
+{
+    uni1_client *core = self->core;
+    self->core = NULL;
+    if (!core)
+        return;
+    /* Closing pooled connections may take a moment (TLS close_notify). */
+    Py_BEGIN_ALLOW_THREADS
+    uni1_client_free(core);
+    Py_END_ALLOW_THREADS
+}
+
+/* The module state for a Client subclass instance: walk the MRO to the type
+ * made by this module (PyType_GetModuleByDef is not in the 3.10 limited API).
+ * Only __init__ needs this; methods get their defining class. */
+static py_state *state_from_type(PyTypeObject *tp)
+{
+    PyObject *mro = PyObject_GetAttrString((PyObject *)tp, "__mro__");
+    if (!mro)
+        return NULL;
+    py_state *st = NULL;
+    Py_ssize_t n = PyTuple_Size(mro);
+    for (Py_ssize_t i = 0; i < n && !st; i++) {
+        PyObject *t = PyTuple_GetItem(mro, i);
+        if (!t || !PyType_Check(t) ||
+            !(PyType_GetFlags((PyTypeObject *)t) & Py_TPFLAGS_HEAPTYPE))
+            continue;
+        PyObject *m = PyType_GetModule((PyTypeObject *)t);
+        if (!m) {
+            PyErr_Clear();
+            continue;
+        }
+        py_state *cand = PyModule_GetState(m);
+        if (cand && cand->client_type == (PyTypeObject *)t)
+            st = cand;
+    }
+    Py_DECREF(mro);
+    if (!st && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "not a scenario_uni1 Client type");
+    return st;
+}
+
+/* Whether logging.getLogger("scenario_uni1") wants DEBUG. Never imports
+ * logging: when no one imported it, there is no handler to log to. */
+static PyObject *find_debug_logger(void)
+{
+    PyObject *name = PyUnicode_FromString("logging");
+    if (!name)
+        return NULL;
+    PyObject *logging = PyImport_GetModule(name);
+    Py_DECREF(name);
+    if (!logging) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *logger = PyObject_CallMethod(logging, "getLogger", "s", "scenario_uni1");
+    Py_DECREF(logging);
+    if (!logger) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *on = PyObject_CallMethod(logger, "isEnabledFor", "i", (int)UNI1_LOG_DEBUG);
+    int enabled = on ? PyObject_IsTrue(on) : -1;
+    Py_XDECREF(on);
+    if (enabled != 1) {
+        PyErr_Clear();
+        Py_DECREF(logger);
+        return NULL;
+    }
+    return logger;
+}
+
+static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    ClientObject *self = (ClientObject *)op;
+    static char *kwlist[] = {"api_key",    "api_secret", "bearer_token", "base_url",
+                             "project_id", "timeout",    "max_retries",  "user_agent",
+                             "ca_bundle",  "proxy",      NULL};
+    const char *api_key = NULL, *api_secret = NULL, *bearer = NULL, *base_url = NULL;
+    const char *project_id = NULL, *user_agent = NULL, *ca_bundle = NULL, *proxy = NULL;
+    double timeout = 60.0;
+    int max_retries = 3;
+    py_state *st = state_from_type(Py_TYPE(op));
+    if (!st)
+        return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zz$zzzdizzz:Client", kwlist, &api_key,
+                                     &api_secret, &bearer, &base_url, &project_id, &timeout,
+                                     &max_retries, &user_agent, &ca_bundle, &proxy))
+        return -1;
+    if (self->core || self->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Client.__init__() may only be called once");
+        return -1;
+    }
+    if (!(timeout > 0) || isinf(timeout)) {
+        PyErr_SetString(st->ConfigurationError, "timeout must be a positive number of seconds");
+        return -1;
+    }
+    if (max_retries < 0 || max_retries > 100) {
+        PyErr_SetString(st->ConfigurationError, "max_retries must be within 0..100");
+        return -1;
+    }
+    int have_key = api_key && *api_key, have_secret = api_secret && *api_secret;
+    if (!have_key && !have_secret && !(bearer && *bearer)) {
+        PyErr_SetString(st->ConfigurationError,
+                        "no credentials: pass api_key and api_secret or set "
+                        "SCENARIO_SDK_API_KEY/SCENARIO_SDK_API_SECRET");
+        return -1;
+    }
+    uni1_options o;
+    uni1_options_init(&o);
+    o.api_key = have_key ? api_key : NULL;
+    o.api_secret = have_secret ? api_secret : NULL;
+    o.bearer_token = bearer && *bearer ? bearer : NULL;
+    o.base_url = base_url && *base_url ? base_url : NULL;
+    o.project_id = project_id;
+    o.user_agent = user_agent && *user_agent ? user_agent : NULL;
+    o.ca_bundle = ca_bundle && *ca_bundle ? ca_bundle : NULL;
+    o.proxy = proxy && *proxy ? proxy : NULL;
+    o.request_timeout = timeout;
+    o.max_retries = max_retries;
+    PyObject *logger = find_debug_logger();
+    if (logger) {
+        o.log = py_log_forward;
+        o.log_userdata = self;
+    }
+    char err[256] = "";
+    /* Quick and local (string copies, no I/O): the GIL stays held, which also
+     * keeps the argument buffers alive. */
+    uni1_client *core = uni1_client_new(&o, err, sizeof err);
+    if (!core) {
+        Py_XDECREF(logger);
+        PyObject *msg = PyUnicode_DecodeUTF8(err, (Py_ssize_t)strlen(err), "replace");
+        if (msg) {
+            PyErr_SetObject(strcmp(err, "out of memory") == 0 ? PyExc_MemoryError
+                                                               : st->ConfigurationError,
+                            msg);
+            Py_DECREF(msg);
+        }
+        return -1;
+    }
+    PyObject *url = PyUnicode_FromString(uni1_client_base_url(core));
+    const char *pid = uni1_client_project_id(core);
+    PyObject *pid_obj = pid ? PyUnicode_FromString(pid) : Py_NewRef(Py_None);
+    if (!url || !pid_obj) {
+        Py_XDECREF(url);
+        Py_XDECREF(pid_obj);
+        Py_XDECREF(logger);
+        uni1_client_free(core);
+        return -1;
+    }
+    self->core = core;
+    self->timeout = timeout;
+    self->max_retries = max_retries;
+    self->base_url = url;
+    self->project_id = pid_obj;
+    self->logger = logger;
+    return 0;
+}
+
+static int client_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    ClientObject *self = (ClientObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->logger);
+    return 0;
+}
+
+static int client_clear(PyObject *op)
+{
+    ClientObject *self = (ClientObject *)op;
+    Py_CLEAR(self->logger);
+    return 0;
+}
+
+static void client_dealloc(PyObject *op)
+{
+    ClientObject *self = (ClientObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    /* No call can be in flight: each one holds a reference. */
+    if (self->core) {
+        uni1_client *core = self->core;
+        self->core = NULL;
+        uni1_client_free(core);
+    }
+    client_clear(op);
+    Py_CLEAR(self->base_url);
+    Py_CLEAR(self->project_id);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *client_repr(PyObject *op)
+{
+    ClientObject *self = (ClientObject *)op;
+    PyObject *tp = (PyObject *)Py_TYPE(op);
+    PyObject *mod = PyObject_GetAttrString(tp, "__module__");
+    PyObject *name = mod ? PyObject_GetAttrString(tp, "__qualname__") : NULL;
+    PyObject *r = NULL;
+    if (name) {
+        /* Never the credentials: only the URL and the project. */
+        r = PyUnicode_FromFormat("<%U.%U base_url=%R project_id=%R%s>", mod, name,
+                                 self->base_url ? self->base_url : Py_None,
+                                 self->project_id ? self->project_id : Py_None,
+                                 self->closed ? " closed" : "");
+    }
+    Py_XDECREF(mod);
+    Py_XDECREF(name);
+    return r;
+}
+
+/* ---- properties ---------------------------------------------------------- */
+
+static PyObject *get_base_url(PyObject *op, void *closure)
+{
+    (void)closure;
+    ClientObject *self = (ClientObject *)op;
+    return Py_NewRef(self->base_url ? self->base_url : Py_None);
+}
+
+static PyObject *get_project_id(PyObject *op, void *closure)
+{
+    (void)closure;
+    ClientObject *self = (ClientObject *)op;
+    return Py_NewRef(self->project_id ? self->project_id : Py_None);
+}
+
+static PyObject *get_timeout(PyObject *op, void *closure)
+{
+    (void)closure;
+    return PyFloat_FromDouble(((ClientObject *)op)->timeout);
+}
+
+static PyObject *get_max_retries(PyObject *op, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLong(((ClientObject *)op)->max_retries);
+}
+
+static PyObject *get_closed(PyObject *op, void *closure)
+{
+    (void)closure;
+    ClientObject *self = (ClientObject *)op;
+    return PyBool_FromLong(self->closed || !self->core);
+}
+
+static PyObject *get_request_count(PyObject *op, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(((ClientObject *)op)->requests);
+}
+
+static PyGetSetDef client_getset[] = {
+    {"base_url", get_base_url, NULL, "The API root, normalised (ends with the version).", NULL},
+    {"project_id", get_project_id, NULL, "The project sent with every request, or None.", NULL},
+    {"timeout", get_timeout, NULL, "Seconds allowed for one API request.", NULL},
+    {"max_retries", get_max_retries, NULL, "Retries of reads after transient failures.", NULL},
+    {"closed", get_closed, NULL, "Whether close() was called.", NULL},
+    {"request_count", get_request_count, NULL,
+     "HTTP requests this client has sent, retries included (counted when each call ends).",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+/* ---- methods -------------------------------------------------------------- */
+
+static const char *const gen_names[] = {"prompt",        "source",     "image_refs", "aspect_ratio",
+                                        "output_format", "web_search", "timeout",    NULL};
+
+static PyObject *client_submit(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                               size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    ClientObject *self = (ClientObject *)op;
+    static const py_argspec spec = {"_submit", gen_names, 6, 1};
+    PyObject *a[7];
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
+        return NULL;
+    double deadline;
+    if (py_deadline(st, a[6], &deadline) < 0)
+        return NULL;
+    py_gen_args g;
+    if (py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0)
+        return NULL;
+    /* An invalid request never reaches the network. */
+    if (py_gen_args_validate(st, &g) < 0) {
+        py_gen_args_free(&g);
+        return NULL;
+    }
+    py_call c;
+    if (py_call_begin(&c, st, self, deadline) < 0) {
+        py_gen_args_free(&g);
+        return NULL;
+    }
+    uni1_job job;
+    double cost = -1;
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_generate(c.s, &g.params, &job, &cost);
+    py_call_end_threads(&c);
+    PyObject *result;
+    if (rc != UNI1_OK) {
+        result = py_call_fail(&c, rc, NULL, &g.params);
+        uni1_job_clear(&job);
+    } else if (PyErr_Occurred()) {
+        /* A Ctrl-C caught by the last check wins (pycurl's rule), even though
+         * the job exists; client.list_jobs() finds it. */
+        result = NULL;
+        uni1_job_clear(&job);
+    } else {
+        result = py_job_new(st, self, &job, cost);
+    }
+    py_call_finish(&c);
+    py_gen_args_free(&g);
+    return result;
+}
+
+static PyObject *client_estimate(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                                 size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    ClientObject *self = (ClientObject *)op;
+    static const py_argspec spec = {"_estimate", gen_names, 6, 1};
+    PyObject *a[7];
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
+        return NULL;
+    double deadline;
+    if (py_deadline(st, a[6], &deadline) < 0)
+        return NULL;
+    py_gen_args g;
+    if (py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0)
+        return NULL;
+    if (py_gen_args_validate(st, &g) < 0) {
+        py_gen_args_free(&g);
+        return NULL;
+    }
+    py_call c;
+    if (py_call_begin(&c, st, self, deadline) < 0) {
+        py_gen_args_free(&g);
+        return NULL;
+    }
+    double cost = -1;
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_estimate(c.s, &g.params, &cost);
+    py_call_end_threads(&c);
+    PyObject *result;
+    if (rc != UNI1_OK || PyErr_Occurred())
+        result = py_call_fail(&c, rc, NULL, NULL);
+    else
+        result = PyFloat_FromDouble(cost);
+    py_call_finish(&c);
+    py_gen_args_free(&g);
+    return result;
+}
+
+static PyObject *client_job(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                            PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    ClientObject *self = (ClientObject *)op;
+    static const char *const names[] = {"job_id", "timeout", NULL};
+    static const py_argspec spec = {"job", names, 1, 1};
+    PyObject *a[2];
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
+        return NULL;
+    double deadline;
+    char *job_id;
+    if (py_deadline(st, a[1], &deadline) < 0 || py_copy_str(st, a[0], "job_id", 0, &job_id) < 0)
+        return NULL;
+    py_call c;
+    if (py_call_begin(&c, st, self, deadline) < 0) {
+        free(job_id);
+        return NULL;
+    }
+    uni1_job job;
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_get_job(c.s, job_id, &job);
+    py_call_end_threads(&c);
+    PyObject *result;
+    if (rc != UNI1_OK || PyErr_Occurred()) {
+        result = py_call_fail(&c, rc, NULL, NULL);
+        uni1_job_clear(&job);
+    } else {
+        result = py_job_new(st, self, &job, -1);
+    }
+    py_call_finish(&c);
+    free(job_id);
+    return result;
+}
+
+static PyObject *client_list_jobs(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                                  size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    ClientObject *self = (ClientObject *)op;
+    static const char *const names[] = {"page_size", "pagination_token", "status", "type",
+                                        "timeout",   NULL};
+    static const py_argspec spec = {"list_jobs", names, 0, 0};
+    PyObject *a[5];
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
+        return NULL;
+    int page_size = 0;
+    if (a[0] && a[0] != Py_None) {
+        if (!PyLong_Check(a[0]) || PyBool_Check(a[0])) {
+            PyErr_SetString(st->InvalidRequestTypeError, "page_size must be an int");
+            return NULL;
+        }
+        long v = PyLong_AsLong(a[0]);
+        if (v == -1 && PyErr_Occurred())
+            return NULL;
+        if (v < 0 || v > 100000) {
+            PyErr_SetString(st->InvalidRequestError, "page_size must be within 0..100000");
+            return NULL;
+        }
+        page_size = (int)v;
+    }
+    double deadline;
+    char *token = NULL, *status = NULL, *type = NULL;
+    if (py_deadline(st, a[4], &deadline) < 0 ||
+        py_copy_str(st, a[1], "pagination_token", 1, &token) < 0 ||
+        py_copy_str(st, a[2], "status", 1, &status) < 0 ||
+        py_copy_str(st, a[3], "type", 1, &type) < 0) {
+        free(token);
+        free(status);
+        return NULL;
+    }
+    uni1_list_query q = {page_size, token, status, type};
+    PyObject *result = NULL;
+    py_call c;
+    if (py_call_begin(&c, st, self, deadline) < 0)
+        goto done;
+    uni1_job_list list;
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_list_jobs(c.s, &q, &list);
+    py_call_end_threads(&c);
+    if (rc != UNI1_OK || PyErr_Occurred()) {
+        py_call_fail(&c, rc, NULL, NULL);
+    } else {
+        PyObject *jobs = PyList_New(0);
+        for (size_t i = 0; jobs && i < list.n_jobs; i++) {
+            const uni1_job *j = &list.jobs[i];
+            PyObject *d = py_json_loads(st, j->raw_json, j->raw_json ? j->raw_len : 0);
+            if (!d || PyList_Append(jobs, d) < 0)
+                Py_CLEAR(jobs);
+            Py_XDECREF(d);
+        }
+        if (jobs) {
+            PyObject *next = py_str_or_none(list.next_token);
+            if (next)
+                result = PyTuple_Pack(2, jobs, next);
+            Py_XDECREF(next);
+            Py_DECREF(jobs);
+        }
+    }
+    uni1_job_list_clear(&list);
+    py_call_finish(&c);
+done:
+    free(token);
+    free(status);
+    free(type);
+    return result;
+}
+
+static PyObject *client_upload(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                               size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    ClientObject *self = (ClientObject *)op;
+    static const char *const names[] = {"data", "name", "mime_type", "timeout", NULL};
+    static const py_argspec spec = {"_upload", names, 3, 3};
+    PyObject *a[4];
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
+        return NULL;
+    double deadline;
+    if (py_deadline(st, a[3], &deadline) < 0)
+        return NULL;
+    /* The core reads the data with the GIL released: give it a copy of its
+     * own (the core base64-encodes it anyway, so this costs little). */
+    PyObject *data;
+    if (PyUnicode_Check(a[0])) {
+        PyErr_SetString(st->InvalidRequestTypeError, "_upload: data must be bytes, not str");
+        return NULL;
+    }
+    data = PyBytes_Check(a[0]) ? Py_NewRef(a[0]) : PyBytes_FromObject(a[0]);
+    if (!data)
+        return NULL;
+    char *name = NULL, *mime = NULL, *buf = NULL;
+    char *src = NULL;
+    Py_ssize_t len = 0;
+    PyObject *result = NULL;
+    if (PyBytes_AsStringAndSize(data, &src, &len) < 0 ||
+        py_copy_str(st, a[1], "name", 0, &name) < 0 ||
+        py_copy_str(st, a[2], "mime_type", 0, &mime) < 0)
+        goto done;
+    buf = malloc(len > 0 ? (size_t)len : 1);
+    if (!buf) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(buf, src, (size_t)len);
+    Py_CLEAR(data);
+    py_call c;
+    if (py_call_begin(&c, st, self, deadline) < 0)
+        goto done;
+    uni1_asset asset;
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_upload_image(c.s, buf, (size_t)len, name, mime, &asset);
+    py_call_end_threads(&c);
+    if (rc != UNI1_OK || PyErr_Occurred())
+        py_call_fail(&c, rc, NULL, NULL);
+    else
+        result = PyUnicode_FromString(asset.id);
+    uni1_asset_clear(&asset);
+    py_call_finish(&c);
+done:
+    Py_XDECREF(data);
+    free(buf);
+    free(name);
+    free(mime);
+    return result;
+}
+
+static PyObject *client_get_asset(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                                  size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    ClientObject *self = (ClientObject *)op;
+    static const char *const names[] = {"asset_id", "timeout", NULL};
+    static const py_argspec spec = {"get_asset", names, 1, 1};
+    PyObject *a[2];
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
+        return NULL;
+    double deadline;
+    char *asset_id;
+    if (py_deadline(st, a[1], &deadline) < 0 ||
+        py_copy_str(st, a[0], "asset_id", 0, &asset_id) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    py_call c;
+    if (py_call_begin(&c, st, self, deadline) < 0) {
+        free(asset_id);
+        return NULL;
+    }
+    uni1_asset asset;
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_get_asset(c.s, asset_id, &asset);
+    py_call_end_threads(&c);
+    if (rc != UNI1_OK || PyErr_Occurred())
+        py_call_fail(&c, rc, NULL, NULL);
+    else
+        result = py_json_loads(st, asset.raw_json, asset.raw_json ? asset.raw_len : 0);
+    uni1_asset_clear(&asset);
+    py_call_finish(&c);
+    free(asset_id);
+    return result;
+}
+
+static PyObject *client_close(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    ClientObject *self = (ClientObject *)op;
+    self->closed = 1;
+    /* Calls in flight stop at their next interrupt check and the last one
+     * to end frees the core (py_call_finish). */
+    if (self->active == 0)
+        py_client_free_core(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *client_enter(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                              size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    ClientObject *self = (ClientObject *)op;
+    (void)args;
+    if (nargs || (kwnames && PyTuple_Size(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "__enter__() takes no arguments");
+        return NULL;
+    }
+    if (!self->core) {
+        PyErr_SetString(st->ConfigurationError,
+                        self->closed ? "client is closed" : "Client.__init__() was not called");
+        return NULL;
+    }
+    return Py_NewRef(op);
+}
+
+static PyObject *client_exit(PyObject *op, PyObject *args)
+{
+    (void)args;
+    return client_close(op, NULL);
+}
+
+static PyMethodDef client_methods[] = {
+    {"_submit", PY_CMETHOD(client_submit), PY_METHOD_FLAGS,
+     "_submit(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
+     "web_search=False, *, timeout=None)\n--\n\n"
+     "POST the generation (asset ids only; validated first). Returns a Job."},
+    {"_estimate", PY_CMETHOD(client_estimate), PY_METHOD_FLAGS,
+     "_estimate(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
+     "web_search=False, *, timeout=None)\n--\n\n"
+     "The cost in creative units (a dry run: no job is created)."},
+    {"job", PY_CMETHOD(client_job), PY_METHOD_FLAGS,
+     "job(job_id, *, timeout=None)\n--\n\nRe-attach to a job by id (one GET)."},
+    {"list_jobs", PY_CMETHOD(client_list_jobs), PY_METHOD_FLAGS,
+     "list_jobs(*, page_size=0, pagination_token=None, status=None, type=None, "
+     "timeout=None)\n--\n\n"
+     "One page of jobs: (list of job dicts, next pagination token or None)."},
+    {"_upload", PY_CMETHOD(client_upload), PY_METHOD_FLAGS,
+     "_upload(data, name, mime_type, *, timeout=None)\n--\n\n"
+     "POST /assets (a small image); returns the asset id."},
+    {"get_asset", PY_CMETHOD(client_get_asset), PY_METHOD_FLAGS,
+     "get_asset(asset_id, *, timeout=None)\n--\n\nThe asset object as the server sent it."},
+    {"close", client_close, METH_NOARGS,
+     "close()\n--\n\nRelease connections. Later calls raise ConfigurationError; calls running "
+     "in other threads stop."},
+    {"__enter__", PY_CMETHOD(client_enter), PY_METHOD_FLAGS, NULL},
+    {"__exit__", client_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyType_Slot client_slots[] = {
+    {Py_tp_doc, "Client(api_key=None, api_secret=None, *, bearer_token=None, base_url=None, "
+                "project_id=None, timeout=60.0, max_retries=3, user_agent=None, ca_bundle=None, "
+                "proxy=None)\n--\n\n"
+                "Settings and a pool of connections; safe to share between threads.\n\n"
+                "Credentials are not read from the environment here: scenario_uni1.Client "
+                "(a Python subclass) resolves them."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, client_init},
+    {Py_tp_dealloc, client_dealloc},
+    {Py_tp_traverse, client_traverse},
+    {Py_tp_clear, client_clear},
+    {Py_tp_repr, client_repr},
+    {Py_tp_methods, client_methods},
+    {Py_tp_getset, client_getset},
+    {0, NULL}};
+
+PyType_Spec py_client_spec = {
+    .name = "scenario_uni1._core.Client",
+    .basicsize = sizeof(ClientObject),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = client_slots,
+};

@@ -1,0 +1,742 @@
+/* The Job type: a final heap type, made only by the binding (submit, job(),
+ * unpickling). It holds a strong reference to its Client, so the client's
+ * core outlives every job that may still use it. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+#define PY_METHOD_FLAGS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
+#define PY_CMETHOD(f) ((PyCFunction)(void (*)(void))(f))
+
+typedef char py_id[UNI1_ID_MAX];
+
+static py_state *job_state(PyObject *op) { return PyType_GetModuleState(Py_TYPE(op)); }
+
+PyObject *py_job_new(py_state *st, ClientObject *client, uni1_job *job, double cost)
+{
+    allocfunc alloc = (allocfunc)PyType_GetSlot(st->job_type, Py_tp_alloc);
+    JobObject *self = (JobObject *)alloc(st->job_type, 0);
+    if (!self) {
+        uni1_job_clear(job);
+        return NULL;
+    }
+    self->client = (ClientObject *)Py_NewRef(client);
+    self->job = *job;
+    memset(job, 0, sizeof *job);
+    self->cost = cost >= 0 ? cost : -1;
+    return (PyObject *)self;
+}
+
+static int job_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    JobObject *self = (JobObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->client);
+    Py_VISIT(self->raw_cache);
+    return 0;
+}
+
+static int job_clear(PyObject *op)
+{
+    JobObject *self = (JobObject *)op;
+    Py_CLEAR(self->client);
+    Py_CLEAR(self->raw_cache);
+    return 0;
+}
+
+static void job_dealloc(PyObject *op)
+{
+    JobObject *self = (JobObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    job_clear(op);
+    uni1_job_clear(&self->job);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(op);
+    Py_DECREF(tp);
+}
+
+/* Replaces the job's state with a fresh copy from the server. */
+static void job_replace(JobObject *self, uni1_job *fresh)
+{
+    uni1_job_clear(&self->job);
+    self->job = *fresh;
+    memset(fresh, 0, sizeof *fresh);
+    Py_CLEAR(self->raw_cache);
+}
+
+static PyObject *job_raw_dict(JobObject *self, py_state *st)
+{
+    if (!self->raw_cache) {
+        if (self->job.raw_json)
+            self->raw_cache = py_json_loads(st, self->job.raw_json, self->job.raw_len);
+        else
+            self->raw_cache = PyDict_New();
+        if (!self->raw_cache)
+            return NULL;
+    }
+    return Py_NewRef(self->raw_cache);
+}
+
+/* ---- properties ---------------------------------------------------------- */
+
+static PyObject *get_id(PyObject *op, void *closure)
+{
+    (void)closure;
+    return py_str(((JobObject *)op)->job.id);
+}
+
+static PyObject *get_status(PyObject *op, void *closure)
+{
+    (void)closure;
+    return py_str(((JobObject *)op)->job.status);
+}
+
+static PyObject *get_progress(PyObject *op, void *closure)
+{
+    (void)closure;
+    return PyFloat_FromDouble(((JobObject *)op)->job.progress);
+}
+
+static PyObject *get_done(PyObject *op, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(uni1_job_state_is_terminal(((JobObject *)op)->job.state));
+}
+
+static PyObject *get_asset_ids(PyObject *op, void *closure)
+{
+    (void)closure;
+    const uni1_job *j = &((JobObject *)op)->job;
+    PyObject *t = PyTuple_New((Py_ssize_t)j->n_assets);
+    for (size_t i = 0; t && i < j->n_assets; i++) {
+        PyObject *s = py_str(j->asset_ids[i]);
+        if (!s || PyTuple_SetItem(t, (Py_ssize_t)i, s) < 0)
+            Py_CLEAR(t);
+    }
+    return t;
+}
+
+static PyObject *get_error(PyObject *op, void *closure)
+{
+    (void)closure;
+    return py_str_or_none(((JobObject *)op)->job.error);
+}
+
+static PyObject *get_hint(PyObject *op, void *closure)
+{
+    (void)closure;
+    return py_str_or_none(((JobObject *)op)->job.hint);
+}
+
+static PyObject *get_cost(PyObject *op, void *closure)
+{
+    (void)closure;
+    double cost = ((JobObject *)op)->cost;
+    if (cost < 0)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(cost);
+}
+
+static PyObject *get_raw(PyObject *op, void *closure)
+{
+    (void)closure;
+    return job_raw_dict((JobObject *)op, job_state(op));
+}
+
+static PyObject *get_client(PyObject *op, void *closure)
+{
+    (void)closure;
+    return Py_NewRef((PyObject *)((JobObject *)op)->client);
+}
+
+static PyGetSetDef job_getset[] = {
+    {"id", get_id, NULL, "The job id.", NULL},
+    {"status", get_status, NULL,
+     "pending, queued, warming-up, in-progress, finalizing, success, failure, canceled (or the "
+     "server's own word).",
+     NULL},
+    {"progress", get_progress, NULL, "Progress from 0 to 1, as of the last poll.", NULL},
+    {"done", get_done, NULL, "Whether the status is terminal.", NULL},
+    {"asset_ids", get_asset_ids, NULL, "The ids of the generated assets (tuple).", NULL},
+    {"error", get_error, NULL, "The failure reason, or None.", NULL},
+    {"hint", get_hint, NULL, "The server's hint about a failure, or None.", NULL},
+    {"cost", get_cost, NULL, "Creative units from the submit response, or None.", NULL},
+    {"raw", get_raw, NULL, "The last job JSON as a dict (unknown fields kept).", NULL},
+    {"client", get_client, NULL, "The Client this job uses.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyObject *job_repr(PyObject *op)
+{
+    JobObject *self = (JobObject *)op;
+    PyObject *id = py_str(self->job.id);
+    PyObject *status = id ? py_str(self->job.status) : NULL;
+    PyObject *progress = status ? PyFloat_FromDouble(floor(self->job.progress * 100 + 0.5) / 100)
+                                : NULL;
+    PyObject *r = NULL;
+    if (progress)
+        r = PyUnicode_FromFormat("<scenario_uni1.Job id=%R status=%R progress=%R>", id, status,
+                                 progress);
+    Py_XDECREF(id);
+    Py_XDECREF(status);
+    Py_XDECREF(progress);
+    return r;
+}
+
+/* ---- waiting ------------------------------------------------------------- */
+
+/* JobFailedError / JobCanceledError for a job already known to be over. */
+static int raise_terminal(py_state *st, JobObject *self)
+{
+    uni1_error e;
+    memset(&e, 0, sizeof e);
+    e.retry_after = -1;
+    uni1_status status;
+    if (self->job.state == UNI1_JOB_FAILURE) {
+        status = UNI1_ERR_JOB_FAILED;
+        snprintf(e.message, sizeof e.message, "job %s failed: %s", self->job.id,
+                 self->job.error ? self->job.error : "no reason given");
+    } else {
+        status = UNI1_ERR_JOB_CANCELED;
+        snprintf(e.message, sizeof e.message, "job %s was canceled", self->job.id);
+    }
+    e.status = status;
+    py_error_extra extra = {(PyObject *)self, NULL, PY_STOP_NONE};
+    py_raise_core(st, status, &e, &extra);
+    return -1;
+}
+
+/* Polls until a terminal state. 0 on success, -1 with an exception. */
+static int job_wait_impl(JobObject *self, py_state *st, double deadline, PyObject *progress)
+{
+    switch (self->job.state) {
+    case UNI1_JOB_SUCCESS:
+        return 0;
+    case UNI1_JOB_FAILURE:
+    case UNI1_JOB_CANCELED:
+        return raise_terminal(st, self);
+    default:
+        break;
+    }
+    if (self->waiting) {
+        /* pycurl's way: refuse a busy handle rather than queue behind it. */
+        PyErr_Format(PyExc_RuntimeError,
+                     "wait() is already running for job %s (in another thread, or this is its "
+                     "progress callback); wait for a job in one thread at a time, or re-attach "
+                     "with client.job(job_id)",
+                     self->job.id);
+        return -1;
+    }
+    py_call c;
+    if (py_call_begin(&c, st, self->client, deadline) < 0)
+        return -1;
+    uni1_job work;
+    if (uni1_job_copy(&work, &self->job) != UNI1_OK) {
+        PyErr_NoMemory();
+        py_call_finish(&c);
+        return -1;
+    }
+    Py_INCREF(self);
+    c.job = self;
+    c.progress = progress;
+    c.cancel_gen = self->cancel_gen;
+    self->waiting = 1;
+    self->wait_session = c.s;
+
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_wait_job(c.s, &work, py_wait_progress, &c);
+    py_call_end_threads(&c);
+
+    self->waiting = 0;
+    self->wait_session = NULL;
+    int ret = 0;
+    /* py_wait_progress already published every poll on self. */
+    if (rc != UNI1_OK || PyErr_Occurred()) {
+        py_call_fail(&c, rc, (PyObject *)self, NULL);
+        ret = -1;
+    }
+    py_call_finish(&c);
+    uni1_job_clear(&work);
+    Py_DECREF(self);
+    return ret;
+}
+
+static PyObject *job_wait(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                          PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    static const char *const names[] = {"timeout", "progress", NULL};
+    static const py_argspec spec = {"wait", names, 1, 0};
+    PyObject *a[2];
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
+        return NULL;
+    double deadline;
+    if (py_deadline(st, a[0], &deadline) < 0)
+        return NULL;
+    PyObject *progress = NULL;
+    if (a[1] == Py_True) {
+        if (!st->progress_factory) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "progress=True needs the scenario_uni1 package (import it)");
+            return NULL;
+        }
+        progress = PyObject_CallNoArgs(st->progress_factory);
+        if (!progress)
+            return NULL;
+    } else if (a[1] && a[1] != Py_None && a[1] != Py_False) {
+        if (!PyCallable_Check(a[1])) {
+            PyErr_SetString(st->InvalidRequestTypeError,
+                            "progress must be True, False, None or a callable taking the job");
+            return NULL;
+        }
+        progress = Py_NewRef(a[1]);
+    }
+    int rc = job_wait_impl((JobObject *)op, st, deadline, progress);
+    Py_XDECREF(progress);
+    if (rc < 0)
+        return NULL;
+    return Py_NewRef(op);
+}
+
+static PyObject *job_refresh(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                             size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    JobObject *self = (JobObject *)op;
+    static const char *const names[] = {"timeout", NULL};
+    static const py_argspec spec = {"refresh", names, 0, 0};
+    PyObject *a[1];
+    double deadline;
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
+        py_deadline(st, a[0], &deadline) < 0)
+        return NULL;
+    py_id id;
+    memcpy(id, self->job.id, sizeof id);
+    py_call c;
+    if (py_call_begin(&c, st, self->client, deadline) < 0)
+        return NULL;
+    uni1_job fresh;
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_get_job(c.s, id, &fresh);
+    py_call_end_threads(&c);
+    PyObject *result = NULL;
+    if (rc != UNI1_OK || PyErr_Occurred()) {
+        py_call_fail(&c, rc, NULL, NULL);
+    } else {
+        job_replace(self, &fresh);
+        result = Py_NewRef(op);
+    }
+    uni1_job_clear(&fresh);
+    py_call_finish(&c);
+    return result;
+}
+
+static PyObject *job_cancel(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                            PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    JobObject *self = (JobObject *)op;
+    static const char *const names[] = {"timeout", NULL};
+    static const py_argspec spec = {"cancel", names, 0, 0};
+    PyObject *a[1];
+    double deadline;
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
+        py_deadline(st, a[0], &deadline) < 0)
+        return NULL;
+    /* Local waiting stops whatever the server says (like sqlite's
+     * Connection.interrupt()): the waits running now see the new generation
+     * at their next interrupt check, which the wakeup makes immediate. */
+    self->cancel_gen++;
+    if (self->wait_session)
+        uni1_session_wakeup(self->wait_session);
+    py_id id;
+    memcpy(id, self->job.id, sizeof id);
+    py_call c;
+    if (py_call_begin(&c, st, self->client, deadline) < 0)
+        return NULL;
+    py_call_allow_threads(&c);
+    uni1_status rc = uni1_cancel_job(c.s, id);
+    py_call_end_threads(&c);
+    PyObject *result = NULL;
+    if (rc != UNI1_OK || PyErr_Occurred())
+        py_call_fail(&c, rc, NULL, NULL);
+    else
+        result = Py_NewRef(Py_None);
+    py_call_finish(&c);
+    return result;
+}
+
+/* ---- fetching the results ------------------------------------------------ */
+
+/* Waits unless the job already succeeded; copies the asset ids. */
+static int ready_assets(JobObject *self, py_state *st, double deadline, py_id **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (self->job.state != UNI1_JOB_SUCCESS && job_wait_impl(self, st, deadline, NULL) < 0)
+        return -1;
+    size_t count = self->job.n_assets;
+    if (count == 0)
+        return 0;
+    *ids = malloc(count * sizeof **ids);
+    if (!*ids) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++)
+        snprintf((*ids)[i], sizeof(py_id), "%s", self->job.asset_ids[i]);
+    *n = count;
+    return 0;
+}
+
+/* A protocol failure found by the binding (no session error to read). */
+static PyObject *raise_no_url(py_state *st, const uni1_asset *asset)
+{
+    uni1_error e;
+    memset(&e, 0, sizeof e);
+    e.status = UNI1_ERR_PROTOCOL;
+    e.retry_after = -1;
+    snprintf(e.message, sizeof e.message, "asset %s has no URL (status %s)", asset->id,
+             asset->status[0] ? asset->status : "unknown");
+    return py_raise_core(st, UNI1_ERR_PROTOCOL, &e, NULL);
+}
+
+static PyObject *make_image(py_state *st, const uni1_asset *asset, const uni1_buffer *buf,
+                            const char *content_type)
+{
+    char mime[64];
+    const char *src = asset->mime_type[0] ? asset->mime_type : content_type;
+    size_t k = 0;
+    for (; src[k] && src[k] != ';' && src[k] != ' ' && k < sizeof mime - 1; k++)
+        mime[k] = src[k];
+    mime[k] = 0;
+    if (!mime[0])
+        snprintf(mime, sizeof mime, "application/octet-stream");
+    PyObject *kw = PyDict_New();
+    if (!kw)
+        return NULL;
+    PyObject *vals[5] = {
+        PyBytes_FromStringAndSize(buf->data ? (const char *)buf->data : "", (Py_ssize_t)buf->len),
+        PyUnicode_FromString(mime),
+        PyUnicode_FromString(asset->id),
+        asset->width > 0 ? PyLong_FromLong(asset->width) : Py_NewRef(Py_None),
+        asset->height > 0 ? PyLong_FromLong(asset->height) : Py_NewRef(Py_None),
+    };
+    static const char *const keys[5] = {"data", "mime_type", "asset_id", "width", "height"};
+    int ok = 1;
+    for (int i = 0; i < 5; i++) {
+        if (!vals[i] || PyDict_SetItemString(kw, keys[i], vals[i]) < 0)
+            ok = 0;
+        Py_XDECREF(vals[i]);
+    }
+    PyObject *empty = ok ? PyTuple_New(0) : NULL;
+    PyObject *img = empty ? PyObject_Call(st->image_factory, empty, kw) : NULL;
+    Py_XDECREF(empty);
+    Py_DECREF(kw);
+    return img;
+}
+
+static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                            size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    JobObject *self = (JobObject *)op;
+    static const char *const names[] = {"timeout", NULL};
+    static const py_argspec spec = {"images", names, 0, 0};
+    PyObject *a[1];
+    double deadline;
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
+        py_deadline(st, a[0], &deadline) < 0)
+        return NULL;
+    if (!st->image_factory) {
+        PyErr_SetString(PyExc_RuntimeError, "images() needs the scenario_uni1 package (import it)");
+        return NULL;
+    }
+    py_id *ids;
+    size_t n;
+    if (ready_assets(self, st, deadline, &ids, &n) < 0)
+        return NULL;
+    if (n == 0)
+        return PyList_New(0);
+    uni1_asset *assets = calloc(n, sizeof *assets);
+    uni1_buffer *bufs = calloc(n, sizeof *bufs);
+    char(*ctypes)[64] = calloc(n, sizeof *ctypes);
+    PyObject *result = NULL;
+    py_call c;
+    if (!assets || !bufs || !ctypes) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (py_call_begin(&c, st, self->client, deadline) < 0)
+        goto done;
+    uni1_status rc = UNI1_OK;
+    size_t failed_at = n;
+    py_call_allow_threads(&c);
+    for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
+        rc = uni1_get_asset(c.s, ids[i], &assets[i]);
+        if (rc == UNI1_OK && !assets[i].url) {
+            failed_at = i;
+            break;
+        }
+        if (rc == UNI1_OK)
+            rc = uni1_download_to_buffer(c.s, assets[i].url, &bufs[i], ctypes[i],
+                                         sizeof ctypes[i]);
+    }
+    py_call_end_threads(&c);
+    if (rc != UNI1_OK || PyErr_Occurred()) {
+        py_call_fail(&c, rc, NULL, NULL);
+    } else if (failed_at < n) {
+        raise_no_url(st, &assets[failed_at]);
+    } else {
+        result = PyList_New((Py_ssize_t)n);
+        for (size_t i = 0; result && i < n; i++) {
+            PyObject *img = make_image(st, &assets[i], &bufs[i], ctypes[i]);
+            if (!img || PyList_SetItem(result, (Py_ssize_t)i, img) < 0)
+                Py_CLEAR(result);
+        }
+    }
+    py_call_finish(&c);
+done:
+    for (size_t i = 0; i < n; i++) {
+        if (assets)
+            uni1_asset_clear(&assets[i]);
+        if (bufs)
+            uni1_buffer_clear(&bufs[i]);
+    }
+    free(assets);
+    free(bufs);
+    free(ctypes);
+    free(ids);
+    return result;
+}
+
+/* The file extension when the asset has no usable mime type: the format the
+ * job asked for (metadata.input.outputFormat), else "bin". */
+static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t n)
+{
+    snprintf(ext, n, "bin");
+    PyObject *raw = job_raw_dict(self, st);
+    if (!raw) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *meta = PyDict_Check(raw) ? PyDict_GetItemString(raw, "metadata") : NULL;
+    PyObject *input = meta && PyDict_Check(meta) ? PyDict_GetItemString(meta, "input") : NULL;
+    PyObject *fmt = input && PyDict_Check(input) ? PyDict_GetItemString(input, "outputFormat")
+                                                 : NULL;
+    const char *s = fmt && PyUnicode_Check(fmt) ? PyUnicode_AsUTF8AndSize(fmt, NULL) : NULL;
+    if (!s) {
+        PyErr_Clear();
+    } else if (strcmp(s, "png") == 0 || strcmp(s, "PNG") == 0) {
+        snprintf(ext, n, "png");
+    } else if (strcmp(s, "jpeg") == 0 || strcmp(s, "jpg") == 0 || strcmp(s, "JPEG") == 0) {
+        snprintf(ext, n, "jpg");
+    } else if (strcmp(s, "webp") == 0) {
+        snprintf(ext, n, "webp");
+    }
+    Py_DECREF(raw);
+}
+
+static const char *extension_for(const char *mime, const char *fallback)
+{
+    if (strncmp(mime, "image/png", 9) == 0)
+        return "png";
+    if (strncmp(mime, "image/jpeg", 10) == 0 || strncmp(mime, "image/jpg", 9) == 0)
+        return "jpg";
+    if (strncmp(mime, "image/webp", 10) == 0)
+        return "webp";
+    return fallback;
+}
+
+static int make_dirs(py_state *st, PyObject *path)
+{
+    if (!st->os_makedirs) {
+        PyObject *os = PyImport_ImportModule("os");
+        if (!os)
+            return -1;
+        st->os_makedirs = PyObject_GetAttrString(os, "makedirs");
+        Py_DECREF(os);
+        if (!st->os_makedirs)
+            return -1;
+    }
+    PyObject *kw = Py_BuildValue("{s:O}", "exist_ok", Py_True);
+    PyObject *args = kw ? PyTuple_Pack(1, path) : NULL;
+    PyObject *r = args ? PyObject_Call(st->os_makedirs, args, kw) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                              size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    JobObject *self = (JobObject *)op;
+    static const char *const names[] = {"dest", "overwrite", "timeout", NULL};
+    static const py_argspec spec = {"download", names, 1, 0};
+    PyObject *a[3];
+    double deadline;
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
+        py_deadline(st, a[2], &deadline) < 0)
+        return NULL;
+    int overwrite = a[1] ? PyObject_IsTrue(a[1]) : 0;
+    if (overwrite < 0)
+        return NULL;
+    PyObject *dest_bytes = NULL;
+    PyObject *dot = NULL;
+    if (!a[0]) {
+        dot = PyUnicode_FromString(".");
+        if (!dot)
+            return NULL;
+    }
+    if (!PyUnicode_FSConverter(a[0] ? a[0] : dot, &dest_bytes)) {
+        Py_XDECREF(dot);
+        return NULL;
+    }
+    Py_XDECREF(dot);
+    PyObject *result = NULL;
+    py_id *ids = NULL;
+    size_t n = 0;
+    char(*paths)[PATH_MAX] = NULL;
+    char *dir = NULL;
+    const char *d = PyBytes_AsString(dest_bytes);
+    if (!d)
+        goto done;
+    dir = strdup(*d ? d : ".");
+    if (!dir) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t len = strlen(dir); len > 1 && dir[len - 1] == '/'; len--)
+        dir[len - 1] = 0;
+    /* mkdir -p first: a bad destination fails before minutes of waiting. */
+    if (make_dirs(st, dest_bytes) < 0)
+        goto done;
+    if (ready_assets(self, st, deadline, &ids, &n) < 0)
+        goto done;
+    char fallback[16];
+    fallback_extension(self, st, fallback, sizeof fallback);
+    result = PyList_New(0);
+    if (!result || n == 0)
+        goto done;
+    paths = calloc(n, sizeof *paths);
+    if (!paths) {
+        PyErr_NoMemory();
+        Py_CLEAR(result);
+        goto done;
+    }
+    py_call c;
+    if (py_call_begin(&c, st, self->client, deadline) < 0) {
+        Py_CLEAR(result);
+        goto done;
+    }
+    uni1_status rc = UNI1_OK;
+    size_t saved = 0;
+    py_call_allow_threads(&c);
+    for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
+        uni1_asset asset;
+        rc = uni1_get_asset(c.s, ids[i], &asset);
+        if (rc == UNI1_OK) {
+            char name[UNI1_ID_MAX + 16];
+            snprintf(name, sizeof name, "%s.%s", ids[i], extension_for(asset.mime_type, fallback));
+            rc = uni1_download_asset_to_dir(c.s, &asset, dir, name, overwrite, paths[i],
+                                            sizeof paths[i]);
+            if (rc == UNI1_OK)
+                saved++;
+        }
+        uni1_asset_clear(&asset);
+    }
+    py_call_end_threads(&c);
+    if (rc != UNI1_OK || PyErr_Occurred()) {
+        py_call_fail(&c, rc, NULL, NULL);
+        Py_CLEAR(result);
+    }
+    py_call_finish(&c);
+    for (size_t i = 0; result && i < saved; i++) {
+        PyObject *p = PyUnicode_DecodeFSDefault(paths[i]);
+        PyObject *item = p && st->path_factory
+                             ? PyObject_CallFunctionObjArgs(st->path_factory, p, NULL)
+                             : Py_XNewRef(p);
+        Py_XDECREF(p);
+        if (!item || PyList_Append(result, item) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(item);
+    }
+done:
+    Py_DECREF(dest_bytes);
+    free(dir);
+    free(ids);
+    free(paths);
+    return result;
+}
+
+static PyObject *job_reduce(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    JobObject *self = (JobObject *)op;
+    PyObject *module = PyType_GetModule(Py_TYPE(op));
+    if (!module)
+        return NULL;
+    PyObject *rebuild = PyObject_GetAttrString(module, "_rebuild_job");
+    if (!rebuild)
+        return NULL;
+    PyObject *raw = self->job.raw_json ? PyUnicode_DecodeUTF8(self->job.raw_json,
+                                                              (Py_ssize_t)self->job.raw_len,
+                                                              "replace")
+                                       : Py_NewRef(Py_None);
+    PyObject *cost = self->cost >= 0 ? PyFloat_FromDouble(self->cost) : Py_NewRef(Py_None);
+    PyObject *r = NULL;
+    if (raw && cost)
+        r = Py_BuildValue("(O(sOO))", rebuild, self->job.id, raw, cost);
+    Py_DECREF(rebuild);
+    Py_XDECREF(raw);
+    Py_XDECREF(cost);
+    return r;
+}
+
+static PyMethodDef job_methods[] = {
+    {"refresh", PY_CMETHOD(job_refresh), PY_METHOD_FLAGS,
+     "refresh(*, timeout=None)\n--\n\nOne GET; updates the job in place and returns it."},
+    {"wait", PY_CMETHOD(job_wait), PY_METHOD_FLAGS,
+     "wait(timeout=None, *, progress=None)\n--\n\n"
+     "Poll until a terminal status (GIL released; Ctrl-C works). Returns the job.\n\n"
+     "timeout is one deadline for the whole wait (TimeoutError). progress is True (a progress "
+     "display), False/None, or a callable taking the job, called after each poll. Raises "
+     "JobFailedError or JobCanceledError when the job ends badly."},
+    {"images", PY_CMETHOD(job_images), PY_METHOD_FLAGS,
+     "images(*, timeout=None)\n--\n\nWait if needed, then fetch every asset into memory: a "
+     "list of Image."},
+    {"download", PY_CMETHOD(job_download), PY_METHOD_FLAGS,
+     "download(dest='.', *, overwrite=False, timeout=None)\n--\n\n"
+     "Wait if needed, then stream every asset to <dest>/<asset_id>.<ext>, atomically. "
+     "Returns the paths."},
+    {"cancel", PY_CMETHOD(job_cancel), PY_METHOD_FLAGS,
+     "cancel(*, timeout=None)\n--\n\nAsk the server to cancel, and stop the waits running "
+     "on this job now (they raise JobCanceledError). A refusal raises APIError."},
+    {"__reduce__", job_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyType_Slot job_slots[] = {
+    {Py_tp_doc, "A generation job on the server (made by Client.generate or Client.job)."},
+    {Py_tp_dealloc, job_dealloc},
+    {Py_tp_traverse, job_traverse},
+    {Py_tp_clear, job_clear},
+    {Py_tp_repr, job_repr},
+    {Py_tp_methods, job_methods},
+    {Py_tp_getset, job_getset},
+    {0, NULL}};
+
+PyType_Spec py_job_spec = {
+    .name = "scenario_uni1.Job",
+    .basicsize = sizeof(JobObject),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = job_slots,
+};

@@ -1,0 +1,676 @@
+/* The module scenario_uni1._core: multi-phase init, module state, the
+ * exceptions, the mapping of core failures to them, and the module-level
+ * functions. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "binding.h"
+
+/* curl_multi_poll and curl_multi_wakeup, which every wait relies on. */
+#define PY_MIN_CURL_VERSION 0x074400
+#define PY_MIN_CURL_TEXT "7.68.0"
+
+/* ---- small helpers shared by the binding --------------------------------- */
+
+PyObject *py_str(const char *s)
+{
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+PyObject *py_str_or_none(const char *s)
+{
+    if (!s)
+        Py_RETURN_NONE;
+    return py_str(s);
+}
+
+PyObject *py_json_loads(py_state *st, const char *buf, size_t len)
+{
+    if (!st->json_loads) {
+        PyObject *json = PyImport_ImportModule("json");
+        if (!json)
+            return NULL;
+        st->json_loads = PyObject_GetAttrString(json, "loads");
+        Py_DECREF(json);
+        if (!st->json_loads)
+            return NULL;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8(buf ? buf : "", buf ? (Py_ssize_t)len : 0, "replace");
+    if (!text)
+        return NULL;
+    PyObject *res = PyObject_CallFunctionObjArgs(st->json_loads, text, NULL);
+    Py_DECREF(text);
+    return res;
+}
+
+/* ISO 8601 UTC with milliseconds, e.g. "2025-01-31T12:00:00.123Z". */
+static PyObject *iso_utc(double unix_time)
+{
+    time_t secs = (time_t)unix_time;
+    int ms = (int)((unix_time - (double)secs) * 1000.0);
+    if (ms < 0)
+        ms = 0;
+    if (ms > 999)
+        ms = 999;
+    struct tm tm;
+    char text[48];
+    if (!gmtime_r(&secs, &tm) || !strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm))
+        Py_RETURN_NONE;
+    return PyUnicode_FromFormat("%s.%03dZ", text, ms);
+}
+
+static double unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- exceptions ---------------------------------------------------------- */
+
+/* Instantiates type(message), sets the attributes (NULL-terminated pairs of
+ * name and new reference, NULL values meaning None) and raises it. The
+ * references are consumed in every case. */
+static PyObject *raise_with_attrs(PyObject *type, PyObject *message, ...)
+{
+    va_list ap;
+    PyObject *exc = message ? PyObject_CallFunctionObjArgs(type, message, NULL) : NULL;
+    Py_XDECREF(message);
+    int ok = exc != NULL;
+    va_start(ap, message);
+    for (;;) {
+        const char *name = va_arg(ap, const char *);
+        if (!name)
+            break;
+        PyObject *value = va_arg(ap, PyObject *);
+        if (ok && PyObject_SetAttrString(exc, name, value ? value : Py_None) < 0)
+            ok = 0;
+        Py_XDECREF(value);
+    }
+    va_end(ap);
+    if (ok)
+        PyErr_SetObject(type, exc);
+    Py_XDECREF(exc);
+    return NULL;
+}
+
+static PyObject *http_error_class(py_state *st, long status)
+{
+    switch (status) {
+    case 401:
+        return st->AuthenticationError;
+    case 403:
+        return st->PermissionDeniedError;
+    case 404:
+        return st->NotFoundError;
+    case 429:
+        return st->RateLimitError;
+    default:
+        return status >= 500 && status <= 599 ? st->ServerError : st->APIError;
+    }
+}
+
+static PyObject *body_or_none(const uni1_error *err)
+{
+    if (!err || !err->body)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8(err->body, (Py_ssize_t)err->body_len, "replace");
+}
+
+static PyObject *trace_or_none(const uni1_error *err)
+{
+    return py_str_or_none(err && err->trace_id[0] ? err->trace_id : NULL);
+}
+
+static PyObject *raise_http(py_state *st, const uni1_error *err)
+{
+    long status = err->http_status;
+    char synthesized[32];
+    snprintf(synthesized, sizeof synthesized, "HTTP %ld", status);
+    /* The core writes "HTTP <n>" when the server gave no message. */
+    int has_reason = err->message[0] && strcmp(err->message, synthesized) != 0;
+    PyObject *reason = has_reason ? py_str(err->message) : Py_NewRef(Py_None);
+    if (!reason)
+        return NULL;
+    PyObject *msg;
+    if (has_reason && err->trace_id[0])
+        msg = PyUnicode_FromFormat("HTTP %ld: %U (trace id %s)", status, reason, err->trace_id);
+    else if (has_reason)
+        msg = PyUnicode_FromFormat("HTTP %ld: %U", status, reason);
+    else if (err->trace_id[0])
+        msg = PyUnicode_FromFormat("HTTP %ld (trace id %s)", status, err->trace_id);
+    else
+        msg = PyUnicode_FromFormat("HTTP %ld", status);
+    PyObject *cls = http_error_class(st, status);
+    PyObject *retryable = PyBool_FromLong(uni1_status_is_retryable(UNI1_ERR_HTTP, status));
+    if (cls == st->RateLimitError) {
+        PyObject *after = err->retry_after >= 0 ? PyFloat_FromDouble(err->retry_after) : NULL;
+        return raise_with_attrs(cls, msg, "status_code", PyLong_FromLong(status), "reason",
+                                reason, "body", body_or_none(err), "retryable", retryable,
+                                "trace_id", trace_or_none(err), "retry_after", after, NULL);
+    }
+    return raise_with_attrs(cls, msg, "status_code", PyLong_FromLong(status), "reason", reason,
+                            "body", body_or_none(err), "retryable", retryable, "trace_id",
+                            trace_or_none(err), NULL);
+}
+
+static PyObject *raise_protocol(py_state *st, const uni1_error *err)
+{
+    static const char prefix[] = "malformed response from server";
+    const char *m = err->message[0] ? err->message : "unexpected data";
+    PyObject *text = py_str(m);
+    if (!text)
+        return NULL;
+    PyObject *msg = strncmp(m, prefix, sizeof prefix - 1) == 0
+                        ? Py_NewRef(text)
+                        : PyUnicode_FromFormat("%s: %U", prefix, text);
+    Py_DECREF(text);
+    PyObject *code = err->http_status ? PyLong_FromLong(err->http_status) : NULL;
+    return raise_with_attrs(st->APIError, msg, "status_code", code, "reason", NULL, "body",
+                            body_or_none(err), "retryable", Py_NewRef(Py_False), "trace_id",
+                            trace_or_none(err), NULL);
+}
+
+static PyObject *raise_job_error(py_state *st, PyObject *cls, PyObject *job, PyObject *msg)
+{
+    PyObject *error = NULL, *hint = NULL;
+    if (job) {
+        const uni1_job *j = &((JobObject *)job)->job;
+        error = j->error ? py_str(j->error) : NULL;
+        hint = j->hint ? py_str(j->hint) : NULL;
+    }
+    (void)st;
+    return raise_with_attrs(cls, msg, "job", job ? Py_NewRef(job) : NULL, "error", error, "hint",
+                            hint, NULL);
+}
+
+static PyObject *raise_uncertain(py_state *st, const uni1_error *err,
+                                 const uni1_generate_params *params)
+{
+    PyObject *request = NULL;
+    if (params) {
+        char *body = NULL;
+        char ignored[128];
+        if (uni1_build_generate_body(params, &body, ignored, sizeof ignored) == UNI1_OK) {
+            request = py_json_loads(st, body, strlen(body));
+            free(body);
+            if (!request)
+                return NULL;
+        }
+    }
+    PyObject *sent_at = iso_utc(err->sent_at > 0 ? err->sent_at : unix_now());
+    return raise_with_attrs(st->SubmissionUncertainError, py_str(err->message), "request",
+                            request, "sent_at", sent_at, NULL);
+}
+
+PyObject *py_raise_core(py_state *st, uni1_status status, const uni1_error *err,
+                        const py_error_extra *extra)
+{
+    /* pycurl's rule: a Python exception raised while the core ran (Ctrl-C in
+     * the interrupt callback, a progress callback that raised) is the one the
+     * caller sees. */
+    if (PyErr_Occurred())
+        return NULL;
+    uni1_error blank;
+    if (!err) {
+        memset(&blank, 0, sizeof blank);
+        blank.retry_after = -1;
+        err = &blank;
+    }
+    const char *m = err->message[0] ? err->message : uni1_status_name(status);
+    PyObject *job = extra ? extra->job : NULL;
+    switch (status) {
+    case UNI1_OK:
+        PyErr_SetString(PyExc_SystemError, "scenario_uni1: mapped a successful call");
+        return NULL;
+    case UNI1_ERR_HTTP:
+        return raise_http(st, err);
+    case UNI1_ERR_CONNECT:
+    case UNI1_ERR_NETWORK:
+    case UNI1_ERR_TLS:
+        return raise_with_attrs(st->ConnectionError, py_str(m), NULL);
+    case UNI1_ERR_TIMEOUT:
+        return raise_with_attrs(st->TimeoutError, py_str(m), NULL);
+    case UNI1_ERR_PROTOCOL:
+        return raise_protocol(st, err);
+    case UNI1_ERR_INVALID:
+        return raise_with_attrs(st->InvalidRequestError, py_str(m), NULL);
+    case UNI1_ERR_CONFIG:
+        return raise_with_attrs(st->ConfigurationError, py_str(m), NULL);
+    case UNI1_ERR_NOMEM:
+        return raise_with_attrs(PyExc_MemoryError, py_str(m), NULL);
+    case UNI1_ERR_IO:
+        return raise_with_attrs(PyExc_OSError, py_str(m), NULL);
+    case UNI1_ERR_EXISTS: {
+        PyObject *exc = PyObject_CallFunction(PyExc_FileExistsError, "iN", EEXIST, py_str(m));
+        if (exc) {
+            PyErr_SetObject(PyExc_FileExistsError, exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    case UNI1_ERR_INTERRUPTED:
+        if (extra && extra->stop == PY_STOP_CANCEL && job)
+            return raise_job_error(
+                st, st->JobCanceledError, job,
+                PyUnicode_FromFormat("stopped waiting for job %s: cancel() was called",
+                                     ((JobObject *)job)->job.id));
+        if (extra && extra->stop == PY_STOP_CLOSED)
+            return raise_with_attrs(st->ConfigurationError,
+                                    PyUnicode_FromString("client is closed"), NULL);
+        return raise_with_attrs(st->Uni1Error, py_str(m), NULL);
+    case UNI1_ERR_JOB_FAILED:
+        return raise_job_error(st, st->JobFailedError, job, py_str(m));
+    case UNI1_ERR_JOB_CANCELED:
+        return raise_job_error(st, st->JobCanceledError, job, py_str(m));
+    case UNI1_ERR_UNCERTAIN:
+        return raise_uncertain(st, err, extra ? extra->params : NULL);
+    default: {
+        PyObject *text = py_str(m);
+        if (!text)
+            return NULL;
+        PyObject *msg = PyUnicode_FromFormat("%s: %U", uni1_status_name(status), text);
+        Py_DECREF(text);
+        return raise_with_attrs(st->Uni1Error, msg, NULL);
+    }
+    }
+}
+
+/* Creates one exception class, sets default (None) class attributes, adds it
+ * to the module and keeps it in *slot. */
+static int add_exception(PyObject *m, PyObject **slot, const char *name, const char *doc,
+                         PyObject *bases, const char *const *attrs)
+{
+    /* Public classes carry the package's name (they are re-exported there, and
+     * pickle finds them there); the extra one lives in _core. */
+    char qualified[96];
+    snprintf(qualified, sizeof qualified, "%s.%s",
+             strcmp(name, "InvalidRequestTypeError") == 0 ? "scenario_uni1._core" : "scenario_uni1",
+             name);
+    PyObject *cls = PyErr_NewExceptionWithDoc(qualified, doc, bases, NULL);
+    if (!cls)
+        return -1;
+    for (size_t i = 0; attrs && attrs[i]; i++) {
+        if (PyObject_SetAttrString(cls, attrs[i], Py_None) < 0) {
+            Py_DECREF(cls);
+            return -1;
+        }
+    }
+    *slot = cls;
+    return PyModule_AddObjectRef(m, name, cls);
+}
+
+static int add_exception2(PyObject *m, PyObject **slot, const char *name, const char *doc,
+                          PyObject *base1, PyObject *base2, const char *const *attrs)
+{
+    PyObject *bases = PyTuple_Pack(2, base1, base2);
+    if (!bases)
+        return -1;
+    int rc = add_exception(m, slot, name, doc, bases, attrs);
+    Py_DECREF(bases);
+    return rc;
+}
+
+static int create_exceptions(PyObject *m, py_state *st)
+{
+    static const char *const api_attrs[] = {"status_code", "reason", "body", "retryable",
+                                            "trace_id", NULL};
+    static const char *const rate_attrs[] = {"retry_after", NULL};
+    static const char *const uncertain_attrs[] = {"request", "sent_at", NULL};
+    static const char *const job_attrs[] = {"job", "error", "hint", NULL};
+
+    if (add_exception(m, &st->Uni1Error, "Uni1Error", "Base class of every scenario_uni1 error.",
+                      PyExc_Exception, NULL) < 0)
+        return -1;
+    if (add_exception2(m, &st->InvalidRequestError, "InvalidRequestError",
+                       "Bad arguments, caught before any request is sent.", st->Uni1Error,
+                       PyExc_ValueError, NULL) < 0)
+        return -1;
+    /* Wrong-typed arguments: caught by `except TypeError` as Python code
+     * expects, and by `except InvalidRequestError` as the package promises
+     * for every bad argument. */
+    if (add_exception2(m, &st->InvalidRequestTypeError, "InvalidRequestTypeError",
+                       "An argument of the wrong type, caught before any request is sent.",
+                       st->InvalidRequestError, PyExc_TypeError, NULL) < 0)
+        return -1;
+    if (add_exception(m, &st->ConfigurationError, "ConfigurationError",
+                      "Missing credentials or unusable settings.", st->Uni1Error, NULL) < 0)
+        return -1;
+    if (add_exception(m, &st->APIError, "APIError",
+                      "The server answered with an error (status_code, reason, body, "
+                      "retryable, trace_id).",
+                      st->Uni1Error, api_attrs) < 0)
+        return -1;
+    if (add_exception(m, &st->AuthenticationError, "AuthenticationError",
+                      "HTTP 401: the credentials were refused.", st->APIError, NULL) < 0 ||
+        add_exception(m, &st->PermissionDeniedError, "PermissionDeniedError",
+                      "HTTP 403: not allowed.", st->APIError, NULL) < 0 ||
+        add_exception(m, &st->NotFoundError, "NotFoundError", "HTTP 404: no such resource.",
+                      st->APIError, NULL) < 0 ||
+        add_exception(m, &st->RateLimitError, "RateLimitError",
+                      "HTTP 429: slow down (retry_after: seconds, or None).", st->APIError,
+                      rate_attrs) < 0 ||
+        add_exception(m, &st->ServerError, "ServerError", "HTTP 5xx: the server failed.",
+                      st->APIError, NULL) < 0)
+        return -1;
+    if (add_exception2(m, &st->ConnectionError, "ConnectionError",
+                       "A network failure after retries.", st->Uni1Error, PyExc_ConnectionError,
+                       NULL) < 0 ||
+        add_exception2(m, &st->TimeoutError, "TimeoutError", "A deadline passed.", st->Uni1Error,
+                       PyExc_TimeoutError, NULL) < 0)
+        return -1;
+    if (add_exception(m, &st->SubmissionUncertainError, "SubmissionUncertainError",
+                      "A generate request may have reached the server and no job could be "
+                      "found for it (request: the body sent; sent_at: ISO 8601 UTC).",
+                      st->Uni1Error, uncertain_attrs) < 0)
+        return -1;
+    if (add_exception(m, &st->JobError, "JobError",
+                      "A job ended badly (job, and error/hint from the server).", st->Uni1Error,
+                      job_attrs) < 0 ||
+        add_exception(m, &st->JobFailedError, "JobFailedError", "The job ended in failure.",
+                      st->JobError, NULL) < 0 ||
+        add_exception(m, &st->JobCanceledError, "JobCanceledError", "The job was canceled.",
+                      st->JobError, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- module functions ---------------------------------------------------- */
+
+static const char *const gen_names[] = {"prompt",        "source",     "image_refs", "aspect_ratio",
+                                        "output_format", "web_search", NULL};
+
+static PyObject *validate_generate(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    py_state *st = PyModule_GetState(module);
+    static const py_argspec spec = {"validate_generate", gen_names, 6, 1};
+    PyObject *a[6];
+    if (py_parse_args(&spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    py_gen_args g;
+    if (py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0)
+        return NULL;
+    int rc = py_gen_args_validate(st, &g);
+    py_gen_args_free(&g);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static void replace_hook(PyObject **slot, PyObject *value)
+{
+    PyObject *old = *slot;
+    *slot = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
+static PyObject *set_glue(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    py_state *st = PyModule_GetState(module);
+    static const char *const names[] = {"image_factory", "path_factory", "default_client",
+                                        "progress_factory", NULL};
+    static const py_argspec spec = {"_set_glue", names, 0, 4};
+    PyObject *a[4];
+    if (py_parse_args(&spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    for (int i = 0; i < 4; i++)
+        if (!PyCallable_Check(a[i])) {
+            PyErr_Format(PyExc_TypeError, "_set_glue: %s must be callable", names[i]);
+            return NULL;
+        }
+    replace_hook(&st->image_factory, a[0]);
+    replace_hook(&st->path_factory, a[1]);
+    replace_hook(&st->default_client, a[2]);
+    replace_hook(&st->progress_factory, a[3]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *rebuild_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    py_state *st = PyModule_GetState(module);
+    static const char *const names[] = {"job_id", "raw_json", "cost", NULL};
+    static const py_argspec spec = {"_rebuild_job", names, 3, 1};
+    PyObject *a[3];
+    if (py_parse_args(&spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    char *job_id = NULL, *raw = NULL;
+    double cost = -1;
+    if (a[2] && a[2] != Py_None) {
+        cost = PyFloat_AsDouble(a[2]);
+        if (cost == -1 && PyErr_Occurred())
+            return NULL;
+        if (!(cost >= 0))
+            cost = -1;
+    }
+    if (py_copy_str(st, a[0], "job_id", 0, &job_id) < 0 ||
+        py_copy_str(st, a[1], "raw_json", 1, &raw) < 0) {
+        free(job_id);
+        return NULL;
+    }
+    uni1_job job;
+    memset(&job, 0, sizeof job);
+    PyObject *result = NULL;
+    if (raw) {
+        char err[256];
+        if (uni1_parse_job(raw, strlen(raw), &job, err, sizeof err) != UNI1_OK) {
+            PyErr_Format(st->InvalidRequestError, "_rebuild_job: unusable job JSON: %s", err);
+            goto done;
+        }
+    }
+    if (!job.id[0]) {
+        if (strlen(job_id) >= sizeof job.id) {
+            PyErr_SetString(st->InvalidRequestError, "_rebuild_job: job id too long");
+            goto done;
+        }
+        strcpy(job.id, job_id);
+    } else if (strcmp(job.id, job_id) != 0) {
+        PyErr_SetString(st->InvalidRequestError, "_rebuild_job: the JSON is for another job");
+        goto done;
+    }
+    if (!st->default_client) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "scenario_uni1 is not initialised: import scenario_uni1 to unpickle jobs");
+        goto done;
+    }
+    PyObject *client = PyObject_CallNoArgs(st->default_client);
+    if (!client)
+        goto done;
+    int is_client = PyObject_IsInstance(client, (PyObject *)st->client_type);
+    if (is_client == 1)
+        result = py_job_new(st, (ClientObject *)client, &job, cost);
+    else if (is_client == 0)
+        PyErr_SetString(PyExc_TypeError, "default_client() did not return a Client");
+    Py_DECREF(client);
+done:
+    uni1_job_clear(&job);
+    free(job_id);
+    free(raw);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"validate_generate", (PyCFunction)(void (*)(void))validate_generate,
+     METH_FASTCALL | METH_KEYWORDS,
+     "validate_generate(prompt, source=None, image_refs=(), aspect_ratio=None, "
+     "output_format='png', web_search=False)\n--\n\n"
+     "Raise InvalidRequestError if the request breaks the API contract (ids only)."},
+    {"_set_glue", (PyCFunction)(void (*)(void))set_glue, METH_FASTCALL | METH_KEYWORDS,
+     "_set_glue(*, image_factory, path_factory, default_client, progress_factory)\n--\n\n"
+     "Hooks from the Python package (called once by scenario_uni1/__init__.py)."},
+    {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,
+     "_rebuild_job(job_id, raw_json, cost)\n--\n\n"
+     "Unpickle a Job: attach it to the default client."},
+    {NULL, NULL, 0, NULL}};
+
+/* ---- init ---------------------------------------------------------------- */
+
+static int check_curl(void)
+{
+    const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+    if (!info || info->version_num < PY_MIN_CURL_VERSION) {
+        PyErr_Format(PyExc_ImportError,
+                     "scenario_uni1 needs libcurl " PY_MIN_CURL_TEXT
+                     " or later (for curl_multi_poll), but the linked libcurl is %s; "
+                     "upgrade libcurl (e.g. apt-get install libcurl4) and reinstall",
+                     info ? info->version : "unknown");
+        return -1;
+    }
+    return 0;
+}
+
+static int add_constants(PyObject *m)
+{
+    if (PyModule_AddStringConstant(m, "__version__", UNI1_VERSION) < 0 ||
+        PyModule_AddStringConstant(m, "curl_version", uni1_curl_version()) < 0 ||
+        PyModule_AddStringConstant(m, "DEFAULT_BASE_URL", UNI1_DEFAULT_BASE_URL) < 0)
+        return -1;
+    Py_ssize_t n = 0;
+    while (uni1_aspect_ratios[n])
+        n++;
+    PyObject *ratios = PyTuple_New(n);
+    if (!ratios)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyUnicode_FromString(uni1_aspect_ratios[i]);
+        if (!s || PyTuple_SetItem(ratios, i, s) < 0) {
+            Py_DECREF(ratios);
+            return -1;
+        }
+    }
+    int rc = PyModule_AddObjectRef(m, "ASPECT_RATIOS", ratios);
+    Py_DECREF(ratios);
+    if (rc < 0)
+        return -1;
+    PyObject *formats = Py_BuildValue("(ss)", "png", "jpeg");
+    if (!formats)
+        return -1;
+    rc = PyModule_AddObjectRef(m, "OUTPUT_FORMATS", formats);
+    Py_DECREF(formats);
+    return rc;
+}
+
+static int module_exec(PyObject *m)
+{
+    py_state *st = PyModule_GetState(m);
+    if (check_curl() < 0)
+        return -1;
+    char err[256] = "";
+    if (uni1_global_init(err, sizeof err) != UNI1_OK) {
+        PyErr_Format(PyExc_ImportError, "scenario_uni1: %s", err);
+        return -1;
+    }
+    if (create_exceptions(m, st) < 0)
+        return -1;
+    st->client_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &py_client_spec, NULL);
+    if (!st->client_type || PyModule_AddType(m, st->client_type) < 0)
+        return -1;
+    st->job_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &py_job_spec, NULL);
+    if (!st->job_type || PyModule_AddType(m, st->job_type) < 0)
+        return -1;
+    return add_constants(m);
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    py_state *st = PyModule_GetState(m);
+    if (!st)
+        return 0;
+    Py_VISIT(st->client_type);
+    Py_VISIT(st->job_type);
+    Py_VISIT(st->Uni1Error);
+    Py_VISIT(st->InvalidRequestError);
+    Py_VISIT(st->InvalidRequestTypeError);
+    Py_VISIT(st->ConfigurationError);
+    Py_VISIT(st->APIError);
+    Py_VISIT(st->AuthenticationError);
+    Py_VISIT(st->PermissionDeniedError);
+    Py_VISIT(st->NotFoundError);
+    Py_VISIT(st->RateLimitError);
+    Py_VISIT(st->ServerError);
+    Py_VISIT(st->ConnectionError);
+    Py_VISIT(st->TimeoutError);
+    Py_VISIT(st->SubmissionUncertainError);
+    Py_VISIT(st->JobError);
+    Py_VISIT(st->JobFailedError);
+    Py_VISIT(st->JobCanceledError);
+    Py_VISIT(st->image_factory);
+    Py_VISIT(st->path_factory);
+    Py_VISIT(st->default_client);
+    Py_VISIT(st->progress_factory);
+    Py_VISIT(st->json_loads);
+    Py_VISIT(st->os_makedirs);
+    return 0;
+}
+
+static int module_clear(PyObject *m)
+{
+    py_state *st = PyModule_GetState(m);
+    if (!st)
+        return 0;
+    Py_CLEAR(st->client_type);
+    Py_CLEAR(st->job_type);
+    Py_CLEAR(st->Uni1Error);
+    Py_CLEAR(st->InvalidRequestError);
+    Py_CLEAR(st->InvalidRequestTypeError);
+    Py_CLEAR(st->ConfigurationError);
+    Py_CLEAR(st->APIError);
+    Py_CLEAR(st->AuthenticationError);
+    Py_CLEAR(st->PermissionDeniedError);
+    Py_CLEAR(st->NotFoundError);
+    Py_CLEAR(st->RateLimitError);
+    Py_CLEAR(st->ServerError);
+    Py_CLEAR(st->ConnectionError);
+    Py_CLEAR(st->TimeoutError);
+    Py_CLEAR(st->SubmissionUncertainError);
+    Py_CLEAR(st->JobError);
+    Py_CLEAR(st->JobFailedError);
+    Py_CLEAR(st->JobCanceledError);
+    Py_CLEAR(st->image_factory);
+    Py_CLEAR(st->path_factory);
+    Py_CLEAR(st->default_client);
+    Py_CLEAR(st->progress_factory);
+    Py_CLEAR(st->json_loads);
+    Py_CLEAR(st->os_makedirs);
+    return 0;
+}
+
+static void module_free(void *m) { module_clear((PyObject *)m); }
+
+/* Built against the 3.10 limited API, the per-interpreter and free-threading
+ * slots are not visible; they are listed for builds against newer limited
+ * API versions. uni1_global_init (curl_global_init) is process-wide, so a
+ * per-interpreter GIL is not claimed, and the binding relies on the GIL. */
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, (void *)module_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL}};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "scenario_uni1._core",
+    .m_doc = "The C extension of scenario_uni1: a libcurl client for Scenario's Luma Uni-1 Max.\n\n"
+             "Import scenario_uni1, not this module.",
+    .m_size = sizeof(py_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void); /* the one exported symbol */
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&module_def); }
