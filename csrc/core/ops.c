@@ -390,6 +390,12 @@ double uni1_next_poll_delay(const uni1_poll_state *st)
         if (delay > 5.0)
             delay = 5.0;
     }
+    /* Never sleep longer than we have waited so far: an estimate made early
+     * (queued time counts as slow progress) can be far too pessimistic, and
+     * this bounds how late a short job is noticed to about its own length. */
+    double waited = st->elapsed > 0.5 ? st->elapsed : 0.5;
+    if (delay > waited)
+        delay = waited;
     if (delay < shortest)
         delay = shortest;
     if (delay > longest)

@@ -1,0 +1,321 @@
+"""Fast, fault-tolerant client for Scenario's Luma Uni-1 Max image model.
+
+    import scenario_uni1 as uni1
+    images = uni1.run("A fantasy landscape", aspect_ratio="16:9")
+    images[0].save("landscape.png")
+
+Credentials come from SCENARIO_SDK_API_KEY and SCENARIO_SDK_API_SECRET (or
+SCENARIO_SDK_JWT), or from an explicit Client(api_key=..., api_secret=...).
+Set SCENARIO_UNI1_LOG=debug (or info) to log to stderr.
+"""
+
+# Import cost matters: a CLI or a worker imports this on every start. Loading
+# the extension means loading libcurl and the thirty-odd shared libraries it
+# links, which alone costs more than the rest of the package together, so
+# nothing heavy loads here. The extension (_core) and the glue modules load on
+# first use of a name that needs them (module __getattr__ below), and the glue
+# hooks are installed whenever _core is imported, by whatever route
+# (attribute access, `import scenario_uni1._core`, unpickling a Job).
+import _thread
+import os as _os
+import sys as _sys
+
+__version__ = "0.1.0"  # kept equal to _core.__version__ (a test checks)
+
+__all__ = [
+    "ASPECT_RATIOS",
+    "OUTPUT_FORMATS",
+    "APIError",
+    "AuthenticationError",
+    "Client",
+    "ConfigurationError",
+    "ConnectionError",
+    "Image",
+    "InvalidRequestError",
+    "Job",
+    "JobCanceledError",
+    "JobError",
+    "JobFailedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "SubmissionUncertainError",
+    "TimeoutError",
+    "Uni1Error",
+    "__version__",
+    "default_client",
+    "estimate",
+    "generate",
+    "job",
+    "run",
+    "upload",
+]
+
+_FROM_CORE = frozenset(
+    (
+        "ASPECT_RATIOS",
+        "OUTPUT_FORMATS",
+        "APIError",
+        "AuthenticationError",
+        "ConfigurationError",
+        "ConnectionError",
+        "InvalidRequestError",
+        "Job",
+        "JobCanceledError",
+        "JobError",
+        "JobFailedError",
+        "NotFoundError",
+        "PermissionDeniedError",
+        "RateLimitError",
+        "ServerError",
+        "SubmissionUncertainError",
+        "TimeoutError",
+        "Uni1Error",
+    )
+)
+
+TYPE_CHECKING = False  # type checkers take the branch below; nothing imports typing
+if TYPE_CHECKING:
+    from ._client import Client
+    from ._core import (
+        ASPECT_RATIOS,
+        OUTPUT_FORMATS,
+        APIError,
+        AuthenticationError,
+        ConfigurationError,
+        ConnectionError,
+        InvalidRequestError,
+        Job,
+        JobCanceledError,
+        JobError,
+        JobFailedError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        ServerError,
+        SubmissionUncertainError,
+        TimeoutError,
+        Uni1Error,
+    )
+    from ._image import Image
+
+
+def __getattr__(name: str):
+    if name in _FROM_CORE:
+        value = getattr(_load_core(), name)
+    elif name == "_core":
+        value = _load_core()
+    elif name == "Client":
+        from ._client import Client as value
+    elif name == "Image":
+        from ._image import Image as value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def _load_core():
+    # A dotted __import__ (not `from . import _core`, which would come back
+    # here through __getattr__) loads the extension and sets the package
+    # attribute, which installs the glue (see _Package.__setattr__).
+    __import__(__name__ + "._core")
+    return _sys.modules[__name__ + "._core"]
+
+
+_glue_lock = _thread.RLock()
+_glue_installed = False
+
+
+def _install_glue(core) -> None:
+    global _glue_installed
+    with _glue_lock:
+        if _glue_installed:
+            return
+        core._set_glue(
+            image_factory=_image_factory,
+            path_factory=_path_factory,
+            default_client=default_client,
+            progress_factory=_progress_factory,
+        )
+        _glue_installed = True
+
+
+class _Package(type(_sys)):  # type: ignore[misc]  # types.ModuleType, without importing types
+    """The package's module type: installs the glue when _core is imported.
+
+    The import system sets each loaded submodule as an attribute of its
+    package, so this sees every import of the extension, including the one
+    unpickling a Job does in a fresh process.
+    """
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "_core":
+            _install_glue(value)
+
+
+_sys.modules[__name__].__class__ = _Package
+
+
+# -- the default client --------------------------------------------------------
+
+_default_lock = _thread.allocate_lock()
+_default = None
+
+
+def default_client() -> "Client":
+    """The client used by the module-level functions, built on first use from
+    the environment; shared by every thread."""
+    global _default
+    client = _default
+    if client is not None and not client.closed:
+        return client
+    from ._client import Client
+
+    with _default_lock:
+        if _default is None or _default.closed:
+            _default = Client()
+        return _default
+
+
+def _reset_default_client() -> None:
+    """Forget (and close) the default client, e.g. after the environment changed."""
+    global _default
+    with _default_lock:
+        client, _default = _default, None
+    if client is not None:
+        client.close()
+
+
+def _pick_client(client: "Client | None") -> "Client":
+    return default_client() if client is None else client
+
+
+# -- module-level functions ------------------------------------------------------
+
+
+def generate(
+    prompt: str,
+    *,
+    source=None,
+    image_refs=(),
+    aspect_ratio: "str | None" = None,
+    output_format: str = "png",
+    web_search: bool = False,
+    client: "Client | None" = None,
+) -> "Job":
+    """Submit a generation; returns the Job at once. See Client.generate."""
+    return _pick_client(client).generate(
+        prompt,
+        source=source,
+        image_refs=image_refs,
+        aspect_ratio=aspect_ratio,
+        output_format=output_format,
+        web_search=web_search,
+    )
+
+
+def run(
+    prompt: str,
+    *,
+    source=None,
+    image_refs=(),
+    aspect_ratio: "str | None" = None,
+    output_format: str = "png",
+    web_search: bool = False,
+    timeout: "float | None" = None,
+    progress=None,
+    client: "Client | None" = None,
+) -> "list[Image]":
+    """Submit, wait and fetch: a list of Image. See Client.run."""
+    return _pick_client(client).run(
+        prompt,
+        source=source,
+        image_refs=image_refs,
+        aspect_ratio=aspect_ratio,
+        output_format=output_format,
+        web_search=web_search,
+        timeout=timeout,
+        progress=progress,
+    )
+
+
+def job(job_id: str, *, client: "Client | None" = None) -> "Job":
+    """Re-attach to a job by id (one GET)."""
+    return _pick_client(client).job(job_id)
+
+
+def upload(file, *, client: "Client | None" = None) -> str:
+    """Upload an image; returns its asset id. See Client.upload."""
+    return _pick_client(client).upload(file)
+
+
+def estimate(
+    prompt: str,
+    *,
+    source=None,
+    image_refs=(),
+    aspect_ratio: "str | None" = None,
+    output_format: str = "png",
+    web_search: bool = False,
+    client: "Client | None" = None,
+) -> float:
+    """The cost in creative units, without running anything. See Client.estimate."""
+    return _pick_client(client).estimate(
+        prompt,
+        source=source,
+        image_refs=image_refs,
+        aspect_ratio=aspect_ratio,
+        output_format=output_format,
+        web_search=web_search,
+    )
+
+
+# -- glue for the extension ------------------------------------------------------
+
+
+def _image_factory(**fields):
+    # Imported here, not when the glue is installed: _image needs _inputs,
+    # which may be the very module whose import is loading _core right now.
+    from ._image import _image_factory as build
+
+    return build(**fields)
+
+
+def _path_factory(path: str):
+    from pathlib import Path
+
+    return Path(path)
+
+
+def _progress_factory():
+    from ._progress import ProgressPrinter
+
+    return ProgressPrinter()
+
+
+def _setup_logging(level_name: str) -> None:
+    import logging
+
+    level = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}.get(
+        level_name.strip().lower()
+    )
+    if level is None:
+        return
+    logger = logging.getLogger("scenario_uni1")
+    logger.setLevel(level)
+    if not any(getattr(h, "_scenario_uni1", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler._scenario_uni1 = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+if _os.environ.get("SCENARIO_UNI1_LOG"):
+    _setup_logging(_os.environ["SCENARIO_UNI1_LOG"])

@@ -1,0 +1,415 @@
+"""The scenario-uni1 command, in-process against the emulator and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import png_bytes
+from PIL import Image as PILImage
+
+import scenario_uni1 as uni1
+from scenario_uni1 import cli
+from scenario_uni1._progress import ProgressPrinter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(*args: str, env: dict | None = None, timeout: float = 60):
+    """python -m scenario_uni1 ARGS in a fresh process, SCENARIO_* cleared."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCENARIO_")}
+    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "scenario_uni1", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+# -- subprocess, offline ---------------------------------------------------------------
+
+
+def test_generate_offline_writes_an_image(tmp_path):
+    proc = run_module(
+        "generate", "--offline", "a cat", "-o", str(tmp_path), "--aspect-ratio", "16:9"
+    )
+    assert proc.returncode == 0, proc.stderr
+    files = [f for f in os.listdir(tmp_path)]
+    assert len(files) == 1 and files[0].endswith(".png")
+    assert proc.stdout.strip() == str(tmp_path / files[0])
+    with PILImage.open(tmp_path / files[0]) as im:
+        assert im.format == "PNG" and im.width > im.height
+    assert "Traceback" not in proc.stderr
+
+
+def test_generate_json(emu, monkeypatch, tmp_path, capsys):
+    # In-process against the test emulator: the offline one (2 s jobs) is slow.
+    monkeypatch.setenv("SCENARIO_SDK_API_KEY", emu.api_key)
+    monkeypatch.setenv("SCENARIO_SDK_API_SECRET", emu.api_secret)
+    out = tmp_path / "new" / "dir"
+    args = ["--base-url", emu.url, "generate", "a cat", "--json", "--format", "jpeg", "-q"]
+    code = cli.main([*args, "-o", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    assert data["job_id"].startswith("job_")
+    assert data["status"] == "success"
+    assert data["cost"] > 0
+    assert len(data["files"]) == 1 and data["files"][0].endswith(".jpg")
+    assert data["asset_ids"] and data["error"] is None
+    with PILImage.open(data["files"][0]) as im:
+        assert im.format == "JPEG"
+    assert stderr == ""  # --quiet: no progress line
+
+
+def test_generate_offline_no_wait_prints_job_id(tmp_path):
+    proc = run_module("generate", "--offline", "a cat", "--no-wait", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith("job_")
+    assert len(proc.stdout.split()) == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_argument_exits_2_with_message():
+    proc = run_module("generate", "--offline", "a cat", "--format", "gif")
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_module("generate", "--offline", "a cat", "--aspect-ratio", "5:4")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "16:9" in proc.stderr  # names the valid ones
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_credentials_exit_2_without_traceback():
+    proc = run_module("generate", "a cat")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "SCENARIO_SDK_API_KEY" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_command_is_a_usage_error():
+    proc = run_module()
+    assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_version():
+    proc = run_module("--version")
+    assert proc.returncode == 0 and proc.stdout.strip().startswith("scenario-uni1 ")
+
+
+# -- in-process, against the test emulator ---------------------------------------------
+
+
+@pytest.fixture
+def cli_env(emu, monkeypatch):
+    monkeypatch.setenv("SCENARIO_SDK_API_KEY", emu.api_key)
+    monkeypatch.setenv("SCENARIO_SDK_API_SECRET", emu.api_secret)
+    return emu
+
+
+def test_generate_against_emulator_with_base_url(cli_env, tmp_path, capsys):
+    code = cli.main(["--base-url", cli_env.url, "generate", "a cat", "-o", str(tmp_path), "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert len(os.listdir(tmp_path)) == 1 and out.strip() == str(tmp_path / os.listdir(tmp_path)[0])
+    # --base-url after the subcommand works too.
+    code = cli.main(["generate", "a dog", "-o", str(tmp_path), "-q", "--base-url", cli_env.url])
+    assert code == 0 and len(os.listdir(tmp_path)) == 2
+
+
+def test_generate_with_refs_and_source(cli_env, tmp_path, capsys):
+    ref = tmp_path / "ref.png"
+    ref.write_bytes(png_bytes(90, 30))
+    out_dir = tmp_path / "out"
+    code = cli.main(
+        [
+            "--base-url", cli_env.url, "generate", "combine", "--source", str(ref),
+            "--ref", str(ref), "--ref", str(ref), "--web-search", "--json", "-q",
+            "-o", str(out_dir),
+        ]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    with PILImage.open(data["files"][0]) as im:
+        assert abs(im.width / im.height - 3) < 0.06  # the source's 3:1 kept
+    assert cli_env.request_count(method="POST", path="^/v1/assets$") == 1
+    body = [r.json() for r in cli_env.requests if r.path.startswith("/v1/generate")][-1]
+    assert body["webSearch"] is True and len(body["imageRef"]) == 2
+
+
+def test_upload_prints_asset_id(cli_env, tmp_path, capsys):
+    path = tmp_path / "pic.png"
+    path.write_bytes(png_bytes())
+    code = cli.main(["--base-url", cli_env.url, "upload", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    asset_id = out.strip()
+    assert asset_id.startswith("asset_") and asset_id in cli_env.assets
+
+
+def test_upload_unknown_file_type_exits_2(cli_env, tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    code = cli.main(["--base-url", cli_env.url, "upload", str(path)])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.startswith("error: ")
+    assert cli_env.request_count() == 0
+
+
+def test_estimate_prints_creative_units(cli_env, capsys):
+    code = cli.main(["--base-url", cli_env.url, "estimate", "a cat", "--aspect-ratio", "1:1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert float(out.strip()) > 0
+    assert cli_env.jobs_created == 0
+    code = cli.main(["--base-url", cli_env.url, "estimate", "a cat", "--json"])
+    out, _ = capsys.readouterr()
+    assert json.loads(out)["creative_units"] > 0
+
+
+def test_job_show_wait_and_download(cli_env, tmp_path, capsys):
+    code = cli.main(["--base-url", cli_env.url, "generate", "a cat", "--no-wait"])
+    job_id = capsys.readouterr().out.strip()
+    assert code == 0 and job_id.startswith("job_")
+
+    code = cli.main(["--base-url", cli_env.url, "job", job_id])
+    out, _ = capsys.readouterr()
+    assert code == 0 and job_id in out and "status" in out
+
+    code = cli.main(
+        ["--base-url", cli_env.url, "job", job_id, "--download", str(tmp_path), "--json"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["status"] == "success" and len(data["files"]) == 1
+    assert os.path.exists(data["files"][0])
+
+
+def test_job_failure_exits_3_with_hint(cli_env, tmp_path, capsys):
+    cli_env.next_job_outcome("failure", error="Content filtered", hint="Rephrase the prompt")
+    code = cli.main(["--base-url", cli_env.url, "generate", "bad", "-o", str(tmp_path), "-q"])
+    _, err = capsys.readouterr()
+    assert code == 3
+    assert "error: " in err and "Content filtered" in err
+    assert "hint: Rephrase the prompt" in err
+    assert os.listdir(tmp_path) == []
+    job_id = list(cli_env.jobs)[-1]
+    assert job_id in err
+    # Showing a failed job succeeds and shows why; waiting for it fails with 3.
+    code = cli.main(["--base-url", cli_env.url, "job", job_id])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "failure" in out and "Content filtered" in out and "Rephrase" in out
+    code = cli.main(["--base-url", cli_env.url, "job", job_id, "--wait", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 3 and json.loads(out)["status"] == "failure" and "Content filtered" in err
+
+
+def test_unknown_job_exits_1(cli_env, capsys):
+    code = cli.main(["--base-url", cli_env.url, "job", "job_doesnotexist000000000000"])
+    _, err = capsys.readouterr()
+    assert code == 1 and err.startswith("error: ")
+
+
+def test_wrong_secret_exits_1(cli_env, monkeypatch, capsys):
+    monkeypatch.setenv("SCENARIO_SDK_API_SECRET", "wrong")
+    code = cli.main(["--base-url", cli_env.url, "estimate", "a cat"])
+    _, err = capsys.readouterr()
+    assert code == 1 and err.startswith("error: ") and "wrong" not in err
+
+
+def test_timeout_exits_1(cli_env, tmp_path, capsys):
+    cli_env.job_duration = 30
+    code = cli.main(
+        ["--base-url", cli_env.url, "generate", "slow", "-o", str(tmp_path), "--timeout", "0.5"]
+    )
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "error: " in err and "Traceback" not in err
+
+
+def test_keyboard_interrupt_exits_130(cli_env, monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli._COMMANDS, "estimate", interrupted)
+    assert cli.main(["--base-url", cli_env.url, "estimate", "x"]) == 130
+
+
+def test_progress_line_while_waiting(cli_env, tmp_path, capsys):
+    code = cli.main(["--base-url", cli_env.url, "generate", "a cat", "-o", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and "success" in lines[-1] and "100%" in lines[-1]
+
+
+# -- the progress printer ------------------------------------------------------------------
+
+
+class _FakeJob:
+    def __init__(self, status, progress, done=False):
+        self.id = "job_fake"
+        self.status = status
+        self.progress = progress
+        self.done = done
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty = tty
+        self.parts = []
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.parts.append(s)
+
+    def flush(self):
+        pass
+
+    @property
+    def text(self):
+        return "".join(self.parts)
+
+
+def test_progress_printer_on_a_terminal_rewrites_one_line():
+    stream = _Stream(tty=True)
+    printer = ProgressPrinter(stream)
+    printer(_FakeJob("queued", 0.0))
+    printer(_FakeJob("in-progress", 0.5))
+    printer(_FakeJob("in-progress", 0.75))
+    printer(_FakeJob("success", 1.0, done=True))
+    printer(_FakeJob("success", 1.0, done=True))  # after the end: nothing
+    text = stream.text
+    assert text.count("\r") == 4 and text.count("\n") == 1 and text.endswith("\n")
+    assert "50%" in text and "75%" in text and "100%" in text
+
+
+def test_progress_printer_elsewhere_prints_status_changes_only():
+    stream = _Stream(tty=False)
+    printer = ProgressPrinter(stream)
+    for job in (
+        _FakeJob("queued", 0.0),
+        _FakeJob("queued", 0.0),
+        _FakeJob("in-progress", 0.2),
+        _FakeJob("in-progress", 0.6),
+        _FakeJob("success", 1.0, done=True),
+    ):
+        printer(job)
+    lines = stream.text.splitlines()
+    assert [line.split()[1] for line in lines] == ["queued", "in-progress", "success"]
+    assert "\r" not in stream.text
+
+
+def test_progress_printer_close_ends_an_open_line():
+    stream = _Stream(tty=True)
+    printer = ProgressPrinter(stream)
+    printer(_FakeJob("in-progress", 0.3))
+    printer.close()
+    printer.close()
+    assert stream.text.endswith("\n") and stream.text.count("\n") == 1
+
+
+# -- signals, terminals, the emulator command ----------------------------------------------
+
+
+def _popen_module(*args: str, env: dict | None = None, **kw):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCENARIO_")}
+    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    return subprocess.Popen([sys.executable, "-m", "scenario_uni1", *args], env=full_env, **kw)
+
+
+def test_ctrl_c_while_waiting_exits_130(emu, tmp_path):
+    emu.job_duration = 60
+    env = {"SCENARIO_SDK_API_KEY": emu.api_key, "SCENARIO_SDK_API_SECRET": emu.api_secret}
+    proc = _popen_module(
+        "--base-url", emu.url, "generate", "slow", "-o", str(tmp_path),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # The first progress line means the job was submitted and we are waiting.
+        first = proc.stderr.readline()
+        assert "job_" in first, first
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert "scenario-uni1 job job_" in err  # how to pick the job up again
+    assert os.listdir(tmp_path) == []
+
+
+def test_progress_line_on_a_terminal_is_rewritten(emu, tmp_path):
+    import pty
+
+    env = {"SCENARIO_SDK_API_KEY": emu.api_key, "SCENARIO_SDK_API_SECRET": emu.api_secret}
+    master, slave = pty.openpty()
+    try:
+        proc = _popen_module(
+            "--base-url", emu.url, "generate", "a cat", "-o", str(tmp_path),
+            env=env, stdout=subprocess.PIPE, stderr=slave,
+        )  # fmt: skip
+        out, _ = proc.communicate(timeout=30)
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the other end is closed and drained
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    err = b"".join(chunks).decode()
+    assert proc.returncode == 0, err
+    assert err.startswith("\r") and "success" in err and "100%" in err
+    assert err.rstrip("\r\n").count("\n") == 0  # one line, rewritten in place
+    assert out.strip().endswith(b".png")
+
+
+def test_emulator_command_serves_until_sigint():
+    proc = _popen_module(
+        "emulator", "--port", "0", "--job-duration", "0.1",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        settings = {}
+        while "SCENARIO_SDK_API_SECRET" not in settings:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            if "=" in line:
+                key, _, value = line.strip().partition("=")
+                settings[key] = value
+        with uni1.Client(
+            settings["SCENARIO_SDK_API_KEY"],
+            settings["SCENARIO_SDK_API_SECRET"],
+            base_url=settings["SCENARIO_BASE_URL"],
+        ) as c:
+            assert c.run("a cat", timeout=20)[0].data[:4] == b"\x89PNG"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
