@@ -144,6 +144,10 @@ class Client(_core.Client):
         ca_bundle: str | os.PathLike | None = None,
         proxy: str | None = None,
         journal: str | os.PathLike | None = None,
+        connect_timeout: float = 10.0,
+        stall_timeout: float = 30.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 20.0,
     ) -> None:
         key, secret, token = resolve_credentials(api_key, api_secret, bearer_token)
         _check_str("base_url", base_url)
@@ -162,6 +166,10 @@ class Client(_core.Client):
             user_agent=user_agent,
             ca_bundle=ca_bundle,
             proxy=proxy,
+            connect_timeout=connect_timeout,
+            stall_timeout=stall_timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
         )
         # TODO(journal): the submission journal (record each submission before
         # it is sent and each finished download, resume() after a crash)

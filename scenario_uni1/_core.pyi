@@ -96,6 +96,10 @@ class Client:
         user_agent: str | None = None,
         ca_bundle: str | None = None,
         proxy: str | None = None,
+        connect_timeout: float = 10.0,
+        stall_timeout: float = 30.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 20.0,
     ) -> None: ...
     @property
     def base_url(self) -> str: ...
@@ -122,6 +126,20 @@ class Client:
         timeout: float | None = None,
     ) -> Job:
         """POST the generation (ids only; validated first). GIL released."""
+    def _find_job(
+        self,
+        prompt: str,
+        source: str | None = None,
+        image_refs: Sequence[str] = (),
+        aspect_ratio: str | None = None,
+        output_format: str = "png",
+        web_search: bool = False,
+        *,
+        sent_at: float,
+        exclude: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> Job | None:
+        """The job an interrupted submission of this request created, or None."""
     def _estimate(
         self,
         prompt: str,

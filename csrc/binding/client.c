@@ -88,18 +88,33 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
     ClientObject *self = (ClientObject *)op;
     static char *kwlist[] = {"api_key",    "api_secret", "bearer_token", "base_url",
                              "project_id", "timeout",    "max_retries",  "user_agent",
-                             "ca_bundle",  "proxy",      NULL};
+                             "ca_bundle",  "proxy",      "connect_timeout", "stall_timeout",
+                             "backoff_base", "backoff_max", NULL};
     const char *api_key = NULL, *api_secret = NULL, *bearer = NULL, *base_url = NULL;
     const char *project_id = NULL, *user_agent = NULL, *ca_bundle = NULL, *proxy = NULL;
     double timeout = 60.0;
     int max_retries = 3;
+    uni1_options defaults;
+    uni1_options_init(&defaults);
+    double connect_timeout = defaults.connect_timeout, stall_timeout = defaults.stall_timeout;
+    double backoff_base = defaults.backoff_base, backoff_max = defaults.backoff_max;
     py_state *st = state_from_type(Py_TYPE(op));
     if (!st)
         return -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zz$zzzdizzz:Client", kwlist, &api_key,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zz$zzzdizzzdddd:Client", kwlist, &api_key,
                                      &api_secret, &bearer, &base_url, &project_id, &timeout,
-                                     &max_retries, &user_agent, &ca_bundle, &proxy))
+                                     &max_retries, &user_agent, &ca_bundle, &proxy,
+                                     &connect_timeout, &stall_timeout, &backoff_base,
+                                     &backoff_max))
         return -1;
+    if (!(connect_timeout > 0) || !(stall_timeout > 0) || !(backoff_base >= 0) ||
+        !(backoff_max >= backoff_base) || isinf(connect_timeout) || isinf(stall_timeout) ||
+        isinf(backoff_max)) {
+        PyErr_SetString(st->ConfigurationError,
+                        "connect_timeout and stall_timeout must be positive, and "
+                        "0 <= backoff_base <= backoff_max");
+        return -1;
+    }
     if (self->core || self->closed) {
         PyErr_SetString(PyExc_RuntimeError, "Client.__init__() may only be called once");
         return -1;
@@ -131,6 +146,10 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
     o.proxy = proxy && *proxy ? proxy : NULL;
     o.request_timeout = timeout;
     o.max_retries = max_retries;
+    o.connect_timeout = connect_timeout;
+    o.stall_timeout = stall_timeout;
+    o.backoff_base = backoff_base;
+    o.backoff_max = backoff_max;
     PyObject *logger = find_debug_logger();
     if (logger) {
         o.log = py_log_forward;
@@ -324,6 +343,78 @@ static PyObject *client_submit(PyObject *op, PyTypeObject *cls, PyObject *const 
     }
     py_call_finish(&c);
     py_gen_args_free(&g);
+    return result;
+}
+
+static const char *const find_names[] = {"prompt",       "source",        "image_refs",
+                                          "aspect_ratio", "output_format", "web_search",
+                                          "sent_at",      "exclude",       "timeout",
+                                          NULL};
+
+/* _find_job(...): the job an earlier, interrupted submission of this request
+ * created, or None (the core's reconciliation, for the journal). */
+static PyObject *client_find_job(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                                 size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    ClientObject *self = (ClientObject *)op;
+    static const py_argspec spec = {"_find_job", find_names, 6, 1};
+    PyObject *a[9];
+    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
+        return NULL;
+    if (!a[6]) {
+        PyErr_SetString(PyExc_TypeError, "_find_job() needs sent_at");
+        return NULL;
+    }
+    double sent_at = PyFloat_AsDouble(a[6]);
+    if (sent_at == -1.0 && PyErr_Occurred())
+        return NULL;
+    double deadline;
+    if (py_deadline(st, a[8], &deadline) < 0)
+        return NULL;
+    PyObject *excl = a[7] ? PySequence_Tuple(a[7]) : PyTuple_New(0);
+    if (!excl)
+        return NULL;
+    Py_ssize_t n_ex = PyTuple_Size(excl);
+    char **ex = calloc((size_t)n_ex + 1, sizeof *ex);
+    int ok = ex != NULL;
+    for (Py_ssize_t i = 0; ok && i < n_ex; i++)
+        ok = py_copy_str(st, PyTuple_GetItem(excl, i), "exclude", 0, &ex[i]) == 0;
+    Py_DECREF(excl);
+    py_gen_args g;
+    if (!ok || py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0) {
+        if (!ex)
+            PyErr_NoMemory();
+        for (Py_ssize_t i = 0; ex && i < n_ex; i++)
+            free(ex[i]);
+        free(ex);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    py_call c;
+    if (py_gen_args_validate(st, &g) == 0 && py_call_begin(&c, st, self, deadline) == 0) {
+        uni1_job job;
+        int found = 0;
+        py_call_allow_threads(&c);
+        uni1_status rc = uni1_find_submitted_job(c.s, &g.params, sent_at,
+                                                 (const char *const *)ex, (size_t)n_ex, &job,
+                                                 &found);
+        py_call_end_threads(&c);
+        if (rc != UNI1_OK || PyErr_Occurred()) {
+            result = py_call_fail(&c, rc, NULL, NULL);
+        } else if (!found) {
+            result = Py_NewRef(Py_None);
+        } else {
+            result = py_job_new(st, self, &job, -1); /* takes ownership of job */
+        }
+        if (rc != UNI1_OK || !found)
+            uni1_job_clear(&job);
+        py_call_finish(&c);
+    }
+    py_gen_args_free(&g);
+    for (Py_ssize_t i = 0; i < n_ex; i++)
+        free(ex[i]);
+    free(ex);
     return result;
 }
 
@@ -604,6 +695,11 @@ static PyObject *client_exit(PyObject *op, PyObject *args)
 }
 
 static PyMethodDef client_methods[] = {
+    {"_find_job", PY_CMETHOD(client_find_job), PY_METHOD_FLAGS,
+     "_find_job(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
+     "web_search=False, *, sent_at, exclude=(), timeout=None)\n--\n\n"
+     "The job an interrupted submission of this request created (sent at sent_at, Unix time), "
+     "or None. Jobs in exclude are never picked."},
     {"_submit", PY_CMETHOD(client_submit), PY_METHOD_FLAGS,
      "_submit(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, timeout=None)\n--\n\n"
@@ -633,7 +729,8 @@ static PyMethodDef client_methods[] = {
 static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(api_key=None, api_secret=None, *, bearer_token=None, base_url=None, "
                 "project_id=None, timeout=60.0, max_retries=3, user_agent=None, ca_bundle=None, "
-                "proxy=None)\n--\n\n"
+                "proxy=None, connect_timeout=10.0, stall_timeout=30.0, backoff_base=0.5, "
+                "backoff_max=20.0)\n--\n\n"
                 "Settings and a pool of connections; safe to share between threads.\n\n"
                 "Credentials are not read from the environment here: scenario_uni1.Client "
                 "(a Python subclass) resolves them."},

@@ -605,6 +605,10 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
     size_t n = 0;
     char(*paths)[PATH_MAX] = NULL;
     char *dir = NULL;
+    uni1_asset *assets = NULL;
+    char(*fnames)[UNI1_ID_MAX + 16] = NULL;
+    size_t *todo = NULL;
+    PyObject *journal = NULL;
     const char *d = PyBytes_AsString(dest_bytes);
     if (!d)
         goto done;
@@ -631,34 +635,96 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
         Py_CLEAR(result);
         goto done;
     }
+    assets = calloc(n, sizeof *assets);
+    fnames = calloc(n, sizeof *fnames);
+    todo = calloc(n, sizeof *todo);
+    if (!assets || !fnames || !todo) {
+        PyErr_NoMemory();
+        Py_CLEAR(result);
+        goto done;
+    }
     py_call c;
     if (py_call_begin(&c, st, self->client, deadline) < 0) {
         Py_CLEAR(result);
         goto done;
     }
     uni1_status rc = UNI1_OK;
-    size_t saved = 0;
     py_call_allow_threads(&c);
-    for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
-        uni1_asset asset;
-        rc = uni1_get_asset(c.s, ids[i], &asset);
-        if (rc == UNI1_OK) {
-            char name[UNI1_ID_MAX + 16];
-            snprintf(name, sizeof name, "%s.%s", ids[i], extension_for(asset.mime_type, fallback));
-            rc = uni1_download_asset_to_dir(c.s, &asset, dir, name, overwrite, paths[i],
-                                            sizeof paths[i]);
-            if (rc == UNI1_OK)
-                saved++;
-        }
-        uni1_asset_clear(&asset);
-    }
+    for (size_t i = 0; i < n && rc == UNI1_OK; i++)
+        rc = uni1_get_asset(c.s, ids[i], &assets[i]);
     py_call_end_threads(&c);
+    if (rc != UNI1_OK || PyErr_Occurred()) {
+        py_call_fail(&c, rc, NULL, NULL);
+        py_call_finish(&c);
+        Py_CLEAR(result);
+        goto done;
+    }
+    /* With a journal (scenario_uni1.Client(journal=...)), a file it recorded
+     * as finished and still intact is not fetched again. */
+    journal = PyObject_GetAttrString((PyObject *)self->client, "_journal");
+    if (!journal)
+        PyErr_Clear();
+    else if (journal == Py_None)
+        Py_CLEAR(journal);
+    size_t n_todo = 0;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(fnames[i], sizeof fnames[i], "%s.%s", ids[i],
+                 extension_for(assets[i].mime_type, fallback));
+        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, fnames[i]);
+        int skip = 0;
+        if (journal) {
+            PyObject *r = PyObject_CallMethod(journal, "download_skip", "sss", self->job.id,
+                                              ids[i], paths[i]);
+            skip = r ? PyObject_IsTrue(r) : -1;
+            Py_XDECREF(r);
+            if (skip < 0) {
+                py_call_finish(&c);
+                Py_CLEAR(result);
+                goto done;
+            }
+        }
+        if (!skip)
+            todo[n_todo++] = i;
+    }
+    if (n_todo) {
+        uni1_asset *a = calloc(n_todo, sizeof *a);
+        const char **nm = calloc(n_todo, sizeof *nm);
+        char **out = calloc(n_todo, sizeof *out);
+        if (!a || !nm || !out) {
+            free(a);
+            free(nm);
+            free(out);
+            PyErr_NoMemory();
+            py_call_finish(&c);
+            Py_CLEAR(result);
+            goto done;
+        }
+        for (size_t k = 0; k < n_todo; k++) {
+            a[k] = assets[todo[k]]; /* shallow: assets keeps ownership */
+            nm[k] = fnames[todo[k]];
+            out[k] = paths[todo[k]];
+        }
+        py_call_allow_threads(&c);
+        rc = uni1_download_assets_to_dir(c.s, a, n_todo, dir, nm, overwrite, out,
+                                         sizeof paths[0]);
+        py_call_end_threads(&c);
+        free(a);
+        free(nm);
+        free(out);
+    }
     if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, NULL, NULL);
         Py_CLEAR(result);
     }
     py_call_finish(&c);
-    for (size_t i = 0; result && i < saved; i++) {
+    for (size_t k = 0; result && journal && k < n_todo; k++) {
+        PyObject *r = PyObject_CallMethod(journal, "download_done", "sss", self->job.id,
+                                          ids[todo[k]], paths[todo[k]]);
+        if (!r)
+            Py_CLEAR(result);
+        Py_XDECREF(r);
+    }
+    for (size_t i = 0; result && i < n; i++) {
         PyObject *p = PyUnicode_DecodeFSDefault(paths[i]);
         PyObject *item = p && st->path_factory
                              ? PyObject_CallFunctionObjArgs(st->path_factory, p, NULL)
@@ -670,9 +736,16 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
     }
 done:
     Py_DECREF(dest_bytes);
+    Py_XDECREF(journal);
     free(dir);
     free(ids);
     free(paths);
+    if (assets)
+        for (size_t i = 0; i < n; i++)
+            uni1_asset_clear(&assets[i]);
+    free(assets);
+    free(fnames);
+    free(todo);
     return result;
 }
 

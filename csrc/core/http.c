@@ -480,6 +480,82 @@ static void url_for_log(const char *url, char *out, size_t n)
     out[len] = 0;
 }
 
+void uni1__setup_download(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink *sink,
+                          const char *url)
+{
+    curl_easy_reset(e);
+    set_common(s, e, m, sink);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L);
+    /* Never any credential here: no Authorization header is set on this
+     * handle, and none may follow a redirect. */
+    curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+}
+
+uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcode *results,
+                               uni1_response_meta *metas)
+{
+    size_t added = 0, left = n;
+    uni1_status st = UNI1_OK;
+    for (size_t i = 0; i < n; i++) {
+        results[i] = CURLE_FAILED_INIT;
+        if (curl_multi_add_handle(s->multi, easies[i]) != CURLM_OK) {
+            st = uni1__fail(s, UNI1_ERR_NOMEM, "download: cannot start a transfer");
+            break;
+        }
+        added++;
+        s->requests++;
+    }
+    s->last_interrupt_check = uni1_monotonic();
+    while (st == UNI1_OK && left > 0) {
+        int running = 0;
+        CURLMcode mc = curl_multi_perform(s->multi, &running);
+        if (mc != CURLM_OK) {
+            st = uni1__fail(s, UNI1_ERR_NOMEM, "download: %s", curl_multi_strerror(mc));
+            break;
+        }
+        CURLMsg *msg;
+        int queued;
+        while ((msg = curl_multi_info_read(s->multi, &queued))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            for (size_t i = 0; i < added; i++) {
+                if (easies[i] == msg->easy_handle && results[i] == CURLE_FAILED_INIT) {
+                    results[i] = msg->data.result;
+                    left--;
+                }
+            }
+        }
+        if (left == 0)
+            break;
+        double now = uni1_monotonic();
+        if (s->deadline > 0 && now >= s->deadline) {
+            st = uni1__fail(s, UNI1_ERR_TIMEOUT, "download: deadline reached");
+            break;
+        }
+        if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
+            s->last_interrupt_check = now;
+            if (s->interrupt(s->interrupt_userdata)) {
+                st = uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
+                break;
+            }
+        }
+        int ms = UNI1_WAKE_INTERVAL_MS;
+        if (s->deadline > 0 && (s->deadline - now) * 1000.0 < ms)
+            ms = (int)((s->deadline - now) * 1000.0) + 1;
+        curl_multi_poll(s->multi, NULL, 0, ms, NULL);
+    }
+    for (size_t i = 0; i < added; i++) {
+        long code = 0;
+        curl_easy_getinfo(easies[i], CURLINFO_RESPONSE_CODE, &code);
+        metas[i].status = code;
+        curl_multi_remove_handle(s->multi, easies[i]);
+    }
+    return st;
+}
+
 uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, char *content_type,
                            size_t ct_len)
 {
@@ -503,15 +579,7 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
         memset(&m, 0, sizeof m);
         sink->failed = 0;
         sink->written = 0;
-        curl_easy_reset(e);
-        set_common(s, e, &m, sink);
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L);
-        /* Never any credential here: no Authorization header is set on this
-         * handle, and none may follow a redirect. */
-        curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+        uni1__setup_download(s, e, &m, sink, url);
         if (have > 0)
             curl_easy_setopt(e, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
         st = run_transfer(s, e, &m, sink, "download");
@@ -579,4 +647,90 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
     }
     sink->written = have;
     return st;
+}
+
+/* ---- PUT of a memory buffer (upload parts) ------------------------------ */
+
+typedef struct put_source {
+    const unsigned char *data;
+    size_t len, pos;
+} put_source;
+
+static size_t put_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    put_source *src = userdata;
+    size_t n = size * nitems;
+    if (n > src->len - src->pos)
+        n = src->len - src->pos;
+    memcpy(buf, src->data + src->pos, n);
+    src->pos += n;
+    return n;
+}
+
+/* libcurl rewinds the body when it must send it again on the same transfer
+ * (a reused connection found dead before any answer). */
+static int put_seek(void *userdata, curl_off_t offset, int origin)
+{
+    put_source *src = userdata;
+    if (origin != SEEK_SET || offset < 0 || (curl_off_t)src->len < offset)
+        return CURL_SEEKFUNC_CANTSEEK;
+    src->pos = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+#define PUT_ANSWER_CAP (64u << 10) /* an S3-style error document is far smaller */
+
+uni1_status uni1__put(uni1_session *s, const char *url, const void *data, size_t len,
+                      const char *what)
+{
+    CURL *e = s->cdn;
+    char shown[256];
+    url_for_log(url, shown, sizeof shown);
+    uni1__reset_error(s);
+    if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
+        return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: URL is not http(s)", what);
+    uni1_buffer answer = {0};
+    uni1_sink sink = {&answer, -1, PUT_ANSWER_CAP, 0, 0, 0};
+    put_source src = {data, len, 0};
+    uni1_response_meta m;
+    memset(&m, 0, sizeof m);
+    curl_easy_reset(e);
+    set_common(s, e, &m, &sink);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, put_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, &src);
+    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, put_seek);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, &src);
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
+    /* A presigned URL is the whole authorisation: no Authorization header is
+     * ever set on this handle, and a redirect is not followed. */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+    /* No 100-continue round trip (up to a second per part when a server
+     * ignores it); an expired URL costs one part's bytes at worst. */
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    if (!h)
+        return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    uni1_status st = run_transfer(s, e, &m, &sink, what);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(h);
+    if (st != UNI1_OK) {
+        uni1_buffer_clear(&answer);
+        uni1__log(s, UNI1_LOG_DEBUG, "PUT %s failed: %s", shown, s->err.message);
+        return st;
+    }
+    if (m.status >= 200 && m.status < 300) {
+        uni1_buffer_clear(&answer);
+        uni1__log(s, UNI1_LOG_DEBUG, "PUT %s -> %ld (%zu bytes)", shown, m.status, len);
+        return UNI1_OK;
+    }
+    uni1__fail(s, UNI1_ERR_HTTP, "%s: HTTP %ld from %s", what, m.status, shown);
+    s->err.http_status = m.status;
+    s->err.retry_after = m.retry_after;
+    s->err.body = (char *)answer.data; /* NUL-terminated by the sink; the session owns it */
+    s->err.body_len = answer.len;
+    uni1__log(s, UNI1_LOG_DEBUG, "PUT %s -> %ld", shown, m.status);
+    return UNI1_ERR_HTTP;
 }

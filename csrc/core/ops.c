@@ -85,7 +85,8 @@ static int input_matches(const cJSON *want, const char *raw_job, size_t raw_len)
 
 /* 1: found and adopted into *out; 0: certainly not there; -1: could not
  * tell (the listing failed; the session error says why). */
-static int reconcile(uni1_session *s, const char *body, double sent_at, uni1_job *out)
+static int reconcile(uni1_session *s, const char *body, double sent_at, const char *const *exclude,
+                     size_t n_exclude, uni1_job *out)
 {
     cJSON *want = cJSON_Parse(body);
     if (!want)
@@ -107,7 +108,10 @@ static int reconcile(uni1_session *s, const char *body, double sent_at, uni1_job
                 older_seen = 1; /* newest first: the rest are older still */
                 continue;
             }
-            if (uni1__is_known_job(s->client, j->id) || !input_matches(want, j->raw_json, j->raw_len))
+            int excluded = uni1__is_known_job(s->client, j->id);
+            for (size_t k = 0; k < n_exclude && !excluded; k++)
+                excluded = exclude[k] && strcmp(exclude[k], j->id) == 0;
+            if (excluded || !input_matches(want, j->raw_json, j->raw_len))
                 continue;
             if (uni1_job_copy(out, j) != UNI1_OK) {
                 uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
@@ -163,7 +167,7 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
             s->err.body = NULL;
             uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; looking for the job it may have created",
                       GENERATE_PATH, saved.message);
-            int found = reconcile(s, body, sent_at, job);
+            int found = reconcile(s, body, sent_at, NULL, 0, job);
             if (found == 1) {
                 free(saved.body);
                 uni1__reset_error(s);
@@ -211,6 +215,29 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
     }
     free(body);
     return st;
+}
+
+uni1_status uni1_find_submitted_job(uni1_session *s, const uni1_generate_params *p, double sent_at,
+                                    const char *const *exclude, size_t n_exclude, uni1_job *out,
+                                    int *found)
+{
+    char err[256];
+    char *body = NULL;
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    uni1__reset_error(s);
+    uni1_status st = uni1_build_generate_body(p, &body, err, sizeof err);
+    if (st != UNI1_OK)
+        return uni1__fail(s, st, "%s", err);
+    int r = reconcile(s, body, sent_at, exclude, n_exclude, out);
+    free(body);
+    if (r < 0)
+        return s->err.status != UNI1_OK ? s->err.status : UNI1_ERR_PROTOCOL;
+    if (r == 1) {
+        *found = 1;
+        uni1__remember_job(s->client, out->id);
+    }
+    return UNI1_OK;
 }
 
 uni1_status uni1_generate(uni1_session *s, const uni1_generate_params *p, uni1_job *out,
@@ -598,6 +625,43 @@ static int publish(const char *tmp, const char *final, int overwrite)
     return 0;
 }
 
+/* Completes a download into tmp (open as fd): checks the data against the
+ * MIME type, fsyncs, closes and renames it to final; on any failure (or when
+ * st already says one) removes tmp. Returns the resulting status. */
+static uni1_status finish_file(uni1_session *s, uni1_status st, int fd, const char *tmp,
+                               const char *final, const char *dir, const char *asset_id,
+                               const char *mime, int overwrite, char *path_out, size_t path_len)
+{
+    if (st == UNI1_OK) {
+        unsigned char head[16];
+        ssize_t n = pread(fd, head, sizeof head, 0);
+        if (n <= 0)
+            st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: empty download", asset_id);
+        else if (mime[0] && !signature_matches(mime, head, (size_t)n))
+            st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: the data is not a valid %s",
+                            asset_id, mime);
+    }
+    if (st == UNI1_OK && fsync(fd) != 0)
+        st = uni1__fail(s, UNI1_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
+    if (close(fd) != 0 && st == UNI1_OK)
+        st = uni1__fail(s, UNI1_ERR_IO, "close %s: %s", tmp, strerror(errno));
+    if (st == UNI1_OK && publish(tmp, final, overwrite) != 0) {
+        if (errno == EEXIST)
+            st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite to replace it)", final);
+        else
+            st = uni1__fail(s, UNI1_ERR_IO, "cannot rename into %s: %s", final, strerror(errno));
+    }
+    if (st != UNI1_OK) {
+        unlink(tmp);
+        return st;
+    }
+    fsync_dir(dir);
+    if (path_out && path_len)
+        snprintf(path_out, path_len, "%s", final);
+    uni1__log(s, UNI1_LOG_INFO, "saved %s", final);
+    return UNI1_OK;
+}
+
 uni1_status uni1_download_asset_to_dir(uni1_session *s, const uni1_asset *asset, const char *dir,
                                        const char *name, int overwrite, char *path_out,
                                        size_t path_len)
@@ -649,34 +713,119 @@ uni1_status uni1_download_asset_to_dir(uni1_session *s, const uni1_asset *asset,
         }
         break;
     }
-    if (st == UNI1_OK) {
-        unsigned char head[16];
-        ssize_t n = pread(fd, head, sizeof head, 0);
-        const char *mime = cur->mime_type[0] ? cur->mime_type : asset->mime_type;
-        if (n <= 0)
-            st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: empty download", asset->id);
-        else if (mime[0] && !signature_matches(mime, head, (size_t)n))
-            st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: the data is not a valid %s",
-                            asset->id, mime);
-    }
-    if (st == UNI1_OK && fsync(fd) != 0)
-        st = uni1__fail(s, UNI1_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == UNI1_OK)
-        st = uni1__fail(s, UNI1_ERR_IO, "close %s: %s", tmp, strerror(errno));
-    if (st == UNI1_OK && publish(tmp, final, overwrite) != 0) {
-        if (errno == EEXIST)
-            st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite to replace it)", final);
-        else
-            st = uni1__fail(s, UNI1_ERR_IO, "cannot rename into %s: %s", final, strerror(errno));
-    }
-    if (st != UNI1_OK) {
-        unlink(tmp);
-    } else {
-        fsync_dir(dir);
-        if (path_out && path_len)
-            snprintf(path_out, path_len, "%s", final);
-        uni1__log(s, UNI1_LOG_INFO, "saved %s", final);
-    }
+    const char *mime = cur->mime_type[0] ? cur->mime_type : asset->mime_type;
+    st = finish_file(s, st, fd, tmp, final, dir, asset->id, mime, overwrite, path_out, path_len);
     uni1_asset_clear(&fresh);
+    return st;
+}
+
+#define PARALLEL_DOWNLOADS 6
+
+typedef struct pending_file {
+    char final[PATH_MAX], tmp[PATH_MAX];
+    int fd;
+    CURL *easy;
+    uni1_sink sink;
+    uni1_response_meta meta;
+    int ok;
+} pending_file;
+
+uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *assets, size_t n,
+                                        const char *dir, const char *const *names, int overwrite,
+                                        char *const *paths_out, size_t path_len)
+{
+    uni1__reset_error(s);
+    if (n == 1)
+        return uni1_download_asset_to_dir(s, &assets[0], dir, names[0], overwrite,
+                                          paths_out ? paths_out[0] : NULL, path_len);
+    if (n == 0)
+        return UNI1_OK;
+    pending_file *pf = calloc(n, sizeof *pf);
+    if (!pf)
+        return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
+    uni1_status st = UNI1_OK;
+    /* Every check that needs no network comes first: a name or an existing
+     * file that would fail the call fails it before any byte is fetched. */
+    for (size_t i = 0; i < n && st == UNI1_OK; i++) {
+        pf[i].fd = -1;
+        if (!valid_file_name(names[i]))
+            st = uni1__fail(s, UNI1_ERR_INVALID, "not a plain file name");
+        else if (snprintf(pf[i].final, PATH_MAX, "%s/%s", dir, names[i]) >= PATH_MAX ||
+                 snprintf(pf[i].tmp, PATH_MAX, "%s/.%s.XXXXXX.part", dir, names[i]) >= PATH_MAX)
+            st = uni1__fail(s, UNI1_ERR_INVALID, "destination path too long");
+        else if (!overwrite && access(pf[i].final, F_OK) == 0)
+            st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite to replace it)",
+                            pf[i].final);
+        for (size_t j = 0; j < i && st == UNI1_OK; j++)
+            if (strcmp(names[i], names[j]) == 0)
+                st = uni1__fail(s, UNI1_ERR_INVALID, "two assets would be saved as %s", names[i]);
+    }
+    /* First pass: up to PARALLEL_DOWNLOADS transfers at once on the multi
+     * handle, one attempt each. */
+    for (size_t base = 0; base < n && st == UNI1_OK; base += PARALLEL_DOWNLOADS) {
+        size_t m = n - base < PARALLEL_DOWNLOADS ? n - base : PARALLEL_DOWNLOADS;
+        CURL *easies[PARALLEL_DOWNLOADS];
+        CURLcode results[PARALLEL_DOWNLOADS];
+        uni1_response_meta metas[PARALLEL_DOWNLOADS];
+        size_t started = 0;
+        for (size_t k = 0; k < m; k++) {
+            pending_file *f = &pf[base + k];
+            if (!assets[base + k].url)
+                continue; /* the sequential pass reports it */
+            f->fd = mkostemps(f->tmp, 5, O_CLOEXEC);
+            f->easy = f->fd >= 0 ? curl_easy_init() : NULL;
+            if (!f->easy) {
+                if (f->fd >= 0) {
+                    close(f->fd);
+                    unlink(f->tmp);
+                    f->fd = -1;
+                }
+                snprintf(f->tmp, PATH_MAX, "%s/.%s.XXXXXX.part", dir, names[base + k]);
+                continue;
+            }
+            f->sink = (uni1_sink){NULL, f->fd, 0, 0, 0, 0};
+            uni1__setup_download(s, f->easy, &f->meta, &f->sink, assets[base + k].url);
+            easies[started] = f->easy;
+            started++;
+        }
+        st = uni1__run_parallel(s, easies, started, results, metas);
+        size_t r = 0;
+        for (size_t k = 0; k < m; k++) {
+            pending_file *f = &pf[base + k];
+            if (!f->easy)
+                continue;
+            int good = st == UNI1_OK && results[r] == CURLE_OK && metas[r].status == 200;
+            r++;
+            curl_easy_cleanup(f->easy);
+            f->easy = NULL;
+            const uni1_asset *a = &assets[base + k];
+            if (good) {
+                uni1_status fs = finish_file(s, UNI1_OK, f->fd, f->tmp, f->final, dir, a->id,
+                                             a->mime_type, overwrite,
+                                             paths_out ? paths_out[base + k] : NULL, path_len);
+                f->ok = fs == UNI1_OK;
+                if (fs == UNI1_ERR_EXISTS || fs == UNI1_ERR_IO)
+                    st = fs; /* local trouble: trying again will not help */
+                else if (fs != UNI1_OK)
+                    uni1__reset_error(s); /* the second pass tries it again */
+            } else {
+                close(f->fd);
+                unlink(f->tmp);
+            }
+            f->fd = -1;
+            /* mkostemps rewrote the template: restore it for the next pass. */
+            snprintf(f->tmp, PATH_MAX, "%s/.%s.XXXXXX.part", dir, names[base + k]);
+        }
+    }
+    /* Second pass: whatever did not make it goes through the careful path
+     * (retries with backoff, Range resume, a fresh URL after a 403). */
+    for (size_t i = 0; i < n && st == UNI1_OK; i++) {
+        if (pf[i].ok)
+            continue;
+        uni1__log(s, UNI1_LOG_DEBUG, "asset %s: retrying on its own", assets[i].id);
+        st = uni1_download_asset_to_dir(s, &assets[i], dir, names[i], overwrite,
+                                        paths_out ? paths_out[i] : NULL, path_len);
+    }
+    free(pf);
     return st;
 }

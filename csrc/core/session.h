@@ -108,7 +108,28 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
 uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, char *content_type,
                            size_t ct_len);
 
+/* Resets e and sets it up to GET url into sink with no credentials,
+ * following redirects (also without credentials). */
+void uni1__setup_download(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink *sink,
+                          const char *url);
+/* Drives n prepared easy handles at once on the session's multi handle until
+ * all are done, with the usual interrupt checks and deadline. results[i] gets
+ * each transfer's CURLcode and metas[i].status its HTTP status. UNI1_OK when
+ * every transfer ended (well or badly); otherwise why the loop stopped. */
+uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcode *results,
+                               uni1_response_meta *metas);
+
 /* Backoff with full jitter for retry number `attempt` (0-based). */
 double uni1__backoff(uni1_session *s, int attempt);
+
+/* One PUT of data[0..len) to url on the session's CDN handle (upload parts):
+ * never an Authorization header, no redirect followed, no "Expect:
+ * 100-continue". `what` prefixes messages ("upload part 2 of 3"); the URL
+ * shows in them without its query string. UNI1_OK for a 2xx answer;
+ * UNI1_ERR_HTTP with http_status, retry_after and the answer's body (owned
+ * by the session) for any other status; else a transport status. One
+ * attempt: the caller decides about retries. */
+uni1_status uni1__put(uni1_session *s, const char *url, const void *data, size_t len,
+                      const char *what);
 
 #endif

@@ -382,6 +382,16 @@ void uni1_parse_error_body(const char *buf, size_t len, uni1_error *out);
  * adopted job comes back with *cost -1. */
 uni1_status uni1_generate(uni1_session *s, const uni1_generate_params *p, uni1_job *out,
                           double *cost);
+/* Looks for the job that the generate request p, sent at sent_at (Unix time,
+ * seconds), may have created: the reconciliation uni1_generate does after an
+ * uncertain attempt, for callers that lost track of a submission (a process
+ * that died between sending and recording the answer). Jobs whose ids are in
+ * exclude, or that this client created or adopted, are never picked.
+ * UNI1_OK with *found 1 and *out filled, or *found 0 when the recent job
+ * list certainly holds no such job; an error when the list cannot be read. */
+uni1_status uni1_find_submitted_job(uni1_session *s, const uni1_generate_params *p, double sent_at,
+                                    const char *const *exclude, size_t n_exclude, uni1_job *out,
+                                    int *found);
 /* The same with ?dryRun=true: a quote (HTTP 269), no job. */
 uni1_status uni1_estimate(uni1_session *s, const uni1_generate_params *p, double *cost);
 /* GET /jobs/{id}. */
@@ -447,6 +457,126 @@ uni1_status uni1_download_to_fd(uni1_session *s, const char *url, int fd, long l
 uni1_status uni1_download_asset_to_dir(uni1_session *s, const uni1_asset *asset, const char *dir,
                                        const char *name, int overwrite, char *path_out,
                                        size_t path_len);
+
+/* Several assets into dir at once: names[i] for assets[i], paths_out[i]
+ * (each path_len bytes, or paths_out NULL) for the final paths. Every name
+ * and the no-overwrite rule are checked before any transfer starts. The first
+ * attempt of every asset runs in parallel on the session's multi handle (up
+ * to 6 at a time); any that fails is then fetched on its own through
+ * uni1_download_asset_to_dir (retries, Range resume, a fresh URL after a
+ * 403). Files finished before a failure stay in place, complete; the failed
+ * one leaves nothing behind. */
+uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *assets, size_t n,
+                                        const char *dir, const char *const *names, int overwrite,
+                                        char *const *paths_out, size_t path_len);
+
+/* ------------------------------------------------------------------------ */
+/* Large uploads: the multipart /uploads flow (upload.c)                    */
+/* ------------------------------------------------------------------------ */
+
+/* Files larger than what POST /assets takes inline go through POST /uploads:
+ * the server hands out one presigned PUT URL per part, the client PUTs the
+ * parts (to another host, never with credentials), asks the server to
+ * complete the upload, and polls it through validation until it becomes an
+ * asset. uni1_upload_file does all of it; the parser and the part plan are
+ * public so they can be tested and fuzzed alone. */
+
+#define UNI1_UPLOAD_PART_SIZE (8LL << 20)     /* the size of every part but the last */
+#define UNI1_UPLOAD_MIN_PART_SIZE (5LL << 20) /* the server's minimum (all but the last) */
+#define UNI1_UPLOAD_MAX_PART_SIZE (5LL << 30) /* the server's maximum */
+#define UNI1_UPLOAD_MAX_PARTS 10000
+/* How long uni1_upload_file polls a completed upload when the session has no
+ * deadline, in seconds. */
+#define UNI1_UPLOAD_WAIT_MAX 900.0
+
+typedef enum uni1_upload_state {
+    UNI1_UPLOAD_UNKNOWN = 0,   /* a status string we do not know: non-terminal */
+    UNI1_UPLOAD_PENDING,       /* waiting for its parts */
+    UNI1_UPLOAD_VALIDATING,
+    UNI1_UPLOAD_VALIDATED,
+    UNI1_UPLOAD_IMPORTED,      /* done: entity_id names the new asset */
+    UNI1_UPLOAD_FAILED         /* also "failure" and "error"; see error_message */
+} uni1_upload_state;
+
+/* Maps a server status string (case-sensitive, synonyms included). */
+uni1_upload_state uni1_upload_state_from_string(const char *s);
+/* "pending", ..., "imported", "failed"; "unknown" for UNI1_UPLOAD_UNKNOWN. */
+const char *uni1_upload_state_name(uni1_upload_state st);
+
+typedef struct uni1_upload_part {
+    int number;                 /* 1..UNI1_UPLOAD_MAX_PARTS */
+    char *url;                  /* presigned PUT URL: http(s), printable ASCII;
+                                   a secret of its own, never logged */
+    char expires[40];           /* as sent (ISO 8601), "" when absent */
+} uni1_upload_part;
+
+typedef struct uni1_upload {
+    char id[UNI1_ID_MAX];       /* from "id", or "uploadId" */
+    uni1_upload_state state;
+    char status[32];            /* canonical name, or the server's own string
+                                   (truncated) when state is UNKNOWN */
+    uni1_upload_part *parts;    /* sorted by number, numbers unique; NULL when
+                                   n_parts is 0 (a completed upload lists none) */
+    size_t n_parts;
+    char entity_id[UNI1_ID_MAX];/* the asset id once imported, else "" */
+    char *error_message;        /* why it failed (errorMessage, or error,
+                                   failureReason, reason), or NULL */
+    char *raw_json;             /* the upload object re-serialised (unformatted),
+                                   unknown fields kept */
+    size_t raw_len;
+} uni1_upload;
+void uni1_upload_clear(uni1_upload *u);
+
+/* {"upload": {...}} or a bare upload object, from POST /uploads, GET
+ * /uploads/{id} and the complete action. Follows the rules of the other
+ * parsers (see above): the id, the status, the parts and entityId are checked
+ * strictly (ids as in URL paths, part URLs http(s) and printable ASCII, part
+ * numbers whole numbers in 1..UNI1_UPLOAD_MAX_PARTS without duplicates);
+ * expires and unknown fields never make it fail. */
+uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, char *err,
+                              size_t errlen);
+
+/* How a file of `size` bytes is cut: returns the number of parts and sets
+ * *part_size (the size of every part but the last, which holds the rest).
+ * Parts are UNI1_UPLOAD_PART_SIZE, larger only when a file would need more
+ * than UNI1_UPLOAD_MAX_PARTS of them. 0 when size is not positive or too
+ * large for the flow (*part_size then 0). */
+int uni1_upload_plan(long long size, long long *part_size);
+
+/* Uploads `size` bytes of the open file descriptor fd (read with pread from
+ * offset 0; the file offset is not used or moved) as an image asset, and
+ * fills *out with the asset (GET /assets/{id}; clear it with
+ * uni1_asset_clear). name becomes the asset's file name (1..255 bytes of
+ * UTF-8, no control characters); mime_type must be "image/...". fd stays
+ * open: the caller closes it.
+ *
+ *   1. POST /uploads {fileName, contentType, kind: "image", parts, fileSize}
+ *      with the plan of uni1_upload_plan (retried like a read: an upload the
+ *      server made and we never heard of costs nothing);
+ *   2. each part PUT to its presigned URL on the session's CDN handle: no
+ *      Authorization header, no redirect followed, each part retried on
+ *      connection failures, timeouts, 408, 429 and 5xx with the session's
+ *      backoff, up to max_retries times;
+ *   3. POST /uploads/{id}/action {"action": "complete"}; when that fails in a
+ *      way that leaves unknown whether the server saw it, GET /uploads/{id}
+ *      tells, and the action is only sent again if the upload is still
+ *      pending;
+ *   4. GET /uploads/{id} until "imported" (the asset id is entityId), with
+ *      interruptible sleeps of 0.2 s growing to 2 s, bounded by the session
+ *      deadline, or UNI1_UPLOAD_WAIT_MAX seconds without one (then
+ *      UNI1_ERR_TIMEOUT);
+ *   5. GET /assets/{entityId}.
+ *
+ * Errors: UNI1_ERR_INVALID (bad arguments, nothing sent); UNI1_ERR_IO (fd
+ * cannot be read, or holds fewer than size bytes); UNI1_ERR_HTTP with
+ * http_status 0 when the server ends the upload "failed" (the message holds
+ * its errorMessage, the body the upload object); UNI1_ERR_HTTP with the real
+ * status when a request or part is refused (a part's message names the part
+ * and the URL without its query string); UNI1_ERR_PROTOCOL when the server's
+ * answers do not fit the flow; transport statuses, UNI1_ERR_INTERRUPTED and
+ * UNI1_ERR_TIMEOUT as everywhere. Memory: one part (8 MiB) at a time. */
+uni1_status uni1_upload_file(uni1_session *s, int fd, long long size, const char *name,
+                             const char *mime_type, uni1_asset *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,190 @@
+# scenario_uni1: checks of the plain C core.
+#
+#   make ctest          cmocka tests of the core (tests/c)
+#   make valgrind       the same tests under valgrind memcheck
+#   make csan           the same tests built with ASan + UBSan
+#   make fuzz           libFuzzer targets into tests/fuzz/build/;
+#                       FUZZ_SECONDS=N also runs each one for N seconds
+#   make fuzz-replay    replays every seed corpus through ASan + UBSan builds
+#   make fuzz-valgrind  replays every seed corpus under valgrind
+#   make clean
+#
+# Build output goes to tests/c/build and tests/fuzz/build only.
+# Python-side targets (asan, test, bench) belong in the section at the end.
+
+.DEFAULT_GOAL := ctest
+.DELETE_ON_ERROR:
+
+CC         ?= cc
+CLANG      ?= clang
+PKG_CONFIG ?= pkg-config
+VALGRIND   ?= valgrind
+
+# --- The core -------------------------------------------------------------
+
+CORE_DIR     := csrc/core
+CORE_PKGS    := libcurl libcjson libcrypto
+CORE_PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS))
+CORE_PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(CORE_PKGS))
+
+# The pure core: no network, linked by every test and fuzz target.
+CORE_PURE_SRCS := $(CORE_DIR)/status.c $(CORE_DIR)/parse.c $(CORE_DIR)/body.c
+# The rest of the core (client.c, http.c, ops.c, ...): every other .c file.
+CORE_NET_SRCS  := $(filter-out $(CORE_PURE_SRCS),$(sort $(wildcard $(CORE_DIR)/*.c)))
+
+# WITH_NET=1 adds the tests of the network part (every tests/c/test_*.c not
+# listed in CTEST_PURE_NAMES, linked with CORE_NET_SRCS too) to ctest,
+# valgrind and csan. Off until that part builds with -Werror.
+WITH_NET ?= 0
+
+STD_FLAGS  := -std=c11 -D_GNU_SOURCE
+WARN_FLAGS := -Wall -Wextra -Werror
+SAN_FLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+CORE_CFLAGS := $(STD_FLAGS) $(WARN_FLAGS) -I$(CORE_DIR) $(CORE_PKG_CFLAGS)
+
+# Sanitizer run-time settings for every sanitized binary this file runs.
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+# --- C tests (cmocka) -----------------------------------------------------
+
+CTEST_DIR   := tests/c
+CTEST_BUILD := $(CTEST_DIR)/build
+CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka)
+CTEST_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl libcjson libcrypto cmocka) -lm -lpthread
+
+# One binary per tests/c/test_*.c. The tests of the pure core link only
+# CORE_PURE_SRCS; any other test also links CORE_NET_SRCS.
+CTEST_PURE_NAMES := test_status test_parse test_body test_oom
+CTEST_ALL_NAMES  := $(patsubst $(CTEST_DIR)/%.c,%,$(sort $(wildcard $(CTEST_DIR)/test_*.c)))
+CTEST_NET_NAMES  := $(filter-out $(CTEST_PURE_NAMES),$(CTEST_ALL_NAMES))
+CTEST_NAMES := $(filter $(CTEST_PURE_NAMES),$(CTEST_ALL_NAMES))
+ifeq ($(WITH_NET),1)
+CTEST_NAMES += $(CTEST_NET_NAMES)
+endif
+# test_oom replaces malloc/calloc/realloc of the core to fail on demand.
+CTEST_LDFLAGS_test_oom := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+
+CTEST_CFLAGS_plain := -O1 -g
+CTEST_CFLAGS_san   := -O1 -g $(SAN_FLAGS)
+
+# $(1) = variant (plain, san). Objects and binaries go to build/<variant>/.
+define ctest_variant
+$(1)_PURE_OBJS := $$(patsubst $(CORE_DIR)/%.c,$(CTEST_BUILD)/$(1)/core/%.o,$$(CORE_PURE_SRCS))
+$(1)_NET_OBJS := $$(patsubst $(CORE_DIR)/%.c,$(CTEST_BUILD)/$(1)/core/%.o,$$(CORE_NET_SRCS))
+$(1)_BINS := $$(addprefix $(CTEST_BUILD)/$(1)/,$$(CTEST_NAMES))
+
+$(CTEST_BUILD)/$(1)/core/%.o: $(CORE_DIR)/%.c
+	@mkdir -p $$(@D)
+	$$(CC) $$(CORE_CFLAGS) $$(CTEST_CFLAGS_$(1)) -MMD -MP -c $$< -o $$@
+
+$(CTEST_BUILD)/$(1)/%.o: $(CTEST_DIR)/%.c
+	@mkdir -p $$(@D)
+	$$(CC) $$(CORE_CFLAGS) $$(CMOCKA_CFLAGS) $$(CTEST_CFLAGS_$(1)) -MMD -MP -c $$< -o $$@
+
+$$(addprefix $(CTEST_BUILD)/$(1)/,$$(CTEST_PURE_NAMES)): $(CTEST_BUILD)/$(1)/%: \
+		$(CTEST_BUILD)/$(1)/%.o $$($(1)_PURE_OBJS)
+	$$(CC) $$(CTEST_CFLAGS_$(1)) $$^ -o $$@ $$(CTEST_LDFLAGS_$$*) $$(CTEST_LIBS)
+
+$$(addprefix $(CTEST_BUILD)/$(1)/,$$(CTEST_NET_NAMES)): $(CTEST_BUILD)/$(1)/%: \
+		$(CTEST_BUILD)/$(1)/%.o $$($(1)_PURE_OBJS) $$($(1)_NET_OBJS)
+	$$(CC) $$(CTEST_CFLAGS_$(1)) $$^ -o $$@ $$(CTEST_LDFLAGS_$$*) $$(CTEST_LIBS)
+
+-include $$(wildcard $(CTEST_BUILD)/$(1)/*.d $(CTEST_BUILD)/$(1)/core/*.d)
+endef
+$(eval $(call ctest_variant,plain))
+$(eval $(call ctest_variant,san))
+
+.PHONY: ctest ctest-build valgrind csan
+ctest-build: $(plain_BINS)
+
+ctest: $(plain_BINS)
+	@set -e; for t in $^; do echo "== $$t"; ./$$t; done
+
+valgrind: $(plain_BINS)
+	@set -e; for t in $^; do echo "== valgrind $$t"; \
+	  $(VALGRIND) --tool=memcheck --error-exitcode=1 --leak-check=full \
+	    --errors-for-leak-kinds=definite,indirect --track-origins=yes -q ./$$t; done
+
+csan: $(san_BINS)
+	@set -e; for t in $^; do echo "== sanitizers $$t"; $(SAN_ENV) ./$$t; done
+
+# --- Fuzzing (libFuzzer) --------------------------------------------------
+
+FUZZ_DIR    := tests/fuzz
+FUZZ_BUILD  := $(FUZZ_DIR)/build
+FUZZ_CORPUS := $(FUZZ_DIR)/corpus
+# One tests/fuzz/fuzz_<target>.c per target; its seeds in corpus/<target>/.
+FUZZ_TARGETS := $(patsubst $(FUZZ_DIR)/fuzz_%.c,%,$(wildcard $(FUZZ_DIR)/fuzz_*.c))
+FUZZ_SECONDS ?= 0
+FUZZ_FLAGS  := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -dict=$(FUZZ_DIR)/uni1.dict
+FUZZ_CFLAGS := $(STD_FLAGS) $(WARN_FLAGS) -I$(CORE_DIR) -I$(FUZZ_DIR) $(CORE_PKG_CFLAGS) -O1 -g
+FUZZ_LIBS   := $(CORE_PKG_LIBS) -lm
+
+FUZZ_BINS   := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+REPLAY_BINS := $(addprefix $(FUZZ_BUILD)/replay_,$(FUZZ_TARGETS))
+REPLAY_PLAIN_BINS := $(addprefix $(FUZZ_BUILD)/replay-plain_,$(FUZZ_TARGETS))
+FUZZ_DEPS   := $(CORE_PURE_SRCS) $(wildcard $(CORE_DIR)/*.h $(FUZZ_DIR)/*.h)
+
+# libFuzzer binaries (clang).
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -fno-omit-frame-pointer $< $(CORE_PURE_SRCS) -o $@ $(FUZZ_LIBS)
+
+# Replay drivers: a plain main() over corpus files, no libFuzzer, so any C
+# compiler works; one with ASan + UBSan, one bare for valgrind.
+$(FUZZ_BUILD)/replay_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_DIR)/replay.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(FUZZ_CFLAGS) $(SAN_FLAGS) $< $(FUZZ_DIR)/replay.c $(CORE_PURE_SRCS) -o $@ $(FUZZ_LIBS)
+
+$(FUZZ_BUILD)/replay-plain_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_DIR)/replay.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(FUZZ_CFLAGS) $< $(FUZZ_DIR)/replay.c $(CORE_PURE_SRCS) -o $@ $(FUZZ_LIBS)
+
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-valgrind fuzz-merge
+fuzz-build: $(FUZZ_BINS)
+
+# New inputs go to tests/fuzz/build/corpus/<target> (the first directory
+# given to libFuzzer); the checked-in seeds are only read. Crashes land in
+# tests/fuzz/build/artifacts/.
+fuzz: $(FUZZ_BINS)
+	@set -e; if [ "$(FUZZ_SECONDS)" -gt 0 ]; then \
+	  for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts; \
+	    echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	    $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+	      -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- \
+	      $(FUZZ_BUILD)/corpus/$$t $(FUZZ_CORPUS)/$$t; \
+	  done; \
+	fi
+
+fuzz-replay: $(REPLAY_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== replay $$t"; $(SAN_ENV) $(FUZZ_BUILD)/replay_$$t $(FUZZ_CORPUS)/$$t; done
+
+fuzz-valgrind: $(REPLAY_PLAIN_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== valgrind replay $$t"; \
+	  $(VALGRIND) --tool=memcheck --error-exitcode=1 --leak-check=full \
+	    --errors-for-leak-kinds=definite,indirect -q \
+	    $(FUZZ_BUILD)/replay-plain_$$t $(FUZZ_CORPUS)/$$t; done
+
+# A minimal union of the seeds and what fuzzing found, written to
+# tests/fuzz/build/merged/<target>: review it, then copy it over
+# tests/fuzz/corpus/<target> (keep each seed corpus under ~200 files).
+fuzz-merge: $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/merged/$$t; \
+	  $(FUZZ_BUILD)/fuzz_$$t -merge=1 $(FUZZ_BUILD)/merged/$$t \
+	    $(FUZZ_CORPUS)/$$t $(FUZZ_BUILD)/corpus/$$t; \
+	done
+
+# --- Housekeeping ---------------------------------------------------------
+
+.PHONY: clean
+clean:
+	rm -rf $(CTEST_BUILD) $(FUZZ_BUILD)
+
+# --- Python side (extension build, pytest, benchmarks) --------------------
+# To be added: asan, test, bench.

@@ -1,0 +1,44 @@
+/* Private helpers shared by the core's .c files. Not part of the public API
+ * and never installed. Kept small on purpose: string and UTF-8 utilities that
+ * more than one file needs. Session-level helpers live in session.h. */
+#ifndef UNI1_INTERNAL_H
+#define UNI1_INTERNAL_H
+
+#include <stddef.h>
+
+#include "uni1.h"
+
+/* Formats into err when err is non-NULL and errlen > 0; always
+ * NUL-terminates, silently truncates. Returns nothing: callers return their
+ * own status code right after. */
+void uni1__errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* malloc'd copies; NULL when s is NULL or on allocation failure. They call
+ * malloc directly (not strdup) so the tests can inject allocation failures.
+ * uni1__memdup copies n bytes and adds a NUL terminator. */
+char *uni1__strdup(const char *s);
+char *uni1__memdup(const void *p, size_t n);
+
+/* Length (1..4) of the well-formed UTF-8 sequence starting at p, or 0 when
+ * it is ill-formed (overlong, surrogate, above U+10FFFF, truncated) or
+ * avail is 0. Reads each continuation byte only after checking the previous
+ * one, so a NUL-terminated string may be passed with avail = SIZE_MAX: the
+ * terminator is never a valid continuation. U+0000 counts as valid (1). */
+size_t uni1__utf8_seq_len(const unsigned char *p, size_t avail);
+
+/* Whether s[0..len) is entirely well-formed UTF-8. On failure *bad_offset
+ * (may be NULL) gets the offset of the first bad byte. */
+int uni1__utf8_valid(const char *s, size_t len, size_t *bad_offset);
+
+/* Whether s is usable as a job or asset id inside a URL path: 1 to
+ * UNI1_ID_MAX-1 bytes, each in [A-Za-z0-9_-]. Never reads more than
+ * UNI1_ID_MAX bytes of s. NULL gives 0. */
+int uni1__is_url_id(const char *s);
+
+/* Copies src into dst[dstlen], truncating at a UTF-8 character boundary so
+ * the result stays valid UTF-8 when src is. NULL src gives "". Returns 1 when
+ * all of src fitted, 0 when it was truncated. dstlen must be > 0. */
+int uni1__copy_trunc(char *dst, size_t dstlen, const char *src);
+
+#endif /* UNI1_INTERNAL_H */
