@@ -625,6 +625,26 @@ static int publish(const char *tmp, const char *final, int overwrite)
     return 0;
 }
 
+/* The process umask, read without changing it (umask(2) can only be read by
+ * setting it, which races with other threads creating files). */
+static mode_t process_umask(void)
+{
+    mode_t mask = 022;
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
+        return mask;
+    char line[128];
+    while (fgets(line, sizeof line, f)) {
+        unsigned int m;
+        if (sscanf(line, "Umask: %o", &m) == 1) {
+            mask = (mode_t)m;
+            break;
+        }
+    }
+    fclose(f);
+    return mask;
+}
+
 /* Completes a download into tmp (open as fd): checks the data against the
  * MIME type, fsyncs, closes and renames it to final; on any failure (or when
  * st already says one) removes tmp. Returns the resulting status. */
@@ -641,6 +661,10 @@ static uni1_status finish_file(uni1_session *s, uni1_status st, int fd, const ch
             st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: the data is not a valid %s",
                             asset_id, mime);
     }
+    /* mkostemps makes the file 0600; a saved image gets the mode any new
+     * file would get (0666 less the umask), like curl -o or open(). */
+    if (st == UNI1_OK && fchmod(fd, 0666 & ~process_umask()) != 0)
+        st = uni1__fail(s, UNI1_ERR_IO, "chmod %s: %s", tmp, strerror(errno));
     if (st == UNI1_OK && fsync(fd) != 0)
         st = uni1__fail(s, UNI1_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
     if (close(fd) != 0 && st == UNI1_OK)
