@@ -482,8 +482,8 @@ static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *ar
             break;
         }
         if (rc == UNI1_OK)
-            rc = uni1_download_to_buffer(c.s, assets[i].url, &bufs[i], ctypes[i],
-                                         sizeof ctypes[i]);
+            rc = uni1_download_asset_to_buffer(c.s, &assets[i], &bufs[i], ctypes[i],
+                                               sizeof ctypes[i]);
     }
     py_call_end_threads(&c);
     if (rc != UNI1_OK || PyErr_Occurred()) {

@@ -152,8 +152,21 @@ static uni1_status map_curl(uni1_session *s, CURLcode rc, const uni1_response_me
 }
 
 /* Drives one easy handle to completion on the session's multi handle. */
+/* Bytes moved so far by a transfer, both ways. */
+static curl_off_t bytes_moved(CURL *easy)
+{
+    curl_off_t down = 0, up = 0;
+    curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+    curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    return down + up;
+}
+
+/* watch_stall: fail when no byte moves for the client's stall_timeout (with
+ * sub-second precision; libcurl's own low-speed check counts whole seconds).
+ * API requests leave it off: a server may think for a while before its first
+ * byte, and request_timeout bounds that. */
 static uni1_status run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *m,
-                                const uni1_sink *sink, const char *what)
+                                const uni1_sink *sink, const char *what, int watch_stall)
 {
     CURLMcode mc = curl_multi_add_handle(s->multi, easy);
     if (mc != CURLM_OK)
@@ -164,6 +177,8 @@ static uni1_status run_transfer(uni1_session *s, CURL *easy, uni1_response_meta 
     CURLcode result = CURLE_OK;
     int done = 0;
     s->last_interrupt_check = uni1_monotonic();
+    curl_off_t moved = 0;
+    double moved_at = s->last_interrupt_check;
     while (!done) {
         mc = curl_multi_perform(s->multi, &running);
         if (mc != CURLM_OK) {
@@ -186,6 +201,19 @@ static uni1_status run_transfer(uni1_session *s, CURL *easy, uni1_response_meta 
         if (s->deadline > 0 && now >= s->deadline) {
             st = uni1__fail(s, UNI1_ERR_TIMEOUT, "%s: deadline reached", what);
             break;
+        }
+        if (watch_stall) {
+            curl_off_t b = bytes_moved(easy);
+            if (b != moved) {
+                moved = b;
+                moved_at = now;
+            } else if (now - moved_at >= s->client->stall_timeout) {
+                if (m)
+                    m->request_sent = 1;
+                st = uni1__fail(s, UNI1_ERR_TIMEOUT, "%s: stalled, no data for %.1f s", what,
+                                now - moved_at);
+                break;
+            }
         }
         if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
             s->last_interrupt_check = now;
@@ -380,7 +408,7 @@ static uni1_status api_once_curl(uni1_session *s, const uni1_api_call *call, con
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     char what[160];
     snprintf(what, sizeof what, "%s %s", call->method, call->path);
-    uni1_status st = run_transfer(s, e, m, &sink, what);
+    uni1_status st = run_transfer(s, e, m, &sink, what, 0);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(h);
     return st;
@@ -444,8 +472,8 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
         double wait = uni1__backoff(s, attempt);
         if (s->err.http_status == 429 && s->err.retry_after >= 0) {
             double ra = s->err.retry_after;
-            if (ra > c->backoff_max)
-                ra = c->backoff_max;
+            if (ra > UNI1_RETRY_AFTER_CAP)
+                ra = UNI1_RETRY_AFTER_CAP;
             if (ra > wait)
                 wait = ra;
         }
@@ -509,6 +537,11 @@ uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcod
         s->requests++;
     }
     s->last_interrupt_check = uni1_monotonic();
+    /* One stall clock for the batch: it fails when no transfer of it has
+     * moved a byte for stall_timeout; the careful second pass then deals
+     * with the laggards one by one. */
+    curl_off_t moved = 0;
+    double moved_at = s->last_interrupt_check;
     while (st == UNI1_OK && left > 0) {
         int running = 0;
         CURLMcode mc = curl_multi_perform(s->multi, &running);
@@ -534,6 +567,15 @@ uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcod
         if (s->deadline > 0 && now >= s->deadline) {
             st = uni1__fail(s, UNI1_ERR_TIMEOUT, "download: deadline reached");
             break;
+        }
+        curl_off_t total = 0;
+        for (size_t i = 0; i < added; i++)
+            total += bytes_moved(easies[i]);
+        if (total != moved) {
+            moved = total;
+            moved_at = now;
+        } else if (now - moved_at >= s->client->stall_timeout) {
+            break; /* not an error: the unfinished ones go to the second pass */
         }
         if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
             s->last_interrupt_check = now;
@@ -582,7 +624,7 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
         uni1__setup_download(s, e, &m, sink, url);
         if (have > 0)
             curl_easy_setopt(e, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
-        st = run_transfer(s, e, &m, sink, "download");
+        st = run_transfer(s, e, &m, sink, "download", 1);
         long status = m.status;
         if (st == UNI1_OK && (status == 200 || status == 206)) {
             if (have > 0 && status == 200) {
@@ -713,7 +755,7 @@ uni1_status uni1__put(uni1_session *s, const char *url, const void *data, size_t
     if (!h)
         return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    uni1_status st = run_transfer(s, e, &m, &sink, what);
+    uni1_status st = run_transfer(s, e, &m, &sink, what, 1);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(h);
     if (st != UNI1_OK) {

@@ -168,6 +168,19 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
             uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; looking for the job it may have created",
                       GENERATE_PATH, saved.message);
             int found = reconcile(s, body, sent_at, NULL, 0, job);
+            /* After a timeout the server may still be working on the request,
+             * so an empty list proves nothing yet: look again a few times,
+             * and never send again on a timeout. (After a 5xx or a dropped
+             * connection the server is done with it and the list is final.) */
+            int still_running = st == UNI1_ERR_TIMEOUT;
+            for (double pause = 1.0; found == 0 && still_running && pause <= 4.0; pause *= 2) {
+                uni1_status sl = uni1__sleep(s, pause);
+                if (sl != UNI1_OK)
+                    break; /* deadline or interrupt: report as uncertain */
+                found = reconcile(s, body, sent_at, NULL, 0, job);
+            }
+            if (found == 0 && still_running)
+                found = -1;
             if (found == 1) {
                 free(saved.body);
                 uni1__reset_error(s);
@@ -177,16 +190,19 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
                 st = UNI1_OK;
                 break;
             }
-            if (found < 0 || st == UNI1_ERR_INTERRUPTED) {
+            if (found < 0) {
                 char why[256];
-                snprintf(why, sizeof why, "%.255s", s->err.message);
+                if (s->err.status != UNI1_OK)
+                    snprintf(why, sizeof why, "the job list could not be read: %.200s",
+                             s->err.message);
+                else
+                    snprintf(why, sizeof why, "no such job has appeared in the job list yet");
                 uni1__reset_error(s);
                 free(saved.body);
                 s->err.sent_at = sent_at;
                 st = uni1__fail(s, UNI1_ERR_UNCERTAIN,
-                                "the generate request may have created a job (%.200s) and the "
-                                "job list could not be read (%.200s); look for it before "
-                                "submitting again",
+                                "the generate request may have created a job (%.200s), and %s; "
+                                "look for it (GET /v1/jobs) before submitting again",
                                 saved.message, why);
                 break;
             }
@@ -198,8 +214,8 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
             break;
         double wait = uni1__backoff(s, attempt);
         if (st == UNI1_ERR_HTTP && http == 429 && s->err.retry_after > wait)
-            wait = s->err.retry_after < s->client->backoff_max ? s->err.retry_after
-                                                                : s->client->backoff_max;
+            wait = s->err.retry_after < UNI1_RETRY_AFTER_CAP ? s->err.retry_after
+                                                              : UNI1_RETRY_AFTER_CAP;
         if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
             break;
         uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; no job was created, sending again in %.2f s",
@@ -561,6 +577,49 @@ uni1_status uni1_download_to_buffer(uni1_session *s, const char *url, uni1_buffe
     if (st != UNI1_OK)
         uni1_buffer_clear(out);
     return st;
+}
+
+static int signature_matches(const char *mime, const unsigned char *b, size_t n);
+
+static uni1_status check_buffer(uni1_session *s, const uni1_asset *asset, uni1_buffer *out,
+                                uni1_status st)
+{
+    if (st != UNI1_OK)
+        return st;
+    if (out->len == 0)
+        st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: empty download", asset->id);
+    else if (asset->mime_type[0] && !signature_matches(asset->mime_type, out->data, out->len))
+        st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: the data is not a valid %s", asset->id,
+                        asset->mime_type);
+    if (st != UNI1_OK)
+        uni1_buffer_clear(out);
+    return st;
+}
+
+uni1_status uni1_download_asset_to_buffer(uni1_session *s, uni1_asset *asset, uni1_buffer *out,
+                                          char *content_type, size_t ct_len)
+{
+    if (!asset->url)
+        return uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s has no URL (status %s)", asset->id,
+                          asset->status[0] ? asset->status : "unknown");
+    uni1_status st = uni1_download_to_buffer(s, asset->url, out, content_type, ct_len);
+    if (st != UNI1_ERR_HTTP || s->err.http_status != 403)
+        return check_buffer(s, asset, out, st);
+    /* An expired signed URL answers 403: fetch the asset for a new one. */
+    uni1__log(s, UNI1_LOG_INFO, "asset %s: URL refused (expired?), fetching a new one", asset->id);
+    uni1_asset fresh;
+    char id[UNI1_ID_MAX];
+    snprintf(id, sizeof id, "%s", asset->id);
+    st = uni1_get_asset(s, id, &fresh);
+    if (st != UNI1_OK)
+        return st;
+    uni1_asset_clear(asset);
+    *asset = fresh;
+    if (!asset->url)
+        return uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s has no URL (status %s)", asset->id,
+                          asset->status[0] ? asset->status : "unknown");
+    return check_buffer(s, asset, out,
+                        uni1_download_to_buffer(s, asset->url, out, content_type, ct_len));
 }
 
 uni1_status uni1_download_to_fd(uni1_session *s, const char *url, int fd, long long *written)

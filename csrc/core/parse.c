@@ -148,10 +148,25 @@ static uni1_status uni1_doc_parse(const char *buf, size_t len, const char *what,
 
     /* Bounded by len; the padding is only a guard. cJSON cannot tell a
      * syntax error from an allocation failure, so both read as syntax. */
-    *root = cJSON_ParseWithLength((const char *)copy, len);
-    free(copy);
+    const char *end = NULL;
+    *root = cJSON_ParseWithLengthOpts((const char *)copy, len, &end, 0);
     if (!*root) {
+        free(copy);
         uni1__errf(err, errlen, "%s: not valid JSON", what);
+        return UNI1_ERR_PROTOCOL;
+    }
+    /* One document and nothing after it: cJSON stops at the end of the first
+     * value, and trailing bytes mean a damaged or concatenated answer. */
+    size_t at = end ? (size_t)(end - (const char *)copy) : len;
+    while (at < len && (copy[at] == ' ' || copy[at] == '\t' || copy[at] == '\r' ||
+                        copy[at] == '\n'))
+        at++;
+    free(copy);
+    if (at < len) {
+        cJSON_Delete(*root);
+        *root = NULL;
+        uni1__errf(err, errlen, "%s: unexpected data after the JSON value at offset %zu", what,
+                   at);
         return UNI1_ERR_PROTOCOL;
     }
     return UNI1_OK;
@@ -520,11 +535,14 @@ uni1_status uni1_parse_job_list(const char *buf, size_t len, uni1_job_list *out,
         uni1__errf(err, errlen, "job list: no \"jobs\" member");
         goto done;
     }
-    if (!cJSON_IsNull(jobs) && !cJSON_IsArray(jobs)) {
+    /* "jobs": null is not read as an empty page: reconciliation takes an
+     * empty page as proof that no job was created, and re-sends a paid
+     * request on it. */
+    if (!cJSON_IsArray(jobs)) {
         uni1__errf(err, errlen, "jobs: expected an array, got %s", uni1_json_type(jobs));
         goto done;
     }
-    int n = cJSON_IsArray(jobs) ? cJSON_GetArraySize(jobs) : 0;
+    int n = cJSON_GetArraySize(jobs);
     if (n > 0) {
         out->jobs = calloc((size_t)n, sizeof *out->jobs);
         if (!out->jobs)

@@ -37,6 +37,9 @@ struct uni1_client {
 };
 
 #define UNI1_KNOWN_IDS 4096
+/* The longest a 429's Retry-After / remainingSeconds is honoured (seconds);
+ * the caller's deadline still bounds every wait. */
+#define UNI1_RETRY_AFTER_CAP 60.0
 void uni1__remember_job(uni1_client *c, const char *id);
 int uni1__is_known_job(uni1_client *c, const char *id);
 

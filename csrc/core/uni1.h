@@ -41,6 +41,9 @@
  *   - Structs filled by the library (uni1_job, uni1_asset, uni1_job_list,
  *     uni1_buffer) own heap memory; release it with the matching *_clear()
  *     function. A cleared struct is all zeros and may be filled again.
+ *     Output structs are write-only: the library zeroes them before filling
+ *     and never frees what they held, so clear a filled struct before passing
+ *     it again, or it leaks.
  *   - Pointers returned by *_name() functions are static strings.
  *   - uni1_session_error() points into the session; it stays valid until the
  *     next operation on that session or its release.
@@ -293,7 +296,8 @@ typedef struct uni1_asset {
     char mime_type[64];         /* "" when absent */
     char status[16];            /* "pending", "success", "error" or "" */
     long width, height;         /* 0 when absent */
-    long long size;             /* bytes; -1 when absent */
+    long long size;             /* bytes; -1 when the server gave none (a
+                                   cleared struct reads 0) */
     char *raw_json;
     size_t raw_len;
 } uni1_asset;
@@ -339,13 +343,17 @@ uni1_status uni1_build_generate_body(const uni1_generate_params *p, char **out, 
                                      size_t errlen);
 
 /* Parsers take a buffer that need not be NUL-terminated. On failure they
- * return UNI1_ERR_PROTOCOL (or UNI1_ERR_NOMEM) with a message in err, and the
- * output is left cleared. They never read past len. */
+ * return UNI1_ERR_PROTOCOL (or UNI1_ERR_NOMEM; UNI1_ERR_INVALID for a NULL
+ * output pointer) with a message in err, and the output is left cleared.
+ * They never read past len. Invalid UTF-8, raw NUL bytes and nesting deeper
+ * than 1000 are protocol errors; ids that go into URLs are checked for
+ * [A-Za-z0-9_-] and length. An allocation failure inside cJSON cannot be told
+ * from bad syntax and reports as UNI1_ERR_PROTOCOL. */
 
 /* {"job": {...}} or a bare job object. */
 uni1_status uni1_parse_job(const char *buf, size_t len, uni1_job *out, char *err, size_t errlen);
 /* The generate answer: {"job": {...}, "creativeUnitsCost": n, ...}; *cost is
- * set to -1 when absent. */
+ * set to -1 when absent or unusable (an odd cost never hides a paid job). */
 uni1_status uni1_parse_submit(const char *buf, size_t len, uni1_job *out, double *cost, char *err,
                               size_t errlen);
 /* {"jobs": [...], "nextPaginationToken": "..."}; a missing, null or empty
@@ -445,6 +453,10 @@ uni1_status uni1_upload_image(uni1_session *s, const void *data, size_t len, con
  * credentials), retrying transient failures. To memory: ... */
 uni1_status uni1_download_to_buffer(uni1_session *s, const char *url, uni1_buffer *out,
                                     char *content_type, size_t ct_len);
+/* The asset's data into memory; on a 403 (an expired signed URL) the asset
+ * is fetched again (it is updated in place) and its new URL tried once. */
+uni1_status uni1_download_asset_to_buffer(uni1_session *s, uni1_asset *asset, uni1_buffer *out,
+                                          char *content_type, size_t ct_len);
 /* ... or streamed to an open file descriptor, written from its current
  * offset. *written gets the byte count. */
 uni1_status uni1_download_to_fd(uni1_session *s, const char *url, int fd, long long *written);

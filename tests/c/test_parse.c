@@ -725,16 +725,15 @@ static void test_job_huge_strings(void **state)
     free(json);
 }
 
-static void test_job_trailing_content_is_ignored(void **state)
+static void test_job_trailing_content_is_refused(void **state)
 {
     (void)state;
-    /* cJSON stops after the first value; the rest is not looked at */
+    /* whitespace after the value is fine; anything else means a damaged or
+     * concatenated answer */
     uni1_job job;
     assert_int_equal(job_s("{\"jobId\":\"job_t\"}\n", &job), UNI1_OK);
     uni1_job_clear(&job);
-    assert_int_equal(job_s("{\"jobId\":\"job_t\"} trailing", &job), UNI1_OK);
-    assert_string_equal(job.id, "job_t");
-    uni1_job_clear(&job);
+    job_fails("{\"jobId\":\"job_t\"} trailing", "job response: unexpected data after the JSON value");
 }
 
 static void test_job_duplicate_keys_first_wins(void **state)
@@ -864,9 +863,29 @@ static void test_list_empty(void **state)
     assert_null(l.jobs);
     assert_null(l.next_token);
     uni1_job_list_clear(&l);
-    assert_int_equal(list_s("{\"jobs\":null,\"nextPaginationToken\":\"t\"}", &l), UNI1_OK);
+    /* null is not an empty page: reconciliation would re-send on it */
+    assert_int_equal(list_s("{\"jobs\":null,\"nextPaginationToken\":\"t\"}", &l),
+                     UNI1_ERR_PROTOCOL);
     assert_int_equal(l.n_jobs, 0);
-    assert_string_equal(l.next_token, "t");
+    assert_null(l.next_token);
+}
+
+static void test_trailing_data_rejected(void **state)
+{
+    (void)state;
+    uni1_job_list l;
+    char err[256];
+    static const char *const bad[] = {
+        "{\"jobs\":[]} x", "{\"jobs\":[]}{\"jobs\":[]}", "{\"jobs\":[]}]", "{\"jobs\":[]}\n1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(uni1_parse_job_list(bad[i], strlen(bad[i]), &l, err, sizeof err),
+                         UNI1_ERR_PROTOCOL);
+        assert_non_null(strstr(err, "after the JSON value"));
+    }
+    /* whitespace after the value is fine */
+    static const char ok[] = "{\"jobs\":[]}\r\n \t";
+    assert_int_equal(uni1_parse_job_list(ok, sizeof ok - 1, &l, err, sizeof err), UNI1_OK);
     uni1_job_list_clear(&l);
 }
 
@@ -1374,7 +1393,7 @@ int main(void)
         cmocka_unit_test(test_job_deep_nesting),
         cmocka_unit_test(test_job_nesting_at_the_limit),
         cmocka_unit_test(test_job_huge_strings),
-        cmocka_unit_test(test_job_trailing_content_is_ignored),
+        cmocka_unit_test(test_job_trailing_content_is_refused),
         cmocka_unit_test(test_job_duplicate_keys_first_wins),
         cmocka_unit_test(test_submit),
         cmocka_unit_test(test_submit_cost_variants),
@@ -1382,6 +1401,7 @@ int main(void)
         cmocka_unit_test(test_list_with_token),
         cmocka_unit_test(test_list_last_page_variants),
         cmocka_unit_test(test_list_empty),
+        cmocka_unit_test(test_trailing_data_rejected),
         cmocka_unit_test(test_list_errors),
         cmocka_unit_test(test_list_many_jobs),
         cmocka_unit_test(test_list_token_length),

@@ -310,7 +310,7 @@ static void test_generate_drop_ignores_other_and_old_jobs(void **state)
     now_iso(old, sizeof old, -3600);
     now_iso(now, sizeof now, 0);
     fake f = {0};
-    add(&f, UNI1_ERR_TIMEOUT, 0, NULL);
+    add(&f, UNI1_ERR_NETWORK, 0, NULL);
     add(&f, UNI1_OK, 200, listing("job_other", now, "A different prompt"));
     add(&f, UNI1_ERR_NETWORK, 0, NULL);
     add(&f, UNI1_OK, 200, listing("job_old", old, "A fantasy landscape"));
@@ -324,6 +324,42 @@ static void test_generate_drop_ignores_other_and_old_jobs(void **state)
     assert_int_equal(f.calls, 5);
     assert_string_equal(job.id, "job_fresh");
     uni1_job_clear(&job);
+    uni1_session_release(s);
+    uni1_client_free(c);
+}
+
+static void test_generate_timeout_never_resent(void **state)
+{
+    (void)state;
+    char now[40];
+    now_iso(now, sizeof now, 0);
+    /* Timed out after sending: the server may still be creating the job, so
+     * an empty list is looked at again, later, and the POST is never re-sent. */
+    fake f = {0};
+    add(&f, UNI1_ERR_TIMEOUT, 0, NULL);
+    add(&f, UNI1_OK, 200, "{\"jobs\":[]}");
+    add(&f, UNI1_OK, 200, listing("job_late", now, "A fantasy landscape"));
+    uni1_client *c = make_client(&f, NULL, NULL);
+    uni1_session *s = uni1_session_acquire(c);
+    uni1_generate_params p = params();
+    uni1_job job;
+    double cost;
+    assert_int_equal(uni1_generate(s, &p, &job, &cost), UNI1_OK);
+    assert_string_equal(job.id, "job_late");
+    assert_int_equal(f.calls, 3);
+    assert_string_equal(f.method[1], "GET");
+    assert_string_equal(f.method[2], "GET");
+    uni1_job_clear(&job);
+
+    /* Nothing appears before the deadline: uncertain, still one POST. */
+    f.n_steps = f.calls = 0;
+    add(&f, UNI1_ERR_TIMEOUT, 0, NULL);
+    add(&f, UNI1_OK, 200, "{\"jobs\":[]}");
+    uni1_session_set_deadline(s, uni1_monotonic() + 0.3);
+    assert_int_equal(uni1_generate(s, &p, &job, &cost), UNI1_ERR_UNCERTAIN);
+    assert_int_equal(f.calls, 2);
+    assert_non_null(strstr(uni1_session_error(s)->message, "may have created a job"));
+    assert_true(uni1_session_error(s)->sent_at > 0);
     uni1_session_release(s);
     uni1_client_free(c);
 }
@@ -729,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_generate_5xx_nothing_listed_is_resent),
         cmocka_unit_test(test_generate_drop_adopts_matching_job),
         cmocka_unit_test(test_generate_drop_ignores_other_and_old_jobs),
+        cmocka_unit_test(test_generate_timeout_never_resent),
         cmocka_unit_test(test_generate_client_error_not_resent),
         cmocka_unit_test(test_generate_resent_when_certainly_not_created),
         cmocka_unit_test(test_estimate_uses_query_not_body),
