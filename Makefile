@@ -125,7 +125,7 @@ FUZZ_LIBS   := $(CORE_PKG_LIBS) -lm
 FUZZ_BINS   := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 REPLAY_BINS := $(addprefix $(FUZZ_BUILD)/replay_,$(FUZZ_TARGETS))
 REPLAY_PLAIN_BINS := $(addprefix $(FUZZ_BUILD)/replay-plain_,$(FUZZ_TARGETS))
-FUZZ_DEPS   := $(CORE_PURE_SRCS) $(wildcard $(CORE_DIR)/*.h $(FUZZ_DIR)/*.h)
+FUZZ_DEPS   := $(CORE_PURE_SRCS) $(CORE_DIR)/upload.c $(wildcard $(CORE_DIR)/*.h $(FUZZ_DIR)/*.h)
 
 # libFuzzer binaries (clang).
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_DEPS)

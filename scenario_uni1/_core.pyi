@@ -157,6 +157,13 @@ class Client:
     ) -> tuple[list[dict[str, Any]], str | None]: ...
     def _upload(self, data: bytes, name: str, mime_type: str, *, timeout: float | None = None) -> str:
         """POST /assets (small image); returns the asset id."""
+    def _upload_file(
+        self, path: str, name: str, mime_type: str, *, timeout: float | None = None
+    ) -> str:
+        """The multipart POST /uploads flow (large images), the file read part by part,
+        parts retried on transient failures; returns the asset id. GIL released.
+        OSError when the file cannot be opened; APIError when the server refuses the
+        upload or ends it "failed"."""
     def get_asset(self, asset_id: str) -> dict[str, Any]:
         """The asset object as the server sent it."""
     def close(self) -> None: ...

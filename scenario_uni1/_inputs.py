@@ -1,17 +1,28 @@
 """Turning what users pass as images into something the API accepts.
 
 An input is an asset id (kept as is), a path, bytes, a binary file object or a
-PIL image (read into memory, then uploaded once). Everything here runs before
+PIL image (read and checked, then uploaded once). Everything here runs before
 any request is sent, so a bad input never costs a request, let alone a job.
+
+Up to MAX_INLINE_UPLOAD bytes an image goes inline (POST /assets, base64 in
+JSON). A larger one goes through the multipart /uploads flow, read from a
+file: a path is uploaded straight from it (only its first bytes are read
+here, to check the type), a file object is copied to a temporary file, and
+bytes or a PIL image are written to one when the upload starts. Temporary
+files are deleted by Upload.close().
 """
 
+import contextlib
 import os
 
 from . import _core
 
-# The contract: small images go inline (base64 in JSON) up to 3.5 MB raw; the
-# multipart flow for larger files is a later issue.
+# The contract: small images go inline (base64 in JSON) up to 3.5 MB raw;
+# larger files take the multipart /uploads flow.
 MAX_INLINE_UPLOAD = 3_500_000
+
+_HEAD_BYTES = 4096  # what sniff_mime looks at (SVG needs the most)
+_COPY_CHUNK = 1 << 20
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _ID_MAX = 127  # UNI1_ID_MAX - 1
@@ -120,40 +131,100 @@ def _looks_like_svg(data: bytes) -> bool:
 
 
 class Upload:
-    """Bytes read from a user input, checked, ready to be sent to POST /assets."""
+    """An image read from a user input, checked, ready to be uploaded.
 
-    __slots__ = ("data", "mime_type", "name")
+    Either in memory (`data`), or in a file (`path`, `data` None) when it is
+    over MAX_INLINE_UPLOAD bytes and came as a path or a file object. `size`
+    is its length in bytes. A file this module created (a file object's copy)
+    is owned: close() deletes it.
+    """
 
-    def __init__(self, data: bytes, name: str, mime_type: str) -> None:
+    __slots__ = ("_owned", "_sha256", "data", "mime_type", "name", "path", "size")
+
+    def __init__(
+        self,
+        data: bytes | None,
+        name: str,
+        mime_type: str,
+        *,
+        path: str | None = None,
+        size: int | None = None,
+        owned: bool = False,
+    ) -> None:
         self.data = data
         self.name = name
         self.mime_type = mime_type
+        self.path = path
+        self.size = len(data) if data is not None else int(size or 0)
+        self._owned = owned
+        self._sha256 = None
+
+    @property
+    def large(self) -> bool:
+        """Whether it goes through the multipart /uploads flow."""
+        return self.size > MAX_INLINE_UPLOAD
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the content; a file is read in chunks, never whole."""
+        if self._sha256 is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            if self.data is not None:
+                h.update(self.data)
+            else:
+                with open(self.path, "rb") as f:
+                    while chunk := f.read(_COPY_CHUNK):
+                        h.update(chunk)
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+    def close(self) -> None:
+        """Delete the temporary file this Upload owns (if any); idempotent."""
+        if self._owned and self.path is not None:
+            self._owned = False
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __del__(self) -> None:
+        # A safety net: the client closes every Upload it made.
+        if getattr(self, "_owned", False):
+            with contextlib.suppress(OSError):
+                self.close()
 
     def __repr__(self) -> str:
-        return f"<Upload {self.name!r} {self.mime_type} {len(self.data)} bytes>"
+        where = f" at {self.path!r}" if self.path is not None else ""
+        return f"<Upload {self.name!r} {self.mime_type} {self.size} bytes{where}>"
 
 
-def _too_large(what: str, size: int) -> _core.InvalidRequestError:
-    return _core.InvalidRequestError(
-        f"{what} is {size} bytes; this version uploads images up to {MAX_INLINE_UPLOAD} bytes "
-        "(large uploads come with the multipart upload flow in a later release); "
-        "resize or re-encode the image, or upload it elsewhere and pass its asset id"
-    )
+def close_all(items) -> None:
+    """close() every Upload among items (asset ids and None are skipped)."""
+    for item in items:
+        if isinstance(item, Upload):
+            item.close()
+
+
+def _named(name: str, mime: str) -> str:
+    return name if "." in name else f"{name}.{extension_for(mime)}"
+
+
+def _sniff_or_raise(what: str, head: bytes) -> str:
+    mime = sniff_mime(head)
+    if mime is None:
+        raise _core.InvalidRequestError(
+            f"{what} is not an image type the API accepts ({_SUPPORTED})"
+        )
+    return mime
 
 
 def _check_bytes(what: str, data: bytes, name: str) -> Upload:
     if not data:
         raise _core.InvalidRequestError(f"{what} is empty")
-    if len(data) > MAX_INLINE_UPLOAD:
-        raise _too_large(what, len(data))
-    mime = sniff_mime(data)
-    if mime is None:
-        raise _core.InvalidRequestError(
-            f"{what} is not an image type the API accepts ({_SUPPORTED})"
-        )
-    if "." not in name:
-        name = f"{name}.{extension_for(mime)}"
-    return Upload(data, name, mime)
+    mime = _sniff_or_raise(what, data)
+    return Upload(data, _named(name, mime), mime)
 
 
 def _from_path(what: str, value: str | os.PathLike) -> Upload:
@@ -175,35 +246,64 @@ def _from_path(what: str, value: str | os.PathLike) -> Upload:
 
     if not _stat.S_ISREG(st.st_mode):
         raise _core.InvalidRequestError(f"{what}: {path!r} is not a regular file")
-    if st.st_size > MAX_INLINE_UPLOAD:
-        raise _too_large(f"{what} ({path!r})", st.st_size)
+    large = st.st_size > MAX_INLINE_UPLOAD
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_INLINE_UPLOAD + 1)
+            # A large file is uploaded from the file itself: only its head is
+            # read here, to check that it is an image.
+            data = f.read(_HEAD_BYTES if large else MAX_INLINE_UPLOAD + 1)
     except OSError as exc:
         raise _core.InvalidRequestError(f"{what}: cannot read {path!r}: {exc.strerror}") from None
-    return _check_bytes(f"{what} ({path!r})", data, os.path.basename(path))
+    if not large:
+        return _check_bytes(f"{what} ({path!r})", data, os.path.basename(path))
+    if not data:
+        raise _core.InvalidRequestError(f"{what} ({path!r}) is empty")
+    mime = _sniff_or_raise(f"{what} ({path!r})", data)
+    return Upload(None, _named(os.path.basename(path), mime), mime, path=path, size=st.st_size)
 
 
-def _from_file_object(what: str, f) -> Upload:
+def _read_chunk(what: str, f, n: int) -> bytes:
     try:
-        data = f.read(MAX_INLINE_UPLOAD + 1)
+        data = f.read(n)
     except Exception as exc:  # any error of a user object: report it as a bad input
         raise _core.InvalidRequestError(f"{what}: reading the file object failed: {exc}") from exc
     if isinstance(data, str):
         raise _core.InvalidRequestError(
             f"{what}: the file object is in text mode; open it with 'rb'"
         )
+    if data is None:
+        # A non-blocking raw stream with nothing ready: not something to wait for here.
+        raise _core.InvalidRequestError(f"{what}: the file object's read() returned None")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise _core.InvalidRequestError(
             f"{what}: the file object's read() returned {type(data).__name__}, not bytes"
         )
-    data = bytes(data)
-    if len(data) > MAX_INLINE_UPLOAD:
-        raise _too_large(what, len(data))
+    return bytes(data)
+
+
+def _from_file_object(what: str, f) -> Upload:
+    data = _read_chunk(what, f, MAX_INLINE_UPLOAD + 1)
     name = getattr(f, "name", None)
     name = os.path.basename(name) if isinstance(name, str) and name else "upload"
-    return _check_bytes(what, data, name)
+    if len(data) <= MAX_INLINE_UPLOAD:
+        return _check_bytes(what, data, name)
+    # Larger: checked from its head, then the rest streamed to a temporary
+    # file, so at most MAX_INLINE_UPLOAD bytes are held in memory.
+    mime = _sniff_or_raise(what, data)
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="scenario_uni1-", suffix="." + extension_for(mime))
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while data:
+                out.write(data)
+                size += len(data)
+                data = _read_chunk(what, f, _COPY_CHUNK)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return Upload(None, _named(name, mime), mime, path=tmp, size=size, owned=True)
 
 
 def _is_pil_image(value: object) -> bool:
@@ -238,8 +338,8 @@ def _from_pil(what: str, image) -> Upload:
         image.save(buf, format="JPEG", quality=95)
         data = buf.getvalue()
         name, mime = "image.jpg", "image/jpeg"
-    if len(data) > MAX_INLINE_UPLOAD:
-        raise _too_large(f"{what} (encoded as {mime})", len(data))
+    # Still over the limit: the multipart flow takes it (written to a
+    # temporary file when the upload starts).
     return Upload(data, name, mime)
 
 

@@ -280,11 +280,12 @@ def test_prompt_of_6000_chars_is_accepted(client, emu):
     assert job.id
 
 
-def test_oversized_upload_names_multipart(client, emu):
+def test_oversized_input_goes_through_multipart(client, emu):
     big = png_bytes() + b"\0" * 3_600_000
-    with pytest.raises(uni1.InvalidRequestError, match="multipart"):
-        client.generate("x", source=big)
-    assert emu.request_count() == 0
+    job = client.generate("x", source=big)
+    assert emu.request_count("POST", r"^/v1/uploads$") == 1
+    assert emu.request_count("POST", r"^/v1/assets$") == 0
+    assert job.raw["metadata"]["input"]["source"].startswith("asset_")
 
 
 def test_nine_refs_allowed_eight_with_source(client, emu):

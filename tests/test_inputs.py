@@ -206,21 +206,41 @@ def test_resolve_too_large_file_is_not_read(tmp_path, monkeypatch):
     with open(big, "wb") as f:
         f.write(png_bytes())
         f.truncate(MAX_INLINE_UPLOAD + 1)
+    real_open = open
+    reads = []
 
-    def no_open(*a, **k):
-        raise AssertionError("a file over the limit must be refused from its size alone")
+    class Spy:
+        def __init__(self, f):
+            self._f = f
 
-    monkeypatch.setattr("builtins.open", no_open)
-    with pytest.raises(uni1.InvalidRequestError, match="multipart"):
-        resolve(big, "source")
+        def read(self, n=-1):
+            assert n != -1 and n <= 64 * 1024, "a file over the limit must not be read whole"
+            data = self._f.read(n)
+            reads.append(len(data))
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+    monkeypatch.setattr("builtins.open", lambda *a, **k: Spy(real_open(*a, **k)))
+    item = resolve(big, "source")
+    # large: uploaded straight from the file through multipart, only its head read
+    assert item.large and item.data is None and item.path == str(big)
+    assert sum(reads) <= 64 * 1024
 
 
 def test_exactly_the_limit_is_accepted():
     data = png_bytes()
     data += b"\0" * (MAX_INLINE_UPLOAD - len(data))
-    assert len(resolve(data, "source").data) == MAX_INLINE_UPLOAD
-    with pytest.raises(uni1.InvalidRequestError):
-        resolve(data + b"\0", "source")
+    small = resolve(data, "source")
+    assert len(small.data) == MAX_INLINE_UPLOAD and not small.large
+    assert resolve(data + b"\0", "source").large  # one byte more: multipart
 
 
 @pytest.mark.parametrize(

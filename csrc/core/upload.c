@@ -526,7 +526,8 @@ static uni1_status retry_pause(uni1_session *s, int attempt, const char *what)
     uni1_client *c = s->client;
     double wait = uni1__backoff(s, attempt);
     if (s->err.http_status == 429 && s->err.retry_after > wait)
-        wait = s->err.retry_after < c->backoff_max ? s->err.retry_after : c->backoff_max;
+        wait = s->err.retry_after < UNI1_RETRY_AFTER_CAP ? s->err.retry_after
+                                                          : UNI1_RETRY_AFTER_CAP;
     if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
         return s->err.status;
     uni1__log(s, UNI1_LOG_INFO, "%s: %s; retry %d of %d in %.2f s", what, s->err.message,
