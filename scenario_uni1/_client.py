@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import _core
-from ._inputs import Upload, is_asset_path, ref_list, resolve
+from ._inputs import Upload, close_all, is_asset_path, ref_list, resolve
 
 TYPE_CHECKING = False  # type checkers take the branch; nothing imports typing at run time
 if TYPE_CHECKING:
@@ -171,17 +171,35 @@ class Client(_core.Client):
             backoff_base=backoff_base,
             backoff_max=backoff_max,
         )
-        # TODO(journal): the submission journal (record each submission before
-        # it is sent and each finished download, resume() after a crash)
-        # arrives in the next release. The path is accepted and kept so code
-        # written against the documented signature runs, but nothing is
-        # recorded yet.
-        self._journal = None if journal is None else os.fspath(journal)
+        # The submission journal (see _journal.py). Job.download (C) calls its
+        # download hooks through this attribute; None without a journal.
+        self._journal = None
+        if journal is not None:
+            from ._journal import Journal
+
+            try:
+                self._journal = Journal(journal)
+            except BaseException:
+                super().close()
+                raise
 
     @property
     def journal(self) -> str | None:
-        """The journal path given to the constructor (not used yet: next release)."""
-        return self._journal
+        """The journal's path (None without a journal)."""
+        journal = getattr(self, "_journal", None)
+        return None if journal is None else journal.path
+
+    def close(self) -> None:
+        """Close the connections and the journal (if any)."""
+        try:
+            super().close()
+        finally:
+            journal = getattr(self, "_journal", None)
+            if journal is not None:
+                journal.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         state = ", closed" if self.closed else ""
@@ -221,20 +239,29 @@ class Client(_core.Client):
             output_format,
             web_search,
         )
-        # Then every input is read and checked (type, existence, size, format).
-        src = None if source is None else resolve(source, "source")
-        return src, [resolve(ref, f"image_refs[{i}]") for i, ref in enumerate(refs)]
+        # Then every input is read and checked (type, existence, format). A
+        # large file object is copied to a temporary file here: if a later
+        # input is refused, the copies made so far are deleted. The caller
+        # closes the Uploads returned (close_all) once they are uploaded.
+        items = []
+        try:
+            src = None if source is None else resolve(source, "source")
+            items.append(src)
+            for i, ref in enumerate(refs):
+                items.append(resolve(ref, f"image_refs[{i}]"))
+        except BaseException:
+            close_all(items)
+            raise
+        return src, items[1:]
 
     def _upload_all(self, src, refs, deadline: _Deadline):
         """Upload each distinct input once; returns (source_id, ref_ids)."""
-        uploaded: dict[tuple[str, bytes], str] = {}
+        uploaded: dict[tuple[str, str], str] = {}
 
         def to_id(item):
             if not isinstance(item, Upload):
                 return item
-            import hashlib
-
-            key = (item.mime_type, hashlib.sha256(item.data).digest())
+            key = (item.mime_type, item.sha256)
             asset_id = uploaded.get(key)
             if asset_id is None:
                 asset_id = self._upload_prepared(item, deadline)
@@ -245,8 +272,31 @@ class Client(_core.Client):
         return source_id, [to_id(r) for r in refs]
 
     def _upload_prepared(self, item: Upload, deadline: _Deadline) -> str:
-        _debug("uploading %s (%s, %d bytes)", item.name, item.mime_type, len(item.data))
-        asset_id = self._upload(item.data, item.name, item.mime_type, timeout=deadline.remaining())
+        _debug("uploading %s (%s, %d bytes)", item.name, item.mime_type, item.size)
+        if not item.large:
+            asset_id = self._upload(
+                item.data, item.name, item.mime_type, timeout=deadline.remaining()
+            )
+        elif item.path is not None:
+            # The multipart flow, read from the file part by part.
+            asset_id = self._upload_file(
+                item.path, item.name, item.mime_type, timeout=deadline.remaining()
+            )
+        else:
+            # Large bytes (given as such, or an encoded PIL image): the
+            # multipart flow reads from a file, so they go to a temporary one.
+            import tempfile
+
+            suffix = os.path.splitext(item.name)[1]
+            fd, tmp = tempfile.mkstemp(prefix="scenario_uni1-", suffix=suffix)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(item.data)
+                asset_id = self._upload_file(
+                    tmp, item.name, item.mime_type, timeout=deadline.remaining()
+                )
+            finally:
+                os.unlink(tmp)
         _debug("uploaded %s as %s", item.name, asset_id)
         return asset_id
 
@@ -262,7 +312,10 @@ class Client(_core.Client):
         if not isinstance(item, Upload):
             _core.validate_generate("x", None, [item])  # the id's syntax
             return item
-        return self._upload_prepared(item, deadline)
+        try:
+            return self._upload_prepared(item, deadline)
+        finally:
+            item.close()
 
     def _generate(
         self, prompt, source, image_refs, aspect_ratio, output_format, web_search, deadline
@@ -270,7 +323,15 @@ class Client(_core.Client):
         src, refs = self._prepare(
             prompt, source, image_refs, aspect_ratio, output_format, web_search
         )
-        source_id, ref_ids = self._upload_all(src, refs, deadline)
+        try:
+            if self._journal is not None:
+                # Recorded before it is sent; a re-run re-attaches instead of sending.
+                return self._journal.submit(
+                    self, prompt, src, refs, aspect_ratio, output_format, web_search, deadline
+                )
+            source_id, ref_ids = self._upload_all(src, refs, deadline)
+        finally:
+            close_all([src, *refs])  # temporary copies of large inputs
         job = self._submit(
             prompt,
             source_id,
@@ -333,7 +394,23 @@ class Client(_core.Client):
             prompt, source, image_refs, aspect_ratio, output_format, web_search, deadline
         )
         job.wait(deadline.remaining(), progress=progress)
-        return job.images(timeout=deadline.remaining())
+        images = job.images(timeout=deadline.remaining())
+        if self._journal is not None:
+            self._journal.mark_done(job.id)
+        return images
+
+    def resume(self, *, timeout: float | None = None) -> "list[_core.Job]":
+        """The unfinished jobs of the journal, re-attached (oldest first).
+
+        Unfinished: submitted and not yet downloaded (nor fetched by run()),
+        and not ended in failure or cancellation. A submission that was being
+        sent when the process died is looked for on the server first: the job
+        it created is adopted and listed; if it created none, it is dropped
+        from the journal (re-running the code submits it again).
+        """
+        if self._journal is None:
+            raise _core.ConfigurationError("resume() needs a journal: Client(journal=path)")
+        return self._journal.resume(self, _Deadline(timeout))
 
     def estimate(
         self,
@@ -354,5 +431,8 @@ class Client(_core.Client):
         src, refs = self._prepare(
             prompt, source, image_refs, aspect_ratio, output_format, web_search
         )
-        source_id, ref_ids = self._upload_all(src, refs, _Deadline(None))
+        try:
+            source_id, ref_ids = self._upload_all(src, refs, _Deadline(None))
+        finally:
+            close_all([src, *refs])
         return self._estimate(prompt, source_id, ref_ids, aspect_ratio, output_format, web_search)

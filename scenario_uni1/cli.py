@@ -2,6 +2,7 @@
 
     scenario-uni1 generate "a fantasy landscape" --aspect-ratio 16:9 -o renders/
     scenario-uni1 generate --offline "a cat"          # built-in emulator, no account
+    scenario-uni1 generate "a cat" --journal cat.db   # run it again: no second job
     scenario-uni1 job JOB_ID --wait --download renders/
     scenario-uni1 upload picture.png
     scenario-uni1 estimate "a cat" --ref picture.png
@@ -106,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-wait", action="store_true", help="print the job id and exit")
     gen.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    gen.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="record the submission and the download in this journal (SQLite, created if "
+        "missing): running the same command again re-attaches to the job instead of paying "
+        "for a new one, and skips files already downloaded",
+    )
     _add_connection_options(gen, argparse.SUPPRESS)
 
     est = sub.add_parser("estimate", help="the cost in creative units, without running")
@@ -159,6 +167,11 @@ class _Session:
     def __init__(self, args) -> None:
         self._emulator = None
         self.client = None
+        journal = getattr(args, "journal", None)
+        if journal is not None and getattr(args, "offline", False):
+            # The in-process emulator dies with the command: its jobs cannot
+            # be re-attached by the next run.
+            raise _CommandError("--journal cannot be used with --offline", EXIT_USAGE)
         if getattr(args, "offline", False):
             from .emulator import Emulator
 
@@ -172,7 +185,9 @@ class _Session:
         else:
             from ._client import Client
 
-            self.client = Client(base_url=args.base_url, project_id=args.project_id)
+            self.client = Client(
+                base_url=args.base_url, project_id=args.project_id, journal=journal
+            )
 
     def close(self) -> None:
         try:

@@ -162,7 +162,7 @@ def test_journal_is_accepted_and_kept(tmp_path):
     path = tmp_path / "journal.jsonl"
     with uni1.Client(KEY, SECRET, journal=path) as c:
         assert c.journal == str(path)
-    assert not path.exists()  # nothing recorded yet: the journal comes in the next release
+    assert path.exists()  # the journal (SQLite) is created when the client is
 
 
 def test_close_and_context_manager(secret_emu):
