@@ -299,28 +299,39 @@ void uni1_client_free(uni1_client *c)
     free(c);
 }
 
-void uni1__remember_job(uni1_client *c, const char *id)
+static int known_locked(uni1_client *c, const char *id)
 {
-    pthread_mutex_lock(&c->lock);
-    if (!c->known_ids)
-        c->known_ids = calloc(UNI1_KNOWN_IDS, sizeof *c->known_ids);
-    if (c->known_ids) {
-        snprintf(c->known_ids[c->known_next], UNI1_ID_MAX, "%s", id);
-        c->known_next = (c->known_next + 1) % UNI1_KNOWN_IDS;
-        if (c->known_len < UNI1_KNOWN_IDS)
-            c->known_len++;
-    }
-    pthread_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < c->known_len; i++)
+        if (strcmp(c->known_ids[i], id) == 0)
+            return 1;
+    return 0;
 }
 
 int uni1__is_known_job(uni1_client *c, const char *id)
 {
-    int found = 0;
     pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->known_len && !found; i++)
-        found = strcmp(c->known_ids[i], id) == 0;
+    int found = known_locked(c, id);
     pthread_mutex_unlock(&c->lock);
     return found;
+}
+
+int uni1__claim_job(uni1_client *c, const char *id)
+{
+    int claimed = 0;
+    pthread_mutex_lock(&c->lock);
+    if (!known_locked(c, id)) {
+        if (!c->known_ids)
+            c->known_ids = calloc(UNI1_KNOWN_IDS, sizeof *c->known_ids);
+        if (c->known_ids) {
+            snprintf(c->known_ids[c->known_next], UNI1_ID_MAX, "%s", id);
+            c->known_next = (c->known_next + 1) % UNI1_KNOWN_IDS;
+            if (c->known_len < UNI1_KNOWN_IDS)
+                c->known_len++;
+            claimed = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return claimed;
 }
 
 const char *uni1_client_base_url(const uni1_client *c) { return c->base_url; }

@@ -91,7 +91,7 @@ static int reconcile(uni1_session *s, const char *body, double sent_at, const ch
     cJSON *want = cJSON_Parse(body);
     if (!want)
         return -1;
-    int result = 0;
+    int result = 0, reached_end = 0;
     char token[512] = "";
     for (int page = 0; page < RECONCILE_PAGES && result == 0; page++) {
         uni1_list_query q = {50, token[0] ? token : NULL, NULL, NULL};
@@ -113,6 +113,8 @@ static int reconcile(uni1_session *s, const char *body, double sent_at, const ch
                 excluded = exclude[k] && strcmp(exclude[k], j->id) == 0;
             if (excluded || !input_matches(want, j->raw_json, j->raw_len))
                 continue;
+            if (!uni1__claim_job(s->client, j->id))
+                continue; /* another thread adopted it a moment ago */
             if (uni1_job_copy(out, j) != UNI1_OK) {
                 uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
                 result = -1;
@@ -120,12 +122,26 @@ static int reconcile(uni1_session *s, const char *body, double sent_at, const ch
                 result = 1;
             }
         }
-        int more = l.next_token && !older_seen && strlen(l.next_token) < sizeof token;
+        int more = l.next_token && !older_seen;
+        if (more && strlen(l.next_token) >= sizeof token) {
+            uni1__fail(s, UNI1_ERR_PROTOCOL, "job list: pagination token too long to follow");
+            result = -1;
+            more = 0;
+        }
         if (more)
             snprintf(token, sizeof token, "%s", l.next_token);
         uni1_job_list_clear(&l);
-        if (!more)
+        if (!more) {
+            reached_end = 1;
             break;
+        }
+    }
+    /* Pages left unread that may still hold jobs newer than the request:
+     * the list cannot prove the job does not exist. */
+    if (result == 0 && !reached_end) {
+        uni1__fail(s, UNI1_ERR_UNCERTAIN, "job list: %d pages of jobs newer than the request",
+                   RECONCILE_PAGES);
+        result = -1;
     }
     cJSON_Delete(want);
     return result;
@@ -249,10 +265,8 @@ uni1_status uni1_find_submitted_job(uni1_session *s, const uni1_generate_params 
     free(body);
     if (r < 0)
         return s->err.status != UNI1_OK ? s->err.status : UNI1_ERR_PROTOCOL;
-    if (r == 1) {
-        *found = 1;
-        uni1__remember_job(s->client, out->id);
-    }
+    if (r == 1)
+        *found = 1; /* reconcile claimed it for this client */
     return UNI1_OK;
 }
 
@@ -269,10 +283,8 @@ uni1_status uni1_generate(uni1_session *s, const uni1_generate_params *p, uni1_j
     uni1_status st = post_generate(s, p, 0, &resp, &len, &status, out, &adopted);
     if (st != UNI1_OK)
         return st;
-    if (adopted) {
-        uni1__remember_job(s->client, out->id);
-        return UNI1_OK;
-    }
+    if (adopted)
+        return UNI1_OK; /* reconcile claimed it for this client */
     char err[256];
     double c = -1;
     st = uni1_parse_submit(resp, len, out, &c, err, sizeof err);
@@ -281,7 +293,7 @@ uni1_status uni1_generate(uni1_session *s, const uni1_generate_params *p, uni1_j
         return parse_fail(s, st, "generate", err);
     if (cost)
         *cost = c;
-    uni1__remember_job(s->client, out->id);
+    uni1__claim_job(s->client, out->id);
     uni1__log(s, UNI1_LOG_INFO, "submitted %s (%s)", out->id, out->status);
     return UNI1_OK;
 }
@@ -331,6 +343,9 @@ uni1_status uni1_get_job(uni1_session *s, const char *job_id, uni1_job *out)
     free(resp);
     if (st != UNI1_OK)
         return parse_fail(s, st, "job", err);
+    /* A job this client re-attached to is its own: reconciling another
+     * submission must never adopt it. */
+    uni1__claim_job(s->client, out->id);
     return UNI1_OK;
 }
 

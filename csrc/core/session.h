@@ -40,8 +40,10 @@ struct uni1_client {
 /* The longest a 429's Retry-After / remainingSeconds is honoured (seconds);
  * the caller's deadline still bounds every wait. */
 #define UNI1_RETRY_AFTER_CAP 60.0
-void uni1__remember_job(uni1_client *c, const char *id);
 int uni1__is_known_job(uni1_client *c, const char *id);
+/* Atomically: 1 and remembered when id was not known yet, else 0. Two
+ * threads reconciling identical requests never adopt the same job. */
+int uni1__claim_job(uni1_client *c, const char *id);
 
 /* A growable byte buffer with a cap, used for response bodies. */
 typedef struct uni1_sink {
