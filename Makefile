@@ -181,6 +181,24 @@ fuzz-merge: $(FUZZ_BINS)
 	    $(FUZZ_CORPUS)/$$t $(FUZZ_BUILD)/corpus/$$t; \
 	done
 
+# --- Style ----------------------------------------------------------------
+# One formatter per language: clang-format (.clang-format) for C, ruff
+# (pyproject.toml) for Python. CI fails on any difference.
+
+C_SOURCES := $(wildcard csrc/*/*.c csrc/*/*.h tests/c/*.c tests/fuzz/*.c tests/fuzz/*.h)
+RUFF      ?= ruff
+
+.PHONY: format format-check
+format:
+	clang-format -i $(C_SOURCES)
+	$(RUFF) format scenario_uni1 tests
+	$(RUFF) check --fix scenario_uni1 tests
+
+format-check:
+	clang-format --dry-run --Werror $(C_SOURCES)
+	$(RUFF) format --check scenario_uni1 tests
+	$(RUFF) check scenario_uni1 tests
+
 # --- Housekeeping ---------------------------------------------------------
 
 .PHONY: clean

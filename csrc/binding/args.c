@@ -46,8 +46,8 @@ int py_parse_args(const py_argspec *spec, PyObject *const *args, Py_ssize_t narg
             return -1;
         }
         if (out[i]) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
-                         spec->fname, spec->names[i]);
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", spec->fname,
+                         spec->names[i]);
             return -1;
         }
         out[i] = args[nargs + k];

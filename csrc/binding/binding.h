@@ -67,30 +67,28 @@ typedef struct py_state {
 /* ---- objects ------------------------------------------------------------ */
 
 typedef struct ClientObject {
-    PyObject_HEAD
-    uni1_client *core;         /* NULL before __init__ and after close() */
+    PyObject_HEAD uni1_client *core; /* NULL before __init__ and after close() */
     int closed;
-    Py_ssize_t active;         /* calls in flight; the core is freed when the
-                                  last one ends after close() */
+    Py_ssize_t active;           /* calls in flight; the core is freed when the
+                                    last one ends after close() */
     unsigned long long requests; /* sum of the per-session request counters
                                     over finished calls */
     double timeout;
     int max_retries;
-    PyObject *base_url;        /* str, kept after close() for repr */
-    PyObject *project_id;      /* str or None */
-    PyObject *logger;          /* logging.Logger when DEBUG was enabled at
-                                  creation, else NULL */
+    PyObject *base_url;   /* str, kept after close() for repr */
+    PyObject *project_id; /* str or None */
+    PyObject *logger;     /* logging.Logger when DEBUG was enabled at
+                             creation, else NULL */
 } ClientObject;
 
 typedef struct JobObject {
-    PyObject_HEAD
-    ClientObject *client;      /* strong */
-    uni1_job job;              /* owned; updated only with the GIL held */
-    double cost;               /* creative units, -1 when unknown */
-    PyObject *raw_cache;       /* json.loads(job.raw_json), or NULL */
-    unsigned long cancel_gen;  /* bumped by cancel(): stops running waits */
-    int waiting;               /* a wait() runs (refuse a second one) */
-    uni1_session *wait_session;/* the session that wait uses, for wakeups */
+    PyObject_HEAD ClientObject *client; /* strong */
+    uni1_job job;                       /* owned; updated only with the GIL held */
+    double cost;                        /* creative units, -1 when unknown */
+    PyObject *raw_cache;                /* json.loads(job.raw_json), or NULL */
+    unsigned long cancel_gen;           /* bumped by cancel(): stops running waits */
+    int waiting;                        /* a wait() runs (refuse a second one) */
+    uni1_session *wait_session;         /* the session that wait uses, for wakeups */
 } JobObject;
 
 /* ---- calls into the core ------------------------------------------------ */
@@ -99,23 +97,23 @@ enum py_stop { PY_STOP_NONE = 0, PY_STOP_CANCEL, PY_STOP_CLOSED };
 
 typedef struct py_call {
     py_state *st;
-    ClientObject *client;      /* strong for the duration of the call */
+    ClientObject *client; /* strong for the duration of the call */
     uni1_session *s;
-    PyThreadState *tstate;     /* saved while the GIL is released */
-    struct py_call *outer;     /* a call made from a callback of this one */
+    PyThreadState *tstate; /* saved while the GIL is released */
+    struct py_call *outer; /* a call made from a callback of this one */
     uint64_t requests_at_start;
     /* wait() only */
-    JobObject *job;            /* borrowed: the caller holds it */
-    PyObject *progress;        /* callable or NULL (borrowed) */
+    JobObject *job;     /* borrowed: the caller holds it */
+    PyObject *progress; /* callable or NULL (borrowed) */
     unsigned long cancel_gen;
     enum py_stop stop;
 } py_call;
 
 /* Extra context for mapping a failure to an exception. */
 typedef struct py_error_extra {
-    PyObject *job;                       /* JobError.job, or NULL */
-    const uni1_generate_params *params;  /* SubmissionUncertainError.request */
-    enum py_stop stop;                   /* why the binding interrupted */
+    PyObject *job;                      /* JobError.job, or NULL */
+    const uni1_generate_params *params; /* SubmissionUncertainError.request */
+    enum py_stop stop;                  /* why the binding interrupted */
 } py_error_extra;
 
 /* Acquires a session of client (raising ConfigurationError when closed) and
@@ -156,9 +154,9 @@ PyObject *py_str_or_none(const char *s);
 
 typedef struct py_argspec {
     const char *fname;
-    const char *const *names;  /* NULL-terminated */
-    int n_positional;          /* names[0..n_positional) may be positional */
-    int n_required;            /* names[0..n_required) must be given */
+    const char *const *names; /* NULL-terminated */
+    int n_positional;         /* names[0..n_positional) may be positional */
+    int n_required;           /* names[0..n_required) must be given */
 } py_argspec;
 
 /* Fills out[i] with a borrowed reference to argument names[i], or NULL when

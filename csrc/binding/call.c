@@ -19,9 +19,8 @@ int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadlin
     memset(c, 0, sizeof *c);
     c->st = st;
     if (!client->core) {
-        PyErr_SetString(st->ConfigurationError, client->closed
-                                                    ? "client is closed"
-                                                    : "Client.__init__() was not called");
+        PyErr_SetString(st->ConfigurationError,
+                        client->closed ? "client is closed" : "Client.__init__() was not called");
         return -1;
     }
     c->s = uni1_session_acquire(client->core);
@@ -152,8 +151,7 @@ void py_log_forward(void *userdata, uni1_log_level level, const char *message)
     c->tstate = NULL;
     PyEval_RestoreThread(ts);
     if (client->logger && !PyErr_Occurred()) {
-        PyObject *r = PyObject_CallMethod(client->logger, "log", "iN", (int)level,
-                                          py_str(message));
+        PyObject *r = PyObject_CallMethod(client->logger, "log", "iN", (int)level, py_str(message));
         if (r) {
             Py_DECREF(r);
         } else if (PyErr_ExceptionMatches(PyExc_Exception)) {

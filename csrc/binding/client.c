@@ -23,8 +23,7 @@ void py_client_free_core(ClientObject *self)
     if (!core)
         return;
     /* Closing pooled connections may take a moment (TLS close_notify). */
-    Py_BEGIN_ALLOW_THREADS
-    uni1_client_free(core);
+    Py_BEGIN_ALLOW_THREADS uni1_client_free(core);
     Py_END_ALLOW_THREADS
 }
 
@@ -40,8 +39,7 @@ static py_state *state_from_type(PyTypeObject *tp)
     Py_ssize_t n = PyTuple_Size(mro);
     for (Py_ssize_t i = 0; i < n && !st; i++) {
         PyObject *t = PyTuple_GetItem(mro, i);
-        if (!t || !PyType_Check(t) ||
-            !(PyType_GetFlags((PyTypeObject *)t) & Py_TPFLAGS_HEAPTYPE))
+        if (!t || !PyType_Check(t) || !(PyType_GetFlags((PyTypeObject *)t) & Py_TPFLAGS_HEAPTYPE))
             continue;
         PyObject *m = PyType_GetModule((PyTypeObject *)t);
         if (!m) {
@@ -91,10 +89,10 @@ static PyObject *find_debug_logger(void)
 static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
 {
     ClientObject *self = (ClientObject *)op;
-    static char *kwlist[] = {"api_key",    "api_secret", "bearer_token", "base_url",
-                             "project_id", "timeout",    "max_retries",  "user_agent",
-                             "ca_bundle",  "proxy",      "connect_timeout", "stall_timeout",
-                             "backoff_base", "backoff_max", NULL};
+    static char *kwlist[] = {
+        "api_key",         "api_secret",    "bearer_token", "base_url",    "project_id",
+        "timeout",         "max_retries",   "user_agent",   "ca_bundle",   "proxy",
+        "connect_timeout", "stall_timeout", "backoff_base", "backoff_max", NULL};
     const char *api_key = NULL, *api_secret = NULL, *bearer = NULL, *base_url = NULL;
     const char *project_id = NULL, *user_agent = NULL, *ca_bundle = NULL, *proxy = NULL;
     double timeout = 60.0;
@@ -109,8 +107,7 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zz$zzzdizzzdddd:Client", kwlist, &api_key,
                                      &api_secret, &bearer, &base_url, &project_id, &timeout,
                                      &max_retries, &user_agent, &ca_bundle, &proxy,
-                                     &connect_timeout, &stall_timeout, &backoff_base,
-                                     &backoff_max))
+                                     &connect_timeout, &stall_timeout, &backoff_base, &backoff_max))
         return -1;
     if (!(connect_timeout > 0) || !(stall_timeout > 0) || !(backoff_base >= 0) ||
         !(backoff_max >= backoff_base) || isinf(connect_timeout) || isinf(stall_timeout) ||
@@ -169,7 +166,7 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
         PyObject *msg = PyUnicode_DecodeUTF8(err, (Py_ssize_t)strlen(err), "replace");
         if (msg) {
             PyErr_SetObject(strcmp(err, "out of memory") == 0 ? PyExc_MemoryError
-                                                               : st->ConfigurationError,
+                                                              : st->ConfigurationError,
                             msg);
             Py_DECREF(msg);
         }
@@ -295,8 +292,7 @@ static PyGetSetDef client_getset[] = {
     {"max_retries", get_max_retries, NULL, "Retries of reads after transient failures.", NULL},
     {"closed", get_closed, NULL, "Whether close() was called.", NULL},
     {"request_count", get_request_count, NULL,
-     "HTTP requests this client has sent, retries included (counted when each call ends).",
-     NULL},
+     "HTTP requests this client has sent, retries included (counted when each call ends).", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 /* ---- methods -------------------------------------------------------------- */
@@ -304,8 +300,8 @@ static PyGetSetDef client_getset[] = {
 static const char *const gen_names[] = {"prompt",        "source",     "image_refs", "aspect_ratio",
                                         "output_format", "web_search", "timeout",    NULL};
 
-static PyObject *client_submit(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                               size_t nargs, PyObject *kwnames)
+static PyObject *client_submit(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                               PyObject *kwnames)
 {
     py_state *st = PyType_GetModuleState(cls);
     ClientObject *self = (ClientObject *)op;
@@ -351,10 +347,9 @@ static PyObject *client_submit(PyObject *op, PyTypeObject *cls, PyObject *const 
     return result;
 }
 
-static const char *const find_names[] = {"prompt",       "source",        "image_refs",
-                                          "aspect_ratio", "output_format", "web_search",
-                                          "sent_at",      "exclude",       "timeout",
-                                          NULL};
+static const char *const find_names[] = {
+    "prompt",     "source",  "image_refs", "aspect_ratio", "output_format",
+    "web_search", "sent_at", "exclude",    "timeout",      NULL};
 
 /* _find_job(...): the job an earlier, interrupted submission of this request
  * created, or None (the core's reconciliation, for the journal). */
@@ -401,9 +396,8 @@ static PyObject *client_find_job(PyObject *op, PyTypeObject *cls, PyObject *cons
         uni1_job job;
         int found = 0;
         py_call_allow_threads(&c);
-        uni1_status rc = uni1_find_submitted_job(c.s, &g.params, sent_at,
-                                                 (const char *const *)ex, (size_t)n_ex, &job,
-                                                 &found);
+        uni1_status rc = uni1_find_submitted_job(c.s, &g.params, sent_at, (const char *const *)ex,
+                                                 (size_t)n_ex, &job, &found);
         py_call_end_threads(&c);
         if (rc != UNI1_OK || PyErr_Occurred()) {
             result = py_call_fail(&c, rc, NULL, NULL);
@@ -501,8 +495,8 @@ static PyObject *client_list_jobs(PyObject *op, PyTypeObject *cls, PyObject *con
 {
     py_state *st = PyType_GetModuleState(cls);
     ClientObject *self = (ClientObject *)op;
-    static const char *const names[] = {"page_size", "pagination_token", "status", "type",
-                                        "timeout",   NULL};
+    static const char *const names[] = {"page_size", "pagination_token", "status",
+                                        "type",      "timeout",          NULL};
     static const py_argspec spec = {"list_jobs", names, 0, 0};
     PyObject *a[5];
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
@@ -569,8 +563,8 @@ done:
     return result;
 }
 
-static PyObject *client_upload(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                               size_t nargs, PyObject *kwnames)
+static PyObject *client_upload(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                               PyObject *kwnames)
 {
     py_state *st = PyType_GetModuleState(cls);
     ClientObject *self = (ClientObject *)op;
@@ -636,9 +630,9 @@ static PyObject *raise_upload_failed(py_state *st, const uni1_error *err)
     PyObject *msg = py_str(err->message[0] ? err->message : "the upload failed on the server");
     if (!msg)
         return NULL;
-    PyObject *body = err->body ? PyUnicode_DecodeUTF8(err->body, (Py_ssize_t)err->body_len,
-                                                      "replace")
-                               : Py_NewRef(Py_None);
+    PyObject *body = err->body
+                         ? PyUnicode_DecodeUTF8(err->body, (Py_ssize_t)err->body_len, "replace")
+                         : Py_NewRef(Py_None);
     PyObject *exc = body ? PyObject_CallFunctionObjArgs(st->APIError, msg, NULL) : NULL;
     if (exc && PyObject_SetAttrString(exc, "reason", msg) == 0 &&
         PyObject_SetAttrString(exc, "body", body) == 0 &&
@@ -733,8 +727,7 @@ static PyObject *client_get_asset(PyObject *op, PyTypeObject *cls, PyObject *con
         return NULL;
     double deadline;
     char *asset_id;
-    if (py_deadline(st, a[1], &deadline) < 0 ||
-        py_copy_str(st, a[0], "asset_id", 0, &asset_id) < 0)
+    if (py_deadline(st, a[1], &deadline) < 0 || py_copy_str(st, a[0], "asset_id", 0, &asset_id) < 0)
         return NULL;
     PyObject *result = NULL;
     py_call c;
@@ -768,8 +761,8 @@ static PyObject *client_close(PyObject *op, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *client_enter(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                              size_t nargs, PyObject *kwnames)
+static PyObject *client_enter(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                              PyObject *kwnames)
 {
     py_state *st = PyType_GetModuleState(cls);
     ClientObject *self = (ClientObject *)op;
@@ -850,7 +843,7 @@ PyType_Spec py_client_spec = {
     .name = "scenario_uni1._core.Client",
     .basicsize = sizeof(ClientObject),
     .itemsize = 0,
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE,
+    .flags =
+        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = client_slots,
 };

@@ -13,7 +13,10 @@
 
 typedef char py_id[UNI1_ID_MAX];
 
-static py_state *job_state(PyObject *op) { return PyType_GetModuleState(Py_TYPE(op)); }
+static py_state *job_state(PyObject *op)
+{
+    return PyType_GetModuleState(Py_TYPE(op));
+}
 
 PyObject *py_job_new(py_state *st, ClientObject *client, uni1_job *job, double cost)
 {
@@ -174,8 +177,8 @@ static PyObject *job_repr(PyObject *op)
     JobObject *self = (JobObject *)op;
     PyObject *id = py_str(self->job.id);
     PyObject *status = id ? py_str(self->job.status) : NULL;
-    PyObject *progress = status ? PyFloat_FromDouble(floor(self->job.progress * 100 + 0.5) / 100)
-                                : NULL;
+    PyObject *progress =
+        status ? PyFloat_FromDouble(floor(self->job.progress * 100 + 0.5) / 100) : NULL;
     PyObject *r = NULL;
     if (progress)
         r = PyUnicode_FromFormat("<scenario_uni1.Job id=%R status=%R progress=%R>", id, status,
@@ -301,8 +304,8 @@ static PyObject *job_wait(PyObject *op, PyTypeObject *cls, PyObject *const *args
     return Py_NewRef(op);
 }
 
-static PyObject *job_refresh(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                             size_t nargs, PyObject *kwnames)
+static PyObject *job_refresh(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                             PyObject *kwnames)
 {
     py_state *st = PyType_GetModuleState(cls);
     JobObject *self = (JobObject *)op;
@@ -439,8 +442,8 @@ static PyObject *make_image(py_state *st, const uni1_asset *asset, const uni1_bu
     return img;
 }
 
-static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                            size_t nargs, PyObject *kwnames)
+static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                            PyObject *kwnames)
 {
     py_state *st = PyType_GetModuleState(cls);
     JobObject *self = (JobObject *)op;
@@ -525,8 +528,8 @@ static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t 
     }
     PyObject *meta = PyDict_Check(raw) ? PyDict_GetItemString(raw, "metadata") : NULL;
     PyObject *input = meta && PyDict_Check(meta) ? PyDict_GetItemString(meta, "input") : NULL;
-    PyObject *fmt = input && PyDict_Check(input) ? PyDict_GetItemString(input, "outputFormat")
-                                                 : NULL;
+    PyObject *fmt =
+        input && PyDict_Check(input) ? PyDict_GetItemString(input, "outputFormat") : NULL;
     const char *s = fmt && PyUnicode_Check(fmt) ? PyUnicode_AsUTF8AndSize(fmt, NULL) : NULL;
     if (!s) {
         PyErr_Clear();
@@ -573,8 +576,8 @@ static int make_dirs(py_state *st, PyObject *path)
     return 0;
 }
 
-static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                              size_t nargs, PyObject *kwnames)
+static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                              PyObject *kwnames)
 {
     py_state *st = PyType_GetModuleState(cls);
     JobObject *self = (JobObject *)op;
@@ -673,8 +676,8 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
         snprintf(paths[i], sizeof paths[i], "%s/%s", dir, fnames[i]);
         int skip = 0;
         if (journal) {
-            PyObject *r = PyObject_CallMethod(journal, "download_skip", "sss", self->job.id,
-                                              ids[i], paths[i]);
+            PyObject *r = PyObject_CallMethod(journal, "download_skip", "sss", self->job.id, ids[i],
+                                              paths[i]);
             skip = r ? PyObject_IsTrue(r) : -1;
             Py_XDECREF(r);
             if (skip < 0) {
@@ -705,8 +708,7 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
             out[k] = paths[todo[k]];
         }
         py_call_allow_threads(&c);
-        rc = uni1_download_assets_to_dir(c.s, a, n_todo, dir, nm, overwrite, out,
-                                         sizeof paths[0]);
+        rc = uni1_download_assets_to_dir(c.s, a, n_todo, dir, nm, overwrite, out, sizeof paths[0]);
         py_call_end_threads(&c);
         free(a);
         free(nm);
@@ -759,10 +761,10 @@ static PyObject *job_reduce(PyObject *op, PyObject *unused)
     PyObject *rebuild = PyObject_GetAttrString(module, "_rebuild_job");
     if (!rebuild)
         return NULL;
-    PyObject *raw = self->job.raw_json ? PyUnicode_DecodeUTF8(self->job.raw_json,
-                                                              (Py_ssize_t)self->job.raw_len,
-                                                              "replace")
-                                       : Py_NewRef(Py_None);
+    PyObject *raw =
+        self->job.raw_json
+            ? PyUnicode_DecodeUTF8(self->job.raw_json, (Py_ssize_t)self->job.raw_len, "replace")
+            : Py_NewRef(Py_None);
     PyObject *cost = self->cost >= 0 ? PyFloat_FromDouble(self->cost) : Py_NewRef(Py_None);
     PyObject *r = NULL;
     if (raw && cost)

@@ -150,9 +150,9 @@ static PyObject *raise_http(py_state *st, const uni1_error *err)
     PyObject *retryable = PyBool_FromLong(uni1_status_is_retryable(UNI1_ERR_HTTP, status));
     if (cls == st->RateLimitError) {
         PyObject *after = err->retry_after >= 0 ? PyFloat_FromDouble(err->retry_after) : NULL;
-        return raise_with_attrs(cls, msg, "status_code", PyLong_FromLong(status), "reason",
-                                reason, "body", body_or_none(err), "retryable", retryable,
-                                "trace_id", trace_or_none(err), "retry_after", after, NULL);
+        return raise_with_attrs(cls, msg, "status_code", PyLong_FromLong(status), "reason", reason,
+                                "body", body_or_none(err), "retryable", retryable, "trace_id",
+                                trace_or_none(err), "retry_after", after, NULL);
     }
     return raise_with_attrs(cls, msg, "status_code", PyLong_FromLong(status), "reason", reason,
                             "body", body_or_none(err), "retryable", retryable, "trace_id",
@@ -204,8 +204,8 @@ static PyObject *raise_uncertain(py_state *st, const uni1_error *err,
         }
     }
     PyObject *sent_at = iso_utc(err->sent_at > 0 ? err->sent_at : unix_now());
-    return raise_with_attrs(st->SubmissionUncertainError, py_str(err->message), "request",
-                            request, "sent_at", sent_at, NULL);
+    return raise_with_attrs(st->SubmissionUncertainError, py_str(err->message), "request", request,
+                            "sent_at", sent_at, NULL);
 }
 
 PyObject *py_raise_core(py_state *st, uni1_status status, const uni1_error *err,
@@ -318,8 +318,8 @@ static int add_exception2(PyObject *m, PyObject **slot, const char *name, const 
 
 static int create_exceptions(PyObject *m, py_state *st)
 {
-    static const char *const api_attrs[] = {"status_code", "reason", "body", "retryable",
-                                            "trace_id", NULL};
+    static const char *const api_attrs[] = {"status_code", "reason",   "body",
+                                            "retryable",   "trace_id", NULL};
     static const char *const rate_attrs[] = {"retry_after", NULL};
     static const char *const uncertain_attrs[] = {"request", "sent_at", NULL};
     static const char *const job_attrs[] = {"job", "error", "hint", NULL};
@@ -642,7 +642,10 @@ static int module_clear(PyObject *m)
     return 0;
 }
 
-static void module_free(void *m) { module_clear((PyObject *)m); }
+static void module_free(void *m)
+{
+    module_clear((PyObject *)m);
+}
 
 /* Built against the 3.10 limited API, the per-interpreter and free-threading
  * slots are not visible; they are listed for builds against newer limited
@@ -673,4 +676,7 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__core(void); /* the one exported symbol */
 
-PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&module_def); }
+PyMODINIT_FUNC PyInit__core(void)
+{
+    return PyModuleDef_Init(&module_def);
+}

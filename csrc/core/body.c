@@ -12,8 +12,8 @@
 #define UNI1_ASSET_PREFIX_LEN (sizeof UNI1_ASSET_PREFIX - 1)
 
 /* The list given by the contract; the server's exact list is unknown. */
-const char *const uni1_aspect_ratios[] = {"1:3", "9:16", "2:3", "3:4", "1:1", "4:3",
-                                          "3:2", "16:9", "3:1", NULL};
+const char *const uni1_aspect_ratios[] = {"1:3", "9:16", "2:3",  "3:4", "1:1",
+                                          "4:3", "3:2",  "16:9", "3:1", NULL};
 
 int uni1_is_aspect_ratio(const char *s)
 {
@@ -54,8 +54,7 @@ static int uni1_count_prompt(const char *s, size_t limit, size_t *count, size_t 
     return 1;
 }
 
-static const char uni1_id_rule[] =
-    "expected \"asset_\" followed by 1 to 121 of A-Z a-z 0-9 _ -";
+static const char uni1_id_rule[] = "expected \"asset_\" followed by 1 to 121 of A-Z a-z 0-9 _ -";
 
 uni1_status uni1_validate_generate(const uni1_generate_params *p, char *err, size_t errlen)
 {

@@ -334,8 +334,14 @@ int uni1__claim_job(uni1_client *c, const char *id)
     return claimed;
 }
 
-const char *uni1_client_base_url(const uni1_client *c) { return c->base_url; }
-const char *uni1_client_project_id(const uni1_client *c) { return c->project_id_raw; }
+const char *uni1_client_base_url(const uni1_client *c)
+{
+    return c->base_url;
+}
+const char *uni1_client_project_id(const uni1_client *c)
+{
+    return c->project_id_raw;
+}
 
 uni1_session *uni1_session_acquire(uni1_client *c)
 {
@@ -398,13 +404,25 @@ void uni1_session_set_interrupt(uni1_session *s, uni1_interrupt_fn fn, void *use
     s->interrupt_userdata = userdata;
 }
 
-void uni1_session_set_deadline(uni1_session *s, double deadline) { s->deadline = deadline; }
+void uni1_session_set_deadline(uni1_session *s, double deadline)
+{
+    s->deadline = deadline;
+}
 
-void uni1_session_wakeup(uni1_session *s) { curl_multi_wakeup(s->multi); }
+void uni1_session_wakeup(uni1_session *s)
+{
+    curl_multi_wakeup(s->multi);
+}
 
-const uni1_error *uni1_session_error(const uni1_session *s) { return &s->err; }
+const uni1_error *uni1_session_error(const uni1_session *s)
+{
+    return &s->err;
+}
 
-uint64_t uni1_session_request_count(const uni1_session *s) { return s->requests; }
+uint64_t uni1_session_request_count(const uni1_session *s)
+{
+    return s->requests;
+}
 
 void uni1__reset_error(uni1_session *s)
 {

@@ -479,8 +479,8 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
         }
         if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
             break; /* the wait would outlive the caller's deadline: report now */
-        uni1__log(s, UNI1_LOG_INFO, "%s %s: %s; retry %d of %d in %.2f s", call->method,
-                  call->path, s->err.message, attempt + 1, max_attempts - 1, wait);
+        uni1__log(s, UNI1_LOG_INFO, "%s %s: %s; retry %d of %d in %.2f s", call->method, call->path,
+                  s->err.message, attempt + 1, max_attempts - 1, wait);
         /* Keep the error for the caller if the sleep is cut short. */
         uni1_error saved = s->err;
         s->err.body = NULL;

@@ -160,21 +160,22 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
     uni1_status st = uni1_build_generate_body(p, &body, err, sizeof err);
     if (st != UNI1_OK)
         return uni1__fail(s, st, "%s", err);
-    uni1_api_call call = {"POST", GENERATE_PATH, dry_run ? "dryRun=true" : NULL, body,
-                          strlen(body), dry_run, !dry_run};
+    uni1_api_call call = {"POST",  GENERATE_PATH, dry_run ? "dryRun=true" : NULL,
+                          body,    strlen(body),  dry_run,
+                          !dry_run};
     for (int attempt = 0;; attempt++) {
         double sent_at = wall_clock();
         st = uni1__api(s, &call, resp, resp_len, status);
         if (st == UNI1_OK || dry_run)
             break;
         long http = s->err.http_status;
-        int not_created = st == UNI1_ERR_CONNECT ||
-                          ((st == UNI1_ERR_TIMEOUT || st == UNI1_ERR_NETWORK) &&
-                           !s->last_request_sent) ||
-                          (st == UNI1_ERR_HTTP && (http == 408 || http == 429));
-        int uncertain = ((st == UNI1_ERR_TIMEOUT || st == UNI1_ERR_NETWORK) &&
-                         s->last_request_sent) ||
-                        (st == UNI1_ERR_HTTP && http >= 500);
+        int not_created =
+            st == UNI1_ERR_CONNECT ||
+            ((st == UNI1_ERR_TIMEOUT || st == UNI1_ERR_NETWORK) && !s->last_request_sent) ||
+            (st == UNI1_ERR_HTTP && (http == 408 || http == 429));
+        int uncertain =
+            ((st == UNI1_ERR_TIMEOUT || st == UNI1_ERR_NETWORK) && s->last_request_sent) ||
+            (st == UNI1_ERR_HTTP && http >= 500);
         if (!not_created && !uncertain)
             break; /* 400, 401, 403, 404, interrupted, ...: report as is */
         if (uncertain) {
@@ -231,7 +232,7 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
         double wait = uni1__backoff(s, attempt);
         if (st == UNI1_ERR_HTTP && http == 429 && s->err.retry_after > wait)
             wait = s->err.retry_after < UNI1_RETRY_AFTER_CAP ? s->err.retry_after
-                                                              : UNI1_RETRY_AFTER_CAP;
+                                                             : UNI1_RETRY_AFTER_CAP;
         if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
             break;
         uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; no job was created, sending again in %.2f s",
@@ -461,8 +462,7 @@ double uni1_next_poll_delay(const uni1_poll_state *st)
     return delay;
 }
 
-uni1_status uni1_wait_job(uni1_session *s, uni1_job *job, uni1_progress_fn progress,
-                          void *userdata)
+uni1_status uni1_wait_job(uni1_session *s, uni1_job *job, uni1_progress_fn progress, void *userdata)
 {
     uni1__reset_error(s);
     if (!is_safe_id(job->id))
@@ -732,8 +732,8 @@ static uni1_status finish_file(uni1_session *s, uni1_status st, int fd, const ch
         if (n <= 0)
             st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: empty download", asset_id);
         else if (mime[0] && !signature_matches(mime, head, (size_t)n))
-            st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: the data is not a valid %s",
-                            asset_id, mime);
+            st = uni1__fail(s, UNI1_ERR_PROTOCOL, "asset %s: the data is not a valid %s", asset_id,
+                            mime);
     }
     /* mkostemps makes the file 0600; a saved image gets the mode any new
      * file would get (0666 less the umask), like curl -o or open(). */
@@ -898,9 +898,9 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
             f->easy = NULL;
             const uni1_asset *a = &assets[base + k];
             if (good) {
-                uni1_status fs = finish_file(s, UNI1_OK, f->fd, f->tmp, f->final, dir, a->id,
-                                             a->mime_type, overwrite,
-                                             paths_out ? paths_out[base + k] : NULL, path_len);
+                uni1_status fs =
+                    finish_file(s, UNI1_OK, f->fd, f->tmp, f->final, dir, a->id, a->mime_type,
+                                overwrite, paths_out ? paths_out[base + k] : NULL, path_len);
                 f->ok = fs == UNI1_OK;
                 if (fs == UNI1_ERR_EXISTS || fs == UNI1_ERR_IO)
                     st = fs; /* local trouble: trying again will not help */

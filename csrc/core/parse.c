@@ -36,20 +36,15 @@
 #include "uni1.h"
 #include "uni1_internal.h"
 
-#define UNI1_TOKEN_MAX 16384      /* longest pagination token accepted */
-#define UNI1_URL_MAX (64 * 1024)  /* longest download URL accepted */
-#define UNI1_PAD 8                /* NUL bytes after the private copy */
+#define UNI1_TOKEN_MAX 16384     /* longest pagination token accepted */
+#define UNI1_URL_MAX (64 * 1024) /* longest download URL accepted */
+#define UNI1_PAD 8               /* NUL bytes after the private copy */
 
 /* ------------------------------------------------------------------------ */
 /* Document level                                                           */
 /* ------------------------------------------------------------------------ */
 
-typedef enum {
-    UNI1_SCAN_OK,
-    UNI1_SCAN_NUL,
-    UNI1_SCAN_UTF8,
-    UNI1_SCAN_DEPTH
-} uni1_scan_result;
+typedef enum { UNI1_SCAN_OK, UNI1_SCAN_NUL, UNI1_SCAN_UTF8, UNI1_SCAN_DEPTH } uni1_scan_result;
 
 /* One pass over the private copy: checks UTF-8, raw NULs and nesting depth,
  * and rewrites \u0000 escapes inside strings to \ufffd (same length). It only
@@ -141,8 +136,7 @@ static uni1_status uni1_doc_parse(const char *buf, size_t len, const char *what,
         return UNI1_ERR_PROTOCOL;
     case UNI1_SCAN_DEPTH:
         free(copy);
-        uni1__errf(err, errlen, "%s: JSON nested deeper than %d levels", what,
-                   CJSON_NESTING_LIMIT);
+        uni1__errf(err, errlen, "%s: JSON nested deeper than %d levels", what, CJSON_NESTING_LIMIT);
         return UNI1_ERR_PROTOCOL;
     }
 
@@ -158,15 +152,14 @@ static uni1_status uni1_doc_parse(const char *buf, size_t len, const char *what,
     /* One document and nothing after it: cJSON stops at the end of the first
      * value, and trailing bytes mean a damaged or concatenated answer. */
     size_t at = end ? (size_t)(end - (const char *)copy) : len;
-    while (at < len && (copy[at] == ' ' || copy[at] == '\t' || copy[at] == '\r' ||
-                        copy[at] == '\n'))
+    while (at < len &&
+           (copy[at] == ' ' || copy[at] == '\t' || copy[at] == '\r' || copy[at] == '\n'))
         at++;
     free(copy);
     if (at < len) {
         cJSON_Delete(*root);
         *root = NULL;
-        uni1__errf(err, errlen, "%s: unexpected data after the JSON value at offset %zu", what,
-                   at);
+        uni1__errf(err, errlen, "%s: unexpected data after the JSON value at offset %zu", what, at);
         return UNI1_ERR_PROTOCOL;
     }
     return UNI1_OK;
@@ -319,8 +312,8 @@ static uni1_status uni1_raw_json(const cJSON *obj, char **out, size_t *out_len)
 
 /* Fills *out (zeroed by the caller) from a job object; `where` prefixes the
  * messages ("job", "jobs[3]"). On failure out is cleared. */
-static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_job *out,
-                                      char *err, size_t errlen)
+static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_job *out, char *err,
+                                      size_t errlen)
 {
     uni1_status st = UNI1_ERR_PROTOCOL;
     const cJSON *v;
@@ -426,8 +419,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     /* Older payloads put the failure reason at the top level. */
     static const char *const legacy_error_keys[] = {"error", "errorMessage", "failureReason",
                                                     "reason"};
-    for (size_t k = 0; !out->error && k < sizeof legacy_error_keys / sizeof *legacy_error_keys;
-         k++)
+    for (size_t k = 0; !out->error && k < sizeof legacy_error_keys / sizeof *legacy_error_keys; k++)
         if ((st = uni1_reason_text(uni1_get(obj, legacy_error_keys[k]), &out->error)) != UNI1_OK)
             goto nomem;
 
@@ -631,8 +623,7 @@ static int uni1_starts_with_nocase(const char *s, const char *prefix)
     return 1;
 }
 
-uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char *err,
-                             size_t errlen)
+uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char *err, size_t errlen)
 {
     if (!out) {
         uni1__errf(err, errlen, "parse_asset: no output given");
@@ -673,8 +664,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
         goto done;
     }
     if (!cJSON_IsString(id)) {
-        uni1__errf(err, errlen, "asset.%s: expected a string, got %s", id_name,
-                   uni1_json_type(id));
+        uni1__errf(err, errlen, "asset.%s: expected a string, got %s", id_name, uni1_json_type(id));
         goto done;
     }
     if (!uni1__is_url_id(id->valuestring)) {
@@ -699,8 +689,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
                 goto done;
             }
             if (!uni1_is_url_text(v->valuestring, UNI1_URL_MAX)) {
-                uni1__errf(err, errlen,
-                           "asset.url: not printable ASCII or longer than %d bytes",
+                uni1__errf(err, errlen, "asset.url: not printable ASCII or longer than %d bytes",
                            UNI1_URL_MAX);
                 goto done;
             }
@@ -723,8 +712,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
     if (cJSON_IsString(v) && uni1_is_url_text(v->valuestring, sizeof out->mime_type - 1))
         memcpy(out->mime_type, v->valuestring, strlen(v->valuestring) + 1);
 
-    const cJSON *containers[] = {uni1_get(asset, "properties"), uni1_get(asset, "metadata"),
-                                 asset};
+    const cJSON *containers[] = {uni1_get(asset, "properties"), uni1_get(asset, "metadata"), asset};
     size_t nc = sizeof containers / sizeof *containers;
     double d;
     /* 2^31 and 2^53: beyond these a value is nonsense, and staying below

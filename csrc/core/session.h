@@ -10,11 +10,11 @@
 #include "uni1.h"
 
 struct uni1_client {
-    char *base_url;      /* normalised, no trailing slash, ends in the version */
-    char *origin;        /* scheme://host[:port] of base_url */
-    char *project_id;    /* URL-escaped, or NULL */
+    char *base_url;   /* normalised, no trailing slash, ends in the version */
+    char *origin;     /* scheme://host[:port] of base_url */
+    char *project_id; /* URL-escaped, or NULL */
     char *project_id_raw;
-    char *auth_header;   /* "Authorization: ..." (secret: never logged) */
+    char *auth_header; /* "Authorization: ..." (secret: never logged) */
     char *user_agent;
     char *ca_bundle;
     char *proxy;
@@ -47,36 +47,36 @@ int uni1__claim_job(uni1_client *c, const char *id);
 
 /* A growable byte buffer with a cap, used for response bodies. */
 typedef struct uni1_sink {
-    uni1_buffer *buf;    /* to memory ... */
-    int fd;              /* ... or to a file descriptor (-1: memory) */
-    size_t cap;          /* most bytes accepted into memory */
-    long long written;   /* bytes written in this transfer */
-    int failed;          /* 1: cap exceeded, 2: write(2) failed */
+    uni1_buffer *buf;  /* to memory ... */
+    int fd;            /* ... or to a file descriptor (-1: memory) */
+    size_t cap;        /* most bytes accepted into memory */
+    long long written; /* bytes written in this transfer */
+    int failed;        /* 1: cap exceeded, 2: write(2) failed */
     int saved_errno;
 } uni1_sink;
 
 typedef struct uni1_response_meta {
     long status;
-    double retry_after;      /* from Retry-After, or -1 */
+    double retry_after; /* from Retry-After, or -1 */
     char content_type[64];
     long long content_length; /* -1 when unknown */
-    int request_sent;        /* the request reached the wire */
+    int request_sent;         /* the request reached the wire */
 } uni1_response_meta;
 
 struct uni1_session {
     uni1_client *client;
     uni1_session *next_free;
     CURLM *multi;
-    CURL *api;               /* easy handle for API requests (keeps conns) */
-    CURL *cdn;               /* easy handle for downloads, never has auth */
+    CURL *api; /* easy handle for API requests (keeps conns) */
+    CURL *cdn; /* easy handle for downloads, never has auth */
     uni1_error err;
     uni1_interrupt_fn interrupt;
     void *interrupt_userdata;
     double deadline;
     double last_interrupt_check;
     uint64_t requests;
-    int last_request_sent;   /* the last attempt's request reached the wire */
-    unsigned int rng;        /* jitter state, seeded per session */
+    int last_request_sent; /* the last attempt's request reached the wire */
+    unsigned int rng;      /* jitter state, seeded per session */
 };
 
 /* Error helpers: set the session's error (status + formatted message). */
@@ -102,8 +102,8 @@ typedef struct uni1_api_call {
     const char *query;
     const char *body;
     size_t body_len;
-    int idempotent;          /* retry transient failures */
-    int fresh_connection;    /* never reuse a connection (non-idempotent POST) */
+    int idempotent;       /* retry transient failures */
+    int fresh_connection; /* never reuse a connection (non-idempotent POST) */
 } uni1_api_call;
 uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, size_t *body_len,
                       long *http_status);

@@ -304,8 +304,8 @@ int uni1__utf8_valid(const char *s, size_t len, size_t *bad_offset)
 
 static int uni1__is_id_char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 int uni1__is_url_id(const char *s)

@@ -70,7 +70,7 @@ extern "C" {
 #define UNI1_PROMPT_MAX_CHARS 6000
 #define UNI1_MAX_REFS 9
 #define UNI1_MAX_REFS_WITH_SOURCE 8
-#define UNI1_ID_MAX 128          /* longest job or asset id we accept */
+#define UNI1_ID_MAX 128 /* longest job or asset id we accept */
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                             */
@@ -80,24 +80,24 @@ extern "C" {
  * message) live in the session's uni1_error, not in a global. */
 typedef enum uni1_status {
     UNI1_OK = 0,
-    UNI1_ERR_INVALID,       /* an argument was rejected; no request was sent */
-    UNI1_ERR_CONFIG,        /* unusable settings (no credentials, bad URL) */
-    UNI1_ERR_NOMEM,         /* an allocation failed */
-    UNI1_ERR_CONNECT,       /* could not connect: the request was NOT sent */
-    UNI1_ERR_NETWORK,       /* the connection broke after the request may
-                               have been sent, or mid-response */
-    UNI1_ERR_TIMEOUT,       /* deadline passed, or a transfer stalled */
-    UNI1_ERR_TLS,           /* certificate or handshake failure */
-    UNI1_ERR_HTTP,          /* the server answered an error status; see
-                               uni1_error.http_status / message / body */
-    UNI1_ERR_PROTOCOL,      /* the server's data is malformed or unexpected */
-    UNI1_ERR_IO,            /* a local file could not be read or written */
-    UNI1_ERR_EXISTS,        /* download target exists and overwrite is off */
-    UNI1_ERR_INTERRUPTED,   /* the interrupt callback asked to stop */
-    UNI1_ERR_JOB_FAILED,    /* uni1_wait_job: the job ended in failure */
-    UNI1_ERR_JOB_CANCELED,  /* uni1_wait_job: the job was canceled */
-    UNI1_ERR_UNCERTAIN,     /* a generate request may have created a job
-                               that could not be found */
+    UNI1_ERR_INVALID,      /* an argument was rejected; no request was sent */
+    UNI1_ERR_CONFIG,       /* unusable settings (no credentials, bad URL) */
+    UNI1_ERR_NOMEM,        /* an allocation failed */
+    UNI1_ERR_CONNECT,      /* could not connect: the request was NOT sent */
+    UNI1_ERR_NETWORK,      /* the connection broke after the request may
+                              have been sent, or mid-response */
+    UNI1_ERR_TIMEOUT,      /* deadline passed, or a transfer stalled */
+    UNI1_ERR_TLS,          /* certificate or handshake failure */
+    UNI1_ERR_HTTP,         /* the server answered an error status; see
+                              uni1_error.http_status / message / body */
+    UNI1_ERR_PROTOCOL,     /* the server's data is malformed or unexpected */
+    UNI1_ERR_IO,           /* a local file could not be read or written */
+    UNI1_ERR_EXISTS,       /* download target exists and overwrite is off */
+    UNI1_ERR_INTERRUPTED,  /* the interrupt callback asked to stop */
+    UNI1_ERR_JOB_FAILED,   /* uni1_wait_job: the job ended in failure */
+    UNI1_ERR_JOB_CANCELED, /* uni1_wait_job: the job was canceled */
+    UNI1_ERR_UNCERTAIN,    /* a generate request may have created a job
+                              that could not be found */
     UNI1_STATUS_COUNT
 } uni1_status;
 
@@ -112,18 +112,18 @@ int uni1_status_is_retryable(uni1_status st, long http_status);
 /* The last error of a session. */
 typedef struct uni1_error {
     uni1_status status;
-    long http_status;          /* 0 when no HTTP answer was read */
-    char message[512];         /* human readable; never holds credentials */
-    char *body;                /* the server's error body (NUL-terminated), or
-                                  NULL; owned by the session */
+    long http_status;  /* 0 when no HTTP answer was read */
+    char message[512]; /* human readable; never holds credentials */
+    char *body;        /* the server's error body (NUL-terminated), or
+                          NULL; owned by the session */
     size_t body_len;
-    char trace_id[128];        /* "" when the server gave none */
-    double retry_after;        /* seconds the server asked us to wait (the
-                                  larger of Retry-After and remainingSeconds),
-                                  or -1 when it gave none */
-    double sent_at;            /* UNI1_ERR_UNCERTAIN: when the request that
-                                  may have created a job was sent (Unix time,
-                                  seconds); 0 otherwise */
+    char trace_id[128]; /* "" when the server gave none */
+    double retry_after; /* seconds the server asked us to wait (the
+                           larger of Retry-After and remainingSeconds),
+                           or -1 when it gave none */
+    double sent_at;     /* UNI1_ERR_UNCERTAIN: when the request that
+                           may have created a job was sent (Unix time,
+                           seconds); 0 otherwise */
 } uni1_error;
 
 /* Clock used for deadlines: seconds, monotonic, arbitrary origin. */
@@ -146,20 +146,20 @@ const char *uni1_curl_version(void);
 /* ------------------------------------------------------------------------ */
 
 typedef struct uni1_http_request {
-    const char *method;               /* "GET", "POST" */
-    const char *url;                  /* full URL, query included */
-    const char *const *headers;       /* "Name: value" lines */
+    const char *method;         /* "GET", "POST" */
+    const char *url;            /* full URL, query included */
+    const char *const *headers; /* "Name: value" lines */
     size_t n_headers;
-    const char *body;                 /* NULL for no body */
+    const char *body; /* NULL for no body */
     size_t body_len;
 } uni1_http_request;
 
 typedef struct uni1_http_response {
-    long status;                      /* HTTP status */
-    char *body;                       /* malloc'd by the transport, freed by
-                                         the library; may be NULL */
+    long status; /* HTTP status */
+    char *body;  /* malloc'd by the transport, freed by
+                    the library; may be NULL */
     size_t body_len;
-    double retry_after;               /* Retry-After header in seconds, or -1 */
+    double retry_after; /* Retry-After header in seconds, or -1 */
 } uni1_http_response;
 
 /* Replaces libcurl for API requests (not downloads) when set in the options.
@@ -172,36 +172,40 @@ typedef uni1_status (*uni1_transport_fn)(void *userdata, const uni1_http_request
 /* Client                                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef enum uni1_log_level { UNI1_LOG_DEBUG = 10, UNI1_LOG_INFO = 20, UNI1_LOG_WARNING = 30 } uni1_log_level;
+typedef enum uni1_log_level {
+    UNI1_LOG_DEBUG = 10,
+    UNI1_LOG_INFO = 20,
+    UNI1_LOG_WARNING = 30
+} uni1_log_level;
 /* Called from whatever thread runs the operation. Messages never contain
  * credentials or signed URL query strings. */
 typedef void (*uni1_log_fn)(void *userdata, uni1_log_level level, const char *message);
 
 typedef struct uni1_options {
-    const char *api_key;        /* Basic auth key ... */
-    const char *api_secret;     /* ... and secret; or: */
-    const char *bearer_token;   /* used when api_key is NULL */
-    const char *base_url;       /* NULL: UNI1_DEFAULT_BASE_URL. A URL with no
-                                   path gets "/v1" appended. */
-    const char *project_id;     /* sent as ?projectId= on every request */
-    const char *user_agent;     /* NULL: "scenario-uni1/VERSION libcurl/X" */
-    const char *ca_bundle;      /* PEM file; NULL: SSL_CERT_FILE, then
-                                   CURL_CA_BUNDLE, then the system store */
-    const char *proxy;          /* NULL: libcurl honours the *_proxy variables */
-    double connect_timeout;     /* seconds; default 10 */
-    double request_timeout;     /* seconds for one API request; default 60 */
-    double stall_timeout;       /* a transfer with no bytes for this long
-                                   fails with UNI1_ERR_TIMEOUT; default 30 */
-    int max_retries;            /* retries of READS (job, asset, list, CDN);
-                                   default 3 */
-    double backoff_base;        /* seconds; default 0.5 */
-    double backoff_max;         /* seconds; default 20 */
-    uni1_transport_fn transport;/* NULL: libcurl */
+    const char *api_key;         /* Basic auth key ... */
+    const char *api_secret;      /* ... and secret; or: */
+    const char *bearer_token;    /* used when api_key is NULL */
+    const char *base_url;        /* NULL: UNI1_DEFAULT_BASE_URL. A URL with no
+                                    path gets "/v1" appended. */
+    const char *project_id;      /* sent as ?projectId= on every request */
+    const char *user_agent;      /* NULL: "scenario-uni1/VERSION libcurl/X" */
+    const char *ca_bundle;       /* PEM file; NULL: SSL_CERT_FILE, then
+                                    CURL_CA_BUNDLE, then the system store */
+    const char *proxy;           /* NULL: libcurl honours the *_proxy variables */
+    double connect_timeout;      /* seconds; default 10 */
+    double request_timeout;      /* seconds for one API request; default 60 */
+    double stall_timeout;        /* a transfer with no bytes for this long
+                                    fails with UNI1_ERR_TIMEOUT; default 30 */
+    int max_retries;             /* retries of READS (job, asset, list, CDN);
+                                    default 3 */
+    double backoff_base;         /* seconds; default 0.5 */
+    double backoff_max;          /* seconds; default 20 */
+    uni1_transport_fn transport; /* NULL: libcurl */
     void *transport_userdata;
-    uni1_log_fn log;            /* NULL: no logging */
+    uni1_log_fn log; /* NULL: no logging */
     void *log_userdata;
-    unsigned int sanity;        /* set by uni1_options_init; lets the struct
-                                   grow without breaking old callers */
+    unsigned int sanity; /* set by uni1_options_init; lets the struct
+                            grow without breaking old callers */
 } uni1_options;
 
 void uni1_options_init(uni1_options *o);
@@ -214,7 +218,7 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
 void uni1_client_free(uni1_client *c);
 /* The normalised base URL ("http://127.0.0.1:8080/v1"); owned by the client. */
 const char *uni1_client_base_url(const uni1_client *c);
-const char *uni1_client_project_id(const uni1_client *c);  /* NULL if unset */
+const char *uni1_client_project_id(const uni1_client *c); /* NULL if unset */
 
 /* ------------------------------------------------------------------------ */
 /* Sessions                                                                 */
@@ -246,15 +250,15 @@ uint64_t uni1_session_request_count(const uni1_session *s);
 /* ------------------------------------------------------------------------ */
 
 typedef enum uni1_job_state {
-    UNI1_JOB_UNKNOWN = 0,   /* a status string we do not know: non-terminal */
+    UNI1_JOB_UNKNOWN = 0, /* a status string we do not know: non-terminal */
     UNI1_JOB_PENDING,
     UNI1_JOB_QUEUED,
     UNI1_JOB_WARMING_UP,
     UNI1_JOB_IN_PROGRESS,
     UNI1_JOB_FINALIZING,
-    UNI1_JOB_SUCCESS,       /* also "succeeded" */
-    UNI1_JOB_FAILURE,       /* also "failed" */
-    UNI1_JOB_CANCELED       /* also "cancelled" */
+    UNI1_JOB_SUCCESS, /* also "succeeded" */
+    UNI1_JOB_FAILURE, /* also "failed" */
+    UNI1_JOB_CANCELED /* also "cancelled" */
 } uni1_job_state;
 
 /* Maps a server status string (case-sensitive, synonyms included). */
@@ -265,18 +269,18 @@ const char *uni1_job_state_name(uni1_job_state st);
 int uni1_job_state_is_terminal(uni1_job_state st);
 
 typedef struct uni1_job {
-    char id[UNI1_ID_MAX];       /* from "jobId", or "id" */
+    char id[UNI1_ID_MAX]; /* from "jobId", or "id" */
     uni1_job_state state;
-    char status[32];            /* canonical name, or the server's own string
-                                   (truncated) when state is UNKNOWN */
-    double progress;            /* 0..1, clamped; 0 when absent */
-    char **asset_ids;           /* metadata.assetIds; n_assets entries */
+    char status[32];  /* canonical name, or the server's own string
+                         (truncated) when state is UNKNOWN */
+    double progress;  /* 0..1, clamped; 0 when absent */
+    char **asset_ids; /* metadata.assetIds; n_assets entries */
     size_t n_assets;
-    char *error;                /* failure reason or NULL */
-    char *hint;                 /* metadata.hint or NULL */
-    char created_at[40];        /* ISO 8601 as sent, "" if absent */
-    char *raw_json;             /* the job object re-serialised (unformatted),
-                                   unknown fields kept */
+    char *error;         /* failure reason or NULL */
+    char *hint;          /* metadata.hint or NULL */
+    char created_at[40]; /* ISO 8601 as sent, "" if absent */
+    char *raw_json;      /* the job object re-serialised (unformatted),
+                            unknown fields kept */
     size_t raw_len;
 } uni1_job;
 void uni1_job_clear(uni1_job *j);
@@ -286,18 +290,18 @@ uni1_status uni1_job_copy(uni1_job *dst, const uni1_job *src);
 typedef struct uni1_job_list {
     uni1_job *jobs;
     size_t n_jobs;
-    char *next_token;           /* NULL on the last page */
+    char *next_token; /* NULL on the last page */
 } uni1_job_list;
 void uni1_job_list_clear(uni1_job_list *l);
 
 typedef struct uni1_asset {
     char id[UNI1_ID_MAX];
-    char *url;                  /* signed CDN URL, or NULL while pending */
-    char mime_type[64];         /* "" when absent */
-    char status[16];            /* "pending", "success", "error" or "" */
-    long width, height;         /* 0 when absent */
-    long long size;             /* bytes; -1 when the server gave none (a
-                                   cleared struct reads 0) */
+    char *url;          /* signed CDN URL, or NULL while pending */
+    char mime_type[64]; /* "" when absent */
+    char status[16];    /* "pending", "success", "error" or "" */
+    long width, height; /* 0 when absent */
+    long long size;     /* bytes; -1 when the server gave none (a
+                           cleared struct reads 0) */
     char *raw_json;
     size_t raw_len;
 } uni1_asset;
@@ -312,11 +316,11 @@ void uni1_buffer_clear(uni1_buffer *b);
 typedef enum uni1_format { UNI1_FORMAT_PNG = 0, UNI1_FORMAT_JPEG = 1 } uni1_format;
 
 typedef struct uni1_generate_params {
-    const char *prompt;              /* UTF-8, 1..6000 code points */
-    const char *source;              /* asset id or NULL */
-    const char *const *image_refs;   /* asset ids */
+    const char *prompt;            /* UTF-8, 1..6000 code points */
+    const char *source;            /* asset id or NULL */
+    const char *const *image_refs; /* asset ids */
     size_t n_image_refs;
-    const char *aspect_ratio;        /* NULL: server default (3:2) */
+    const char *aspect_ratio; /* NULL: server default (3:2) */
     uni1_format output_format;
     int web_search;
 } uni1_generate_params;
@@ -334,7 +338,7 @@ uni1_status uni1_validate_generate(const uni1_generate_params *p, char *err, siz
 int uni1_is_asset_id(const char *s);
 /* Whether s is a known aspect ratio; the list is in uni1_aspect_ratios. */
 int uni1_is_aspect_ratio(const char *s);
-extern const char *const uni1_aspect_ratios[];   /* NULL-terminated */
+extern const char *const uni1_aspect_ratios[]; /* NULL-terminated */
 
 /* Validates, then writes the JSON body to *out (malloc'd, caller frees).
  * imageRef is always an array (a bare string is silently dropped by the
@@ -364,7 +368,8 @@ uni1_status uni1_parse_job_list(const char *buf, size_t len, uni1_job_list *out,
 uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char *err,
                              size_t errlen);
 /* The dry-run quote: {"creativeUnitsCost": n, ...}. */
-uni1_status uni1_parse_estimate(const char *buf, size_t len, double *cost, char *err, size_t errlen);
+uni1_status uni1_parse_estimate(const char *buf, size_t len, double *cost, char *err,
+                                size_t errlen);
 /* Fills message (from reason, message, error, detail, in that order; detail
  * may be any JSON, serialised), trace_id (traceId / trace_id) and retry_after
  * (remainingSeconds) of out. Never fails: a body that is not JSON becomes the
@@ -406,10 +411,10 @@ uni1_status uni1_estimate(uni1_session *s, const uni1_generate_params *p, double
 uni1_status uni1_get_job(uni1_session *s, const char *job_id, uni1_job *out);
 
 typedef struct uni1_list_query {
-    int page_size;              /* 0: server default */
+    int page_size; /* 0: server default */
     const char *pagination_token;
-    const char *status;         /* filter or NULL */
-    const char *type;           /* filter or NULL */
+    const char *status; /* filter or NULL */
+    const char *type;   /* filter or NULL */
 } uni1_list_query;
 /* GET /jobs. */
 uni1_status uni1_list_jobs(uni1_session *s, const uni1_list_query *q, uni1_job_list *out);
@@ -433,11 +438,11 @@ uni1_status uni1_wait_job(uni1_session *s, uni1_job *job, uni1_progress_fn progr
  * next poll, given the time since the wait started, the progress seen at
  * the last two polls and the time between them. */
 typedef struct uni1_poll_state {
-    double elapsed;             /* seconds since the job was submitted/attached */
-    double progress;            /* latest progress, 0..1 */
-    double prev_progress;       /* progress at the poll before, or -1 */
-    double since_prev;          /* seconds between those two polls */
-    unsigned polls;             /* polls so far */
+    double elapsed;       /* seconds since the job was submitted/attached */
+    double progress;      /* latest progress, 0..1 */
+    double prev_progress; /* progress at the poll before, or -1 */
+    double since_prev;    /* seconds between those two polls */
+    unsigned polls;       /* polls so far */
 } uni1_poll_state;
 double uni1_next_poll_delay(const uni1_poll_state *st);
 
@@ -502,12 +507,12 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
 #define UNI1_UPLOAD_WAIT_MAX 900.0
 
 typedef enum uni1_upload_state {
-    UNI1_UPLOAD_UNKNOWN = 0,   /* a status string we do not know: non-terminal */
-    UNI1_UPLOAD_PENDING,       /* waiting for its parts */
+    UNI1_UPLOAD_UNKNOWN = 0, /* a status string we do not know: non-terminal */
+    UNI1_UPLOAD_PENDING,     /* waiting for its parts */
     UNI1_UPLOAD_VALIDATING,
     UNI1_UPLOAD_VALIDATED,
-    UNI1_UPLOAD_IMPORTED,      /* done: entity_id names the new asset */
-    UNI1_UPLOAD_FAILED         /* also "failure" and "error"; see error_message */
+    UNI1_UPLOAD_IMPORTED, /* done: entity_id names the new asset */
+    UNI1_UPLOAD_FAILED    /* also "failure" and "error"; see error_message */
 } uni1_upload_state;
 
 /* Maps a server status string (case-sensitive, synonyms included). */
@@ -516,25 +521,25 @@ uni1_upload_state uni1_upload_state_from_string(const char *s);
 const char *uni1_upload_state_name(uni1_upload_state st);
 
 typedef struct uni1_upload_part {
-    int number;                 /* 1..UNI1_UPLOAD_MAX_PARTS */
-    char *url;                  /* presigned PUT URL: http(s), printable ASCII;
-                                   a secret of its own, never logged */
-    char expires[40];           /* as sent (ISO 8601), "" when absent */
+    int number;       /* 1..UNI1_UPLOAD_MAX_PARTS */
+    char *url;        /* presigned PUT URL: http(s), printable ASCII;
+                         a secret of its own, never logged */
+    char expires[40]; /* as sent (ISO 8601), "" when absent */
 } uni1_upload_part;
 
 typedef struct uni1_upload {
-    char id[UNI1_ID_MAX];       /* from "id", or "uploadId" */
+    char id[UNI1_ID_MAX]; /* from "id", or "uploadId" */
     uni1_upload_state state;
-    char status[32];            /* canonical name, or the server's own string
-                                   (truncated) when state is UNKNOWN */
-    uni1_upload_part *parts;    /* sorted by number, numbers unique; NULL when
-                                   n_parts is 0 (a completed upload lists none) */
+    char status[32];         /* canonical name, or the server's own string
+                                (truncated) when state is UNKNOWN */
+    uni1_upload_part *parts; /* sorted by number, numbers unique; NULL when
+                                n_parts is 0 (a completed upload lists none) */
     size_t n_parts;
-    char entity_id[UNI1_ID_MAX];/* the asset id once imported, else "" */
-    char *error_message;        /* why it failed (errorMessage, or error,
-                                   failureReason, reason), or NULL */
-    char *raw_json;             /* the upload object re-serialised (unformatted),
-                                   unknown fields kept */
+    char entity_id[UNI1_ID_MAX]; /* the asset id once imported, else "" */
+    char *error_message;         /* why it failed (errorMessage, or error,
+                                    failureReason, reason), or NULL */
+    char *raw_json;              /* the upload object re-serialised (unformatted),
+                                    unknown fields kept */
     size_t raw_len;
 } uni1_upload;
 void uni1_upload_clear(uni1_upload *u);

@@ -179,8 +179,8 @@ static uni1_status upload_doc_parse(const char *buf, size_t len, cJSON **root, c
     if (at < len) {
         cJSON_Delete(*root);
         *root = NULL;
-        uni1__errf(err, errlen, "upload response: unexpected data after the JSON value at offset %zu",
-                   at);
+        uni1__errf(err, errlen,
+                   "upload response: unexpected data after the JSON value at offset %zu", at);
         return UNI1_ERR_PROTOCOL;
     }
     return UNI1_OK;
@@ -314,8 +314,8 @@ static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, 
         double d = cJSON_IsNumber(num) ? num->valuedouble : NAN;
         if (!cJSON_IsNumber(num) || !isfinite(d) || d != floor(d) || d < 1 ||
             d > UNI1_UPLOAD_MAX_PARTS) {
-            uni1__errf(err, errlen, "upload.parts[%zu].number: expected a whole number in 1..%d",
-                       i, UNI1_UPLOAD_MAX_PARTS);
+            uni1__errf(err, errlen, "upload.parts[%zu].number: expected a whole number in 1..%d", i,
+                       UNI1_UPLOAD_MAX_PARTS);
             return UNI1_ERR_PROTOCOL;
         }
         p->number = (int)d;
@@ -377,8 +377,7 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
     st = UNI1_ERR_PROTOCOL;
     const cJSON *up = root, *v;
     if (!cJSON_IsObject(root)) {
-        uni1__errf(err, errlen, "upload response: expected a JSON object, got %s",
-                   json_type(root));
+        uni1__errf(err, errlen, "upload response: expected a JSON object, got %s", json_type(root));
         goto done;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "upload");
@@ -512,8 +511,7 @@ static uni1_status get_upload(uni1_session *s, const char *id, uni1_upload *out)
         return parse_fail(s, st, err);
     if (strcmp(out->id, id) != 0) {
         uni1_upload_clear(out);
-        return uni1__fail(s, UNI1_ERR_PROTOCOL, "GET /uploads/%s answered upload %s", id,
-                          out->id);
+        return uni1__fail(s, UNI1_ERR_PROTOCOL, "GET /uploads/%s answered upload %s", id, out->id);
     }
     return UNI1_OK;
 }
@@ -526,8 +524,8 @@ static uni1_status retry_pause(uni1_session *s, int attempt, const char *what)
     uni1_client *c = s->client;
     double wait = uni1__backoff(s, attempt);
     if (s->err.http_status == 429 && s->err.retry_after > wait)
-        wait = s->err.retry_after < UNI1_RETRY_AFTER_CAP ? s->err.retry_after
-                                                          : UNI1_RETRY_AFTER_CAP;
+        wait =
+            s->err.retry_after < UNI1_RETRY_AFTER_CAP ? s->err.retry_after : UNI1_RETRY_AFTER_CAP;
     if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
         return s->err.status;
     uni1__log(s, UNI1_LOG_INFO, "%s: %s; retry %d of %d in %.2f s", what, s->err.message,
@@ -598,9 +596,9 @@ static void describe_part_failure(uni1_session *s, uni1_status st, const char *n
         snprintf(shown, sizeof shown, "%.*s", (int)(ulen < 255 ? ulen : 255), p->url);
         xml_text(s->err.body, "Code", code, sizeof code);
         xml_text(s->err.body, "Message", text, sizeof text);
-        uni1__fail(s, st, "upload of %s: part %d of %zu refused by %s%s%s%s%s%s", name,
-                   p->number, n_parts, shown, text[0] || code[0] ? ": " : "", text,
-                   code[0] ? " (" : "", code, code[0] ? ")" : "");
+        uni1__fail(s, st, "upload of %s: part %d of %zu refused by %s%s%s%s%s%s", name, p->number,
+                   n_parts, shown, text[0] || code[0] ? ": " : "", text, code[0] ? " (" : "", code,
+                   code[0] ? ")" : "");
     } else if (uni1_status_is_retryable(st, 0)) {
         char prev[sizeof s->err.message];
         memcpy(prev, s->err.message, sizeof prev);
@@ -716,8 +714,7 @@ static char *create_body(const char *name, const char *mime_type, int parts, lon
 }
 
 /* Polls until imported; on UNI1_OK, up->entity_id names the asset. */
-static uni1_status wait_imported(uni1_session *s, uni1_upload *up, const char *id,
-                                 const char *name)
+static uni1_status wait_imported(uni1_session *s, uni1_upload *up, const char *id, const char *name)
 {
     double start = uni1_monotonic();
     double delay = POLL_FIRST;
@@ -782,8 +779,7 @@ uni1_status uni1_upload_file(uni1_session *s, int fd, long long size, const char
     long long part_size;
     int n_parts = uni1_upload_plan(size, &part_size);
     if (n_parts == 0)
-        return uni1__fail(s, UNI1_ERR_INVALID, "upload of %s: %lld bytes is too large", name,
-                          size);
+        return uni1__fail(s, UNI1_ERR_INVALID, "upload of %s: %lld bytes is too large", name, size);
 
     char *body = create_body(name, mime_type, n_parts, size);
     if (!body)
@@ -822,8 +818,7 @@ uni1_status uni1_upload_file(uni1_session *s, int fd, long long size, const char
             goto done;
         }
     }
-    uni1__log(s, UNI1_LOG_INFO, "upload %s: %s, %lld bytes in %d part(s)", id, name, size,
-              n_parts);
+    uni1__log(s, UNI1_LOG_INFO, "upload %s: %s, %lld bytes in %d part(s)", id, name, size, n_parts);
 
     size_t buf_len = (size_t)(size < part_size ? size : part_size);
     buf = malloc(buf_len);

@@ -80,8 +80,8 @@ static void test_is_asset_id_length_bounds(void **state)
 static void test_aspect_ratios(void **state)
 {
     (void)state;
-    static const char *const want[] = {"1:3", "9:16", "2:3", "3:4", "1:1",
-                                       "4:3", "3:2", "16:9", "3:1"};
+    static const char *const want[] = {"1:3", "9:16", "2:3",  "3:4", "1:1",
+                                       "4:3", "3:2",  "16:9", "3:1"};
     size_t n = 0;
     while (uni1_aspect_ratios[n])
         n++;
@@ -180,15 +180,15 @@ static void test_validate_prompt_invalid_utf8(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "abc\x80",             /* lone continuation */
-        "\xC0\xAF",            /* overlong */
-        "x\xE0\x80\xAF",       /* overlong */
-        "\xED\xA0\x80 cat",    /* surrogate */
-        "\xF4\x90\x80\x80",    /* above U+10FFFF */
-        "cat \xFF",            /* never valid */
-        "cat \xC3",            /* cut at the end */
-        "cat \xE2\x82",        /* cut at the end */
-        "\xC3\x28",            /* bad continuation */
+        "abc\x80",          /* lone continuation */
+        "\xC0\xAF",         /* overlong */
+        "x\xE0\x80\xAF",    /* overlong */
+        "\xED\xA0\x80 cat", /* surrogate */
+        "\xF4\x90\x80\x80", /* above U+10FFFF */
+        "cat \xFF",         /* never valid */
+        "cat \xC3",         /* cut at the end */
+        "cat \xE2\x82",     /* cut at the end */
+        "\xC3\x28",         /* bad continuation */
     };
     char err[256];
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -201,9 +201,8 @@ static void test_validate_prompt_invalid_utf8(void **state)
     assert_string_equal(err, "prompt: invalid UTF-8 at byte 4");
 }
 
-static const char *const ten_refs[] = {"asset_r0", "asset_r1", "asset_r2", "asset_r3",
-                                       "asset_r4", "asset_r5", "asset_r6", "asset_r7",
-                                       "asset_r8", "asset_r9"};
+static const char *const ten_refs[] = {"asset_r0", "asset_r1", "asset_r2", "asset_r3", "asset_r4",
+                                       "asset_r5", "asset_r6", "asset_r7", "asset_r8", "asset_r9"};
 
 static void test_validate_ref_counts(void **state)
 {

@@ -35,9 +35,18 @@ static int should_fail(void)
     return 0;
 }
 
-void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size) { return should_fail() ? NULL : __real_calloc(n, size); }
-void *__wrap_realloc(void *p, size_t n) { return should_fail() ? NULL : __real_realloc(p, n); }
+void *__wrap_malloc(size_t n)
+{
+    return should_fail() ? NULL : __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return should_fail() ? NULL : __real_calloc(n, size);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    return should_fail() ? NULL : __real_realloc(p, n);
+}
 
 static void arm(long k)
 {
@@ -45,7 +54,10 @@ static void arm(long k)
     countdown = k;
 }
 
-static void disarm(void) { countdown = -1; }
+static void disarm(void)
+{
+    countdown = -1;
+}
 
 static int all_zero(const void *p, size_t n)
 {
@@ -171,9 +183,13 @@ static uni1_status op_build_body(const void *arg, int *cleared)
 {
     (void)arg;
     const char *refs[] = {"asset_a", "asset_b"};
-    uni1_generate_params p = {.prompt = "a fox", .source = "asset_s", .image_refs = refs,
-                              .n_image_refs = 2, .aspect_ratio = "1:1",
-                              .output_format = UNI1_FORMAT_JPEG, .web_search = 1};
+    uni1_generate_params p = {.prompt = "a fox",
+                              .source = "asset_s",
+                              .image_refs = refs,
+                              .n_image_refs = 2,
+                              .aspect_ratio = "1:1",
+                              .output_format = UNI1_FORMAT_JPEG,
+                              .web_search = 1};
     char *out = (char *)0x1;
     char err[128];
     uni1_status st = uni1_build_generate_body(&p, &out, err, sizeof err);

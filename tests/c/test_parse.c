@@ -52,7 +52,10 @@ static uni1_status job_n(const char *json, size_t len, uni1_job *job)
     return st;
 }
 
-static uni1_status job_s(const char *json, uni1_job *job) { return job_n(json, strlen(json), job); }
+static uni1_status job_s(const char *json, uni1_job *job)
+{
+    return job_n(json, strlen(json), job);
+}
 
 /* Parses json, expects failure with err starting with `prefix`. */
 static void job_fails(const char *json, const char *prefix)
@@ -142,7 +145,10 @@ static void error_n(const char *body, size_t len, uni1_error *e)
     assert_true(strnlen(e->trace_id, sizeof e->trace_id) < sizeof e->trace_id);
 }
 
-static void error_s(const char *body, uni1_error *e) { error_n(body, strlen(body), e); }
+static void error_s(const char *body, uni1_error *e)
+{
+    error_n(body, strlen(body), e);
+}
 
 /* A realistic job from the contract, used by several tests. */
 static const char full_job[] =
@@ -189,8 +195,7 @@ static void test_job_id_variants(void **state)
 {
     (void)state;
     uni1_job job;
-    assert_int_equal(job_s("{\"job\":{\"id\":\"job_byId\",\"status\":\"queued\"}}", &job),
-                     UNI1_OK);
+    assert_int_equal(job_s("{\"job\":{\"id\":\"job_byId\",\"status\":\"queued\"}}", &job), UNI1_OK);
     assert_string_equal(job.id, "job_byId");
     assert_int_equal(job.state, UNI1_JOB_QUEUED);
     uni1_job_clear(&job);
@@ -212,7 +217,8 @@ static void test_job_bare_object(void **state)
                      UNI1_OK);
     assert_string_equal(job.id, "job_bare");
     assert_int_equal(job.state, UNI1_JOB_PENDING);
-    assert_string_equal(job.raw_json, "{\"jobId\":\"job_bare\",\"status\":\"pending\",\"progress\":0}");
+    assert_string_equal(job.raw_json,
+                        "{\"jobId\":\"job_bare\",\"status\":\"pending\",\"progress\":0}");
     uni1_job_clear(&job);
 }
 
@@ -353,8 +359,7 @@ static void test_job_failure_reason_priority(void **state)
                      UNI1_OK);
     assert_string_equal(job.error, "f");
     uni1_job_clear(&job);
-    assert_int_equal(job_s("{\"jobId\":\"job_p\",\"error\":null,\"reason\":\"r\"}", &job),
-                     UNI1_OK);
+    assert_int_equal(job_s("{\"jobId\":\"job_p\",\"error\":null,\"reason\":\"r\"}", &job), UNI1_OK);
     assert_string_equal(job.error, "r");
     uni1_job_clear(&job);
     /* a successful job with no reason anywhere */
@@ -439,8 +444,8 @@ static void test_job_progress(void **state)
     static const struct {
         const char *v;
         double want;
-    } ok[] = {{"0", 0}, {"0.5", 0.5}, {"1", 1}, {"-0.2", 0}, {"1.7", 1}, {"null", 0},
-              {"1e-3", 0.001}, {"-1e300", 0}, {"1e300", 1}};
+    } ok[] = {{"0", 0},    {"0.5", 0.5},    {"1", 1},      {"-0.2", 0}, {"1.7", 1},
+              {"null", 0}, {"1e-3", 0.001}, {"-1e300", 0}, {"1e300", 1}};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         char json[128];
         uni1_job job;
@@ -519,8 +524,7 @@ static void test_job_nul_escapes(void **state)
     job_fails("{\"jobId\":\"job_a\\u0000\"}", "job.jobId: not a valid id");
     /* a NUL in a display string becomes U+FFFD and the rest is kept */
     uni1_job job;
-    assert_int_equal(job_s("{\"jobId\":\"job_n\",\"error\":\"bad\\u0000 thing\"}", &job),
-                     UNI1_OK);
+    assert_int_equal(job_s("{\"jobId\":\"job_n\",\"error\":\"bad\\u0000 thing\"}", &job), UNI1_OK);
     assert_string_equal(job.error, "bad\xEF\xBF\xBD thing");
     uni1_job_clear(&job);
     /* an escaped backslash followed by "u0000" is text, not an escape */
@@ -733,7 +737,8 @@ static void test_job_trailing_content_is_refused(void **state)
     uni1_job job;
     assert_int_equal(job_s("{\"jobId\":\"job_t\"}\n", &job), UNI1_OK);
     uni1_job_clear(&job);
-    job_fails("{\"jobId\":\"job_t\"} trailing", "job response: unexpected data after the JSON value");
+    job_fails("{\"jobId\":\"job_t\"} trailing",
+              "job response: unexpected data after the JSON value");
 }
 
 static void test_job_duplicate_keys_first_wins(void **state)
@@ -777,7 +782,7 @@ static void test_submit_cost_variants(void **state)
         const char *v;
         double want;
     } cases[] = {{"7", 7},       {"\"7.5\"", 7.5}, {"\"abc\"", -1}, {"-3", -1},
-                 {"null", -1},   {"[1]", -1},      {"1e999", -1},  {"0", 0},
+                 {"null", -1},   {"[1]", -1},      {"1e999", -1},   {"0", 0},
                  {"\" 7\"", -1}, {"\"7x\"", -1},   {"\"1e2\"", 100}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char json[160];
@@ -791,8 +796,8 @@ static void test_submit_cost_variants(void **state)
         uni1_job_clear(&job);
     }
     uni1_job job;
-    assert_int_equal(submit_s("{\"job\":{\"jobId\":\"job_c\"},\"creativeUnitsCost\":3}", &job, NULL),
-                     UNI1_OK);
+    assert_int_equal(
+        submit_s("{\"job\":{\"jobId\":\"job_c\"},\"creativeUnitsCost\":3}", &job, NULL), UNI1_OK);
     uni1_job_clear(&job);
 }
 
@@ -805,9 +810,9 @@ static void test_submit_failures(void **state)
     assert_true(cost == -1);
     assert_string_equal(errbuf, "job: no jobId or id");
     cost = 5;
-    assert_int_equal(submit_s("{\"job\":{\"jobId\":\"bad id\"},\"creativeUnitsCost\":12}", &job,
-                              &cost),
-                     UNI1_ERR_PROTOCOL);
+    assert_int_equal(
+        submit_s("{\"job\":{\"jobId\":\"bad id\"},\"creativeUnitsCost\":12}", &job, &cost),
+        UNI1_ERR_PROTOCOL);
     assert_true(cost == -1);
     assert_int_equal(submit_s("", &job, &cost), UNI1_ERR_PROTOCOL);
     assert_int_equal(submit_s("[]", &job, &cost), UNI1_ERR_PROTOCOL);
@@ -876,7 +881,10 @@ static void test_trailing_data_rejected(void **state)
     uni1_job_list l;
     char err[256];
     static const char *const bad[] = {
-        "{\"jobs\":[]} x", "{\"jobs\":[]}{\"jobs\":[]}", "{\"jobs\":[]}]", "{\"jobs\":[]}\n1",
+        "{\"jobs\":[]} x",
+        "{\"jobs\":[]}{\"jobs\":[]}",
+        "{\"jobs\":[]}]",
+        "{\"jobs\":[]}\n1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(uni1_parse_job_list(bad[i], strlen(bad[i]), &l, err, sizeof err),

@@ -64,8 +64,8 @@ static void test_retryable_http_statuses(void **state)
 {
     (void)state;
     static const long yes[] = {408, 429, 500, 501, 502, 503, 504, 520, 599};
-    static const long no[] = {0, 200, 269, 301, 400, 401, 402, 403, 404, 405,
-                              409, 410, 413, 422, 499, 600, 999, -1};
+    static const long no[] = {0,   200, 269, 301, 400, 401, 402, 403, 404,
+                              405, 409, 410, 413, 422, 499, 600, 999, -1};
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
         assert_true(uni1_status_is_retryable(UNI1_ERR_HTTP, yes[i]));
     for (size_t i = 0; i < sizeof no / sizeof *no; i++)
@@ -75,11 +75,19 @@ static void test_retryable_http_statuses(void **state)
 static void test_not_retryable_statuses(void **state)
 {
     (void)state;
-    static const uni1_status no[] = {
-        UNI1_OK,          UNI1_ERR_INVALID,     UNI1_ERR_CONFIG,      UNI1_ERR_NOMEM,
-        UNI1_ERR_TLS,     UNI1_ERR_PROTOCOL,    UNI1_ERR_IO,          UNI1_ERR_EXISTS,
-        UNI1_ERR_INTERRUPTED, UNI1_ERR_JOB_FAILED, UNI1_ERR_JOB_CANCELED, UNI1_ERR_UNCERTAIN,
-        UNI1_STATUS_COUNT};
+    static const uni1_status no[] = {UNI1_OK,
+                                     UNI1_ERR_INVALID,
+                                     UNI1_ERR_CONFIG,
+                                     UNI1_ERR_NOMEM,
+                                     UNI1_ERR_TLS,
+                                     UNI1_ERR_PROTOCOL,
+                                     UNI1_ERR_IO,
+                                     UNI1_ERR_EXISTS,
+                                     UNI1_ERR_INTERRUPTED,
+                                     UNI1_ERR_JOB_FAILED,
+                                     UNI1_ERR_JOB_CANCELED,
+                                     UNI1_ERR_UNCERTAIN,
+                                     UNI1_STATUS_COUNT};
     for (size_t i = 0; i < sizeof no / sizeof *no; i++) {
         /* even with a status code that would be retryable for HTTP */
         assert_false(uni1_status_is_retryable(no[i], 503));
@@ -96,15 +104,15 @@ static void test_job_state_from_string(void **state)
         const char *s;
         uni1_job_state st;
     } cases[] = {
-        {"pending", UNI1_JOB_PENDING},     {"queued", UNI1_JOB_QUEUED},
+        {"pending", UNI1_JOB_PENDING},       {"queued", UNI1_JOB_QUEUED},
         {"warming-up", UNI1_JOB_WARMING_UP}, {"in-progress", UNI1_JOB_IN_PROGRESS},
         {"finalizing", UNI1_JOB_FINALIZING}, {"success", UNI1_JOB_SUCCESS},
-        {"succeeded", UNI1_JOB_SUCCESS},   {"failure", UNI1_JOB_FAILURE},
-        {"failed", UNI1_JOB_FAILURE},      {"canceled", UNI1_JOB_CANCELED},
-        {"cancelled", UNI1_JOB_CANCELED},  {"SUCCESS", UNI1_JOB_UNKNOWN},
-        {"Success", UNI1_JOB_UNKNOWN},     {"in_progress", UNI1_JOB_UNKNOWN},
-        {"success ", UNI1_JOB_UNKNOWN},    {"", UNI1_JOB_UNKNOWN},
-        {"paused", UNI1_JOB_UNKNOWN},      {"unknown", UNI1_JOB_UNKNOWN},
+        {"succeeded", UNI1_JOB_SUCCESS},     {"failure", UNI1_JOB_FAILURE},
+        {"failed", UNI1_JOB_FAILURE},        {"canceled", UNI1_JOB_CANCELED},
+        {"cancelled", UNI1_JOB_CANCELED},    {"SUCCESS", UNI1_JOB_UNKNOWN},
+        {"Success", UNI1_JOB_UNKNOWN},       {"in_progress", UNI1_JOB_UNKNOWN},
+        {"success ", UNI1_JOB_UNKNOWN},      {"", UNI1_JOB_UNKNOWN},
+        {"paused", UNI1_JOB_UNKNOWN},        {"unknown", UNI1_JOB_UNKNOWN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         assert_int_equal(uni1_job_state_from_string(cases[i].s), cases[i].st);
@@ -121,8 +129,7 @@ static void test_job_state_names_round_trip(void **state)
     assert_string_equal(uni1_job_state_name(UNI1_JOB_WARMING_UP), "warming-up");
     assert_string_equal(uni1_job_state_name((uni1_job_state)77), "unknown");
     for (int st = UNI1_JOB_PENDING; st <= UNI1_JOB_CANCELED; st++)
-        assert_int_equal(uni1_job_state_from_string(uni1_job_state_name((uni1_job_state)st)),
-                         st);
+        assert_int_equal(uni1_job_state_from_string(uni1_job_state_name((uni1_job_state)st)), st);
 }
 
 static void test_job_state_terminal(void **state)
@@ -265,27 +272,27 @@ static void test_utf8_seq_len(void **state)
     } cases[] = {
         {"a", 1, 1},
         {"\0", 1, 1},
-        {"\xC3\xA9", 2, 2},          /* é */
-        {"\xE2\x82\xAC", 3, 3},      /* € */
-        {"\xF0\x9F\x98\x80", 4, 4},  /* 😀 */
-        {"\xF4\x8F\xBF\xBF", 4, 4},  /* U+10FFFF */
-        {"\xEF\xBF\xBD", 3, 3},      /* U+FFFD */
-        {"\x80", 1, 0},              /* lone continuation */
+        {"\xC3\xA9", 2, 2},         /* é */
+        {"\xE2\x82\xAC", 3, 3},     /* € */
+        {"\xF0\x9F\x98\x80", 4, 4}, /* 😀 */
+        {"\xF4\x8F\xBF\xBF", 4, 4}, /* U+10FFFF */
+        {"\xEF\xBF\xBD", 3, 3},     /* U+FFFD */
+        {"\x80", 1, 0},             /* lone continuation */
         {"\xBF", 1, 0},
-        {"\xC0\xAF", 2, 0},          /* overlong '/' */
+        {"\xC0\xAF", 2, 0}, /* overlong '/' */
         {"\xC1\xBF", 2, 0},
-        {"\xE0\x80\xAF", 3, 0},      /* overlong */
-        {"\xF0\x80\x80\xAF", 4, 0},  /* overlong */
-        {"\xED\xA0\x80", 3, 0},      /* surrogate U+D800 */
-        {"\xED\xBF\xBF", 3, 0},      /* surrogate U+DFFF */
-        {"\xF4\x90\x80\x80", 4, 0},  /* above U+10FFFF */
+        {"\xE0\x80\xAF", 3, 0},     /* overlong */
+        {"\xF0\x80\x80\xAF", 4, 0}, /* overlong */
+        {"\xED\xA0\x80", 3, 0},     /* surrogate U+D800 */
+        {"\xED\xBF\xBF", 3, 0},     /* surrogate U+DFFF */
+        {"\xF4\x90\x80\x80", 4, 0}, /* above U+10FFFF */
         {"\xF5\x80\x80\x80", 4, 0},
         {"\xFF", 1, 0},
         {"\xFE", 1, 0},
-        {"\xC3", 1, 0},              /* truncated */
+        {"\xC3", 1, 0}, /* truncated */
         {"\xE2\x82", 2, 0},
         {"\xF0\x9F\x98", 3, 0},
-        {"\xC3\x28", 2, 0},          /* bad continuation */
+        {"\xC3\x28", 2, 0}, /* bad continuation */
         {"\xE2\x28\xA1", 3, 0},
         {"\xE2\x82\x28", 3, 0},
     };
@@ -305,7 +312,9 @@ static void test_utf8_valid(void **state)
     assert_true(uni1__utf8_valid("plain ascii", 11, &bad));
     assert_true(uni1__utf8_valid("", 0, &bad));
     assert_true(uni1__utf8_valid("caf\xC3\xA9 \xF0\x9F\x98\x80", 10, NULL));
-    assert_false(uni1__utf8_valid("ab\xFF" "cd", 5, &bad));
+    assert_false(uni1__utf8_valid("ab\xFF"
+                                  "cd",
+                                  5, &bad));
     assert_int_equal(bad, 2);
     assert_false(uni1__utf8_valid("abc\xC3", 4, &bad));
     assert_int_equal(bad, 3);
@@ -349,7 +358,10 @@ static void test_copy_trunc_keeps_utf8_whole(void **state)
     assert_int_equal(uni1__copy_trunc(dst, sizeof dst, "abcd\xC3\xA9"), 0);
     assert_string_equal(dst, "abcd");
     /* "ab" + € (3 bytes) fits exactly in 5 bytes */
-    assert_int_equal(uni1__copy_trunc(dst, sizeof dst, "ab\xE2\x82\xAC" "x"), 0);
+    assert_int_equal(uni1__copy_trunc(dst, sizeof dst,
+                                      "ab\xE2\x82\xAC"
+                                      "x"),
+                     0);
     assert_string_equal(dst, "ab\xE2\x82\xAC");
     assert_int_equal(uni1__copy_trunc(dst, sizeof dst, "a\xF0\x9F\x98\x80"), 1);
     assert_int_equal(uni1__copy_trunc(dst, sizeof dst, "ab\xF0\x9F\x98\x80"), 0);

@@ -41,8 +41,7 @@ static uni1_status fake_transport(void *ud, const uni1_http_request *req, uni1_h
     assert_true(i < f->n_steps); /* more requests than the test expected */
     snprintf(f->method[i], sizeof f->method[i], "%s", req->method);
     snprintf(f->url[i], sizeof f->url[i], "%s", req->url);
-    snprintf(f->body[i], sizeof f->body[i], "%.*s", (int)req->body_len,
-             req->body ? req->body : "");
+    snprintf(f->body[i], sizeof f->body[i], "%.*s", (int)req->body_len, req->body ? req->body : "");
     f->headers[i][0] = 0;
     for (size_t h = 0; h < req->n_headers; h++) {
         strncat(f->headers[i], req->headers[h], sizeof f->headers[i] - strlen(f->headers[i]) - 2);
@@ -153,8 +152,9 @@ static void test_generate_request_shape(void **state)
 {
     (void)state;
     fake f = {0};
-    add(&f, UNI1_OK, 200, "{\"job\":{\"jobId\":\"job_abc\",\"status\":\"queued\"},"
-                          "\"creativeUnitsCost\":12.5,\"creativeUnitsDiscount\":0}");
+    add(&f, UNI1_OK, 200,
+        "{\"job\":{\"jobId\":\"job_abc\",\"status\":\"queued\"},"
+        "\"creativeUnitsCost\":12.5,\"creativeUnitsDiscount\":0}");
     uni1_client *c = make_client(&f, "http://api.test:8080/v1", "proj 1&x");
     uni1_session *s = uni1_session_acquire(c);
     uni1_generate_params p = params();
@@ -406,7 +406,8 @@ static void test_estimate_uses_query_not_body(void **state)
 {
     (void)state;
     fake f = {0};
-    add(&f, UNI1_OK, 269, "{\"creativeUnitsCost\":7,\"creativeUnitsDiscount\":0,\"costDetails\":{}}");
+    add(&f, UNI1_OK, 269,
+        "{\"creativeUnitsCost\":7,\"creativeUnitsDiscount\":0,\"costDetails\":{}}");
     uni1_client *c = make_client(&f, NULL, NULL);
     uni1_session *s = uni1_session_acquire(c);
     uni1_generate_params p = params();
@@ -519,8 +520,9 @@ static void test_bearer_and_list(void **state)
 {
     (void)state;
     fake f = {0};
-    add(&f, UNI1_OK, 200, "{\"jobs\":[{\"jobId\":\"job_1\",\"status\":\"success\"}],"
-                          "\"nextPaginationToken\":\"tok+/=\"}");
+    add(&f, UNI1_OK, 200,
+        "{\"jobs\":[{\"jobId\":\"job_1\",\"status\":\"success\"}],"
+        "\"nextPaginationToken\":\"tok+/=\"}");
     uni1_options o;
     uni1_options_init(&o);
     o.bearer_token = "tok-ZZZ";
@@ -535,8 +537,8 @@ static void test_bearer_and_list(void **state)
     assert_int_equal(l.n_jobs, 1);
     assert_string_equal(l.next_token, "tok+/=");
     assert_non_null(strstr(f.headers[0], "Authorization: Bearer tok-ZZZ\n"));
-    assert_non_null(
-        strstr(f.url[0], "/v1/jobs?pageSize=5&paginationToken=abc%20def&status=success&type=custom"));
+    assert_non_null(strstr(
+        f.url[0], "/v1/jobs?pageSize=5&paginationToken=abc%20def&status=success&type=custom"));
     uni1_job_list_clear(&l);
     uni1_session_release(s);
     uni1_client_free(c);

@@ -51,10 +51,11 @@ static void test_parse_create_answer(void **state)
     (void)state;
     uni1_upload u;
     char err[256] = "";
-    const char *json = "{\"upload\":{\"id\":\"upload_abc\",\"status\":\"pending\",\"parts\":["
-                       "{\"number\":1,\"url\":\"" URL1 "\",\"expires\":\"2026-11-23T23:00:00.000Z\"},"
-                       "{\"number\":2,\"url\":\"" URL2 "\",\"expires\":\"2026-11-23T23:00:00.000Z\"}],"
-                       "\"fileName\":\"big.png\",\"fileSize\":12000000,\"kind\":\"image\"}}";
+    const char *json =
+        "{\"upload\":{\"id\":\"upload_abc\",\"status\":\"pending\",\"parts\":["
+        "{\"number\":1,\"url\":\"" URL1 "\",\"expires\":\"2026-11-23T23:00:00.000Z\"},"
+        "{\"number\":2,\"url\":\"" URL2 "\",\"expires\":\"2026-11-23T23:00:00.000Z\"}],"
+        "\"fileName\":\"big.png\",\"fileSize\":12000000,\"kind\":\"image\"}}";
     assert_int_equal(parse(json, &u, err, sizeof err), UNI1_OK);
     assert_string_equal(u.id, "upload_abc");
     assert_int_equal(u.state, UNI1_UPLOAD_PENDING);
@@ -81,9 +82,9 @@ static void test_parse_bare_object_and_alias(void **state)
     uni1_upload u;
     char err[256];
     /* whitespace around the document is fine */
-    assert_int_equal(parse(" {\"uploadId\":\"upload_b\",\"status\":\"validating\"}\r\n\t ", &u,
-                           err, sizeof err),
-                     UNI1_OK);
+    assert_int_equal(
+        parse(" {\"uploadId\":\"upload_b\",\"status\":\"validating\"}\r\n\t ", &u, err, sizeof err),
+        UNI1_OK);
     assert_string_equal(u.id, "upload_b");
     assert_int_equal(u.state, UNI1_UPLOAD_VALIDATING);
     assert_int_equal(u.n_parts, 0);
@@ -150,9 +151,9 @@ static void test_parse_imported_and_failed(void **state)
     assert_string_equal(u.status, "failed");
     assert_string_equal(u.error_message, "{\"code\":7}");
     uni1_upload_clear(&u);
-    assert_int_equal(parse("{\"id\":\"upload_a\",\"status\":\"error\",\"reason\":\"r\"}", &u, err,
-                           sizeof err),
-                     UNI1_OK);
+    assert_int_equal(
+        parse("{\"id\":\"upload_a\",\"status\":\"error\",\"reason\":\"r\"}", &u, err, sizeof err),
+        UNI1_OK);
     assert_int_equal(u.state, UNI1_UPLOAD_FAILED);
     assert_string_equal(u.error_message, "r");
     uni1_upload_clear(&u);
@@ -223,12 +224,9 @@ static const struct {
     {"{\"id\":\"upload_a\",\"parts\":[{\"number\":0,\"url\":\"http://h/1\"}]}", "whole number"},
     {"{\"id\":\"upload_a\",\"parts\":[{\"number\":-1,\"url\":\"http://h/1\"}]}", "whole number"},
     {"{\"id\":\"upload_a\",\"parts\":[{\"number\":1.5,\"url\":\"http://h/1\"}]}", "whole number"},
-    {"{\"id\":\"upload_a\",\"parts\":[{\"number\":10001,\"url\":\"http://h/1\"}]}",
-     "whole number"},
-    {"{\"id\":\"upload_a\",\"parts\":[{\"number\":1e999,\"url\":\"http://h/1\"}]}",
-     "whole number"},
-    {"{\"id\":\"upload_a\",\"parts\":[{\"number\":\"1\",\"url\":\"http://h/1\"}]}",
-     "whole number"},
+    {"{\"id\":\"upload_a\",\"parts\":[{\"number\":10001,\"url\":\"http://h/1\"}]}", "whole number"},
+    {"{\"id\":\"upload_a\",\"parts\":[{\"number\":1e999,\"url\":\"http://h/1\"}]}", "whole number"},
+    {"{\"id\":\"upload_a\",\"parts\":[{\"number\":\"1\",\"url\":\"http://h/1\"}]}", "whole number"},
     {"{\"id\":\"upload_a\",\"parts\":[{\"number\":1}]}", "no url"},
     {"{\"id\":\"upload_a\",\"parts\":[{\"number\":1,\"url\":null}]}", "no url"},
     {"{\"id\":\"upload_a\",\"parts\":[{\"number\":1,\"url\":3}]}", "url: expected a string"},
@@ -324,8 +322,8 @@ static void test_parse_many_parts(void **state)
         assert_non_null(json);
         size_t o = (size_t)snprintf(json, cap, "{\"id\":\"upload_a\",\"parts\":[");
         for (int i = n; i >= 1; i--)
-            o += (size_t)snprintf(json + o, cap - o, "{\"number\":%d,\"url\":\"http://h/%d\"}%s",
-                                  i, i, i > 1 ? "," : "");
+            o += (size_t)snprintf(json + o, cap - o, "{\"number\":%d,\"url\":\"http://h/%d\"}%s", i,
+                                  i, i > 1 ? "," : "");
         snprintf(json + o, cap - o, "]}");
         uni1_upload u;
         char err[256];
@@ -606,10 +604,10 @@ static uni1_status fake_transport(void *ud, const uni1_http_request *req, uni1_h
     return UNI1_OK;
 }
 
-static api_step *step(fake_api *f, const char *method, const char *path, long http,
-                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static api_step *step(fake_api *f, const char *method, const char *path, long http,
-                      const char *fmt, ...)
+static api_step *step(fake_api *f, const char *method, const char *path, long http, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+static api_step *step(fake_api *f, const char *method, const char *path, long http, const char *fmt,
+                      ...)
 {
     assert_true(f->n_steps < MAX_STEPS);
     api_step *s = &f->steps[f->n_steps++];
@@ -656,8 +654,9 @@ static void add_create(fake_api *f, int parts)
                  i > 1 ? "," : "", i, srv.port, i);
         strcat(list, one);
     }
-    step(f, "POST", "/uploads", 200, "{\"upload\":{\"id\":\"" UP "\",\"status\":\"pending\","
-                                     "\"parts\":[%s]}}",
+    step(f, "POST", "/uploads", 200,
+         "{\"upload\":{\"id\":\"" UP "\",\"status\":\"pending\","
+         "\"parts\":[%s]}}",
          list);
 }
 
@@ -665,7 +664,8 @@ static void add_tail(fake_api *f)
 {
     step(f, "POST", "/uploads/" UP "/action", 200,
          "{\"upload\":{\"id\":\"" UP "\",\"status\":\"validating\",\"parts\":[]}}");
-    step(f, "GET", "/uploads/" UP, 200, "{\"upload\":{\"id\":\"" UP "\",\"status\":\"validated\"}}");
+    step(f, "GET", "/uploads/" UP, 200,
+         "{\"upload\":{\"id\":\"" UP "\",\"status\":\"validated\"}}");
     step(f, "GET", "/uploads/" UP, 200,
          "{\"upload\":{\"id\":\"" UP "\",\"status\":\"imported\",\"entityId\":\"asset_up1\"}}");
     step(f, "GET", "/assets/asset_up1", 200,
@@ -788,14 +788,13 @@ static void test_flow_part_fails_for_good(void **state)
     unsigned long long sum1, sum2;
     int fd = pattern_file(SIZE_9M, &sum1, &sum2);
     uni1_asset a;
-    assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a),
-                     UNI1_ERR_HTTP);
+    assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a), UNI1_ERR_HTTP);
     const uni1_error *e = uni1_session_error(s);
     assert_int_equal(e->http_status, 500);
     assert_non_null(strstr(e->message, "upload of big.png: part 1 of 2 refused by http://"));
     assert_non_null(strstr(e->message, "Please reduce your request rate. (SlowDown)"));
     assert_null(strstr(e->message, "s3cr3t")); /* never the signature */
-    assert_int_equal(srv.puts, 3); /* 1 + max_retries */
+    assert_int_equal(srv.puts, 3);             /* 1 + max_retries */
     assert_int_equal(f.calls, 1);
     assert_true(all_zero(&a, sizeof a));
     close(fd);
@@ -815,8 +814,7 @@ static void test_flow_refused_part_not_retried(void **state)
     unsigned long long sum1, sum2;
     int fd = pattern_file(SIZE_9M, &sum1, &sum2);
     uni1_asset a;
-    assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a),
-                     UNI1_ERR_HTTP);
+    assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a), UNI1_ERR_HTTP);
     assert_int_equal(uni1_session_error(s)->http_status, 403);
     assert_int_equal(srv.puts, 1);
     close(fd);
@@ -840,8 +838,7 @@ static void test_flow_failed_upload(void **state)
     unsigned long long sum1, sum2;
     int fd = pattern_file(SIZE_9M, &sum1, &sum2);
     uni1_asset a;
-    assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a),
-                     UNI1_ERR_HTTP);
+    assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a), UNI1_ERR_HTTP);
     const uni1_error *e = uni1_session_error(s);
     assert_int_equal(e->http_status, 0);
     assert_string_equal(e->message,
@@ -953,8 +950,7 @@ static void test_flow_bad_arguments_send_nothing(void **state)
     assert_int_equal(uni1_upload_file(s, fd, -3, "a.png", "image/png", &a), UNI1_ERR_INVALID);
     assert_int_equal(uni1_upload_file(s, fd, 1000, "", "image/png", &a), UNI1_ERR_INVALID);
     assert_int_equal(uni1_upload_file(s, fd, 1000, NULL, "image/png", &a), UNI1_ERR_INVALID);
-    assert_int_equal(uni1_upload_file(s, fd, 1000, "a\nb.png", "image/png", &a),
-                     UNI1_ERR_INVALID);
+    assert_int_equal(uni1_upload_file(s, fd, 1000, "a\nb.png", "image/png", &a), UNI1_ERR_INVALID);
     assert_int_equal(uni1_upload_file(s, fd, 1000, "\xc3\x28.png", "image/png", &a),
                      UNI1_ERR_INVALID);
     assert_int_equal(uni1_upload_file(s, fd, 1000, "a.png", "text/plain", &a), UNI1_ERR_INVALID);

@@ -36,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uni1_parse_error_body((const char *)data, size, &again);
     FUZZ_CHECK(strcmp(e.message, again.message) == 0);
     FUZZ_CHECK(strcmp(e.trace_id, again.trace_id) == 0);
-    FUZZ_CHECK(e.retry_after == again.retry_after || (isnan(e.retry_after) && isnan(again.retry_after)));
+    FUZZ_CHECK(e.retry_after == again.retry_after ||
+               (isnan(e.retry_after) && isnan(again.retry_after)));
     return 0;
 }

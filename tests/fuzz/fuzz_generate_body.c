@@ -79,8 +79,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         prm.source = field[1];
     if ((flags & 2) && nf > 2)
         prm.aspect_ratio = field[2];
-    prm.output_format = bad_format ? (uni1_format)7 : (flags & 4) ? UNI1_FORMAT_JPEG
-                                                                  : UNI1_FORMAT_PNG;
+    prm.output_format = bad_format    ? (uni1_format)7
+                        : (flags & 4) ? UNI1_FORMAT_JPEG
+                                      : UNI1_FORMAT_PNG;
     prm.web_search = (flags & 8) != 0;
     size_t want_refs = flags >> 4;
     const char *refs[15];
