@@ -203,7 +203,13 @@ class HttpConnection(asyncio.Protocol):
         # Pause as soon as anything is buffered: a big body is then handed to the
         # kernel straight from the cached image, and the transport's own buffer (a
         # bytearray that is copied into and shifted on every send) stays small.
-        transport.set_write_buffer_limits(high=0)
+        if transport.get_extra_info("sslcontext") is not None:
+            # asyncio's SSL transport does not reliably call resume_writing()
+            # after a zero high-water mark, which stalls streamed bodies: give
+            # it a small buffer instead.
+            transport.set_write_buffer_limits(high=64 * 1024)
+        else:
+            transport.set_write_buffer_limits(high=0)
 
     def connection_lost(self, exc):
         self.closed = True
