@@ -220,6 +220,8 @@ ASAN_BUILD := build/asan
 PY_SAN_ENV := ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:strict_string_checks=1 \
               UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
+ASAN_RUN = $(PY_SAN_ENV) LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)"
+
 .PHONY: asan
 asan:
 	rm -rf $(ASAN_BUILD)
@@ -229,8 +231,7 @@ asan:
 	cp scenario_uni1/*.py scenario_uni1/_core.pyi scenario_uni1/py.typed $(ASAN_BUILD)/scenario_uni1/
 	cp -r tests $(ASAN_BUILD)/tests
 	rm -rf $(ASAN_BUILD)/tests/c $(ASAN_BUILD)/tests/fuzz
-	cd $(ASAN_BUILD) && $(PY_SAN_ENV) \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests
-	$(PYTHON) -c "import sys; sys.path.insert(0, '$(ASAN_BUILD)'); import scenario_uni1._core as c; \
-	  assert c.__file__.startswith('$(CURDIR)/$(ASAN_BUILD)') or c.__file__.startswith('$(ASAN_BUILD)'), c.__file__"
+	cd $(ASAN_BUILD) && $(ASAN_RUN) $(PYTHON) -c "import os, scenario_uni1._core as c; \
+	  assert os.path.realpath(c.__file__).startswith(os.getcwd()), c.__file__; \
+	  print('sanitized build:', c.__file__)"
+	cd $(ASAN_BUILD) && $(ASAN_RUN) $(PYTHON) -m pytest -q -p no:cacheprovider tests

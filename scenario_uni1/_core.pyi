@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, final
 
 __version__: str
-curl_version: str          # the linked libcurl, e.g. "7.88.1"
+curl_version: str  # the linked libcurl, e.g. "7.88.1"
 ASPECT_RATIOS: tuple[str, ...]
 OUTPUT_FORMATS: tuple[str, ...]
 DEFAULT_BASE_URL: str
@@ -21,8 +21,8 @@ class ConfigurationError(Uni1Error): ...
 
 class APIError(Uni1Error):
     status_code: int | None
-    reason: str | None        # the server's message
-    body: str | None          # the raw error body
+    reason: str | None  # the server's message
+    body: str | None  # the raw error body
     retryable: bool
     trace_id: str | None
 
@@ -38,8 +38,8 @@ class ConnectionError(Uni1Error, builtins.ConnectionError): ...  # type: ignore[
 class TimeoutError(Uni1Error, builtins.TimeoutError): ...  # type: ignore[name-defined]
 
 class SubmissionUncertainError(Uni1Error):
-    request: dict[str, Any]   # the generate body that may have been accepted
-    sent_at: str              # ISO 8601 UTC time the request was sent
+    request: dict[str, Any]  # the generate body that may have been accepted
+    sent_at: str  # ISO 8601 UTC time the request was sent
 
 class JobError(Uni1Error):
     job: Job
@@ -152,10 +152,16 @@ class Client:
     def job(self, job_id: str) -> Job:
         """Re-attach to a job by id (one GET)."""
     def list_jobs(
-        self, *, page_size: int = 0, pagination_token: str | None = None,
-        status: str | None = None, type: str | None = None,
+        self,
+        *,
+        page_size: int = 0,
+        pagination_token: str | None = None,
+        status: str | None = None,
+        type: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
-    def _upload(self, data: bytes, name: str, mime_type: str, *, timeout: float | None = None) -> str:
+    def _upload(
+        self, data: bytes, name: str, mime_type: str, *, timeout: float | None = None
+    ) -> str:
         """POST /assets (small image); returns the asset id."""
     def _upload_file(
         self, path: str, name: str, mime_type: str, *, timeout: float | None = None
@@ -194,11 +200,15 @@ class Job:
     def client(self) -> Client: ...
     def refresh(self) -> Job: ...
     def wait(
-        self, timeout: float | None = None, *, progress: bool | Callable[[Job], object] | None = None
+        self,
+        timeout: float | None = None,
+        *,
+        progress: bool | Callable[[Job], object] | None = None,
     ) -> Job: ...
     def images(self, *, timeout: float | None = None) -> list[Any]: ...
-    def download(self, dest: str | Path = ".", *, overwrite: bool = False,
-                 timeout: float | None = None) -> list[Path]: ...
+    def download(
+        self, dest: str | Path = ".", *, overwrite: bool = False, timeout: float | None = None
+    ) -> list[Path]: ...
     def cancel(self) -> None: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
 

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS="build-essential pkg-config libcurl4-openssl-dev libcjson-dev libssl-dev libcmocka-dev valgrind python3-venv python3-dev"
+DEBS="build-essential pkg-config libcurl4-openssl-dev libcjson-dev libssl-dev libcmocka-dev valgrind clang-format python3-venv python3-dev"
 VENV="${UNI1_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
@@ -51,6 +51,8 @@ demo() {
 run_tests() {
     setup
     export PATH="$PWD/$VENV/bin:$PATH"
+    log "style: clang-format and ruff"
+    make format-check RUFF="$PWD/$VENV/bin/ruff"
     log "C tests of the core (cmocka)"
     make ctest
     log "C tests under valgrind memcheck"

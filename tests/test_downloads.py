@@ -4,7 +4,6 @@ import os
 import stat
 
 import pytest
-
 from PIL import Image as PILImage
 
 import scenario_uni1 as uni1

@@ -63,9 +63,7 @@ def finished_job(emu, client, prompt="a finished job"):
 
 
 _CLIENT_KNOBS = inspect.signature(uni1.Client.__init__).parameters
-FAST_BACKOFF = (
-    {"backoff_base": 0.02, "backoff_max": 2.0} if "backoff_base" in _CLIENT_KNOBS else {}
-)
+FAST_BACKOFF = {"backoff_base": 0.02, "backoff_max": 2.0} if "backoff_base" in _CLIENT_KNOBS else {}
 
 
 @pytest.fixture
@@ -163,7 +161,9 @@ def test_read_client_errors_are_never_retried(emu, mk, kind, status, cls):
     job = finished_job(emu, client)
     method, path, origin = READ_PATHS[kind]
     before = emu.request_count(method, path, origin)
-    emu.inject(method, path, origin=origin, status=status, body={"reason": f"no {status}"}, times=None)
+    emu.inject(
+        method, path, origin=origin, status=status, body={"reason": f"no {status}"}, times=None
+    )
     with pytest.raises(cls) as info:
         _do_read(kind, client, job)
     assert info.value.status_code == status
@@ -623,7 +623,7 @@ def test_concurrent_uncertain_submissions_each_adopt_a_different_job(emu, mk, ca
             ids, errors = [], []
             barrier = threading.Barrier(n)
 
-            def work():
+            def work(barrier=barrier, ids=ids, errors=errors):
                 barrier.wait()
                 try:
                     ids.append(client._submit("eight of the same").id)
@@ -922,7 +922,15 @@ def test_cdn_redirect_to_another_origin_is_followed(emu, mk, tmp_path):
 def test_download_whose_bytes_are_not_the_announced_type_is_refused(emu, mk, tmp_path, body):
     client = mk()
     job = finished_job(emu, client)  # PNG
-    emu.inject("GET", CDN, origin="cdn", status=200, body=body, headers={"Content-Type": "image/png"}, times=None)
+    emu.inject(
+        "GET",
+        CDN,
+        origin="cdn",
+        status=200,
+        body=body,
+        headers={"Content-Type": "image/png"},
+        times=None,
+    )
     dest = tmp_path / "out"
     with pytest.raises(uni1.APIError):
         job.download(dest)
@@ -933,8 +941,13 @@ def test_fetch_into_memory_whose_bytes_are_not_the_announced_type_is_refused(emu
     client = mk()
     job = finished_job(emu, client)  # the asset record says image/png
     emu.inject(
-        "GET", CDN, origin="cdn", status=200, body=b"<html>captive portal</html>",
-        headers={"Content-Type": "image/png"}, times=None,
+        "GET",
+        CDN,
+        origin="cdn",
+        status=200,
+        body=b"<html>captive portal</html>",
+        headers={"Content-Type": "image/png"},
+        times=None,
     )
     with pytest.raises(uni1.APIError):
         job.images()

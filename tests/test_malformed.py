@@ -132,7 +132,7 @@ GENERIC = {
     "utf8_overlong": lambda v: _replace_mark(v, b'"hel\xc0\xaflo"'),
     "utf8_encoded_surrogate": lambda v: _replace_mark(v, b'"hel\xed\xa0\x80lo"'),
     "utf8_truncated_sequence": lambda v: _replace_mark(v, b'"hel\xe2\x82"'),
-    "latin1_text": lambda v: _replace_mark(v, "\"h\u00e9llo\"".encode("latin-1")),
+    "latin1_text": lambda v: _replace_mark(v, '"h\u00e9llo"'.encode("latin-1")),
     "utf16_document": lambda v: v.decode().encode("utf-16"),
     "raw_nul_byte": lambda v: _replace_mark(v, b'"hel\x00lo"'),
     "nan_literal": lambda v: _replace_mark(v, b"NaN"),
@@ -328,7 +328,12 @@ def _asset_cases(endpoint):
         doc = copy.deepcopy(TEMPLATES[endpoint])
         _set(doc["asset"], path, value)
         cases.append((f"{endpoint}-{name}", doc))
-    for name, value in (("asset_null", None), ("asset_array", []), ("asset_string", "x"), ("asset_number", 1)):
+    for name, value in (
+        ("asset_null", None),
+        ("asset_array", []),
+        ("asset_string", "x"),
+        ("asset_number", 1),
+    ):
         doc = copy.deepcopy(TEMPLATES[endpoint])
         doc["asset"] = value
         cases.append((f"{endpoint}-{name}", doc))
@@ -375,7 +380,9 @@ def test_malformed_asset_fails_the_download_and_leaves_nothing(emu, client, tmp_
     emu.job_duration = 0
     job = client._submit("x")
     job.refresh()
-    emu.inject("GET", ASSET_GET, status=200, body=b'{"asset": {"id": "asset_x", "url": 7}}', times=None)
+    emu.inject(
+        "GET", ASSET_GET, status=200, body=b'{"asset": {"id": "asset_x", "url": 7}}', times=None
+    )
     dest = tmp_path / "out"
     with pytest.raises(uni1.APIError, match="malformed"):
         job.download(dest)
@@ -412,8 +419,17 @@ def test_malformed_listing_during_reconciliation_never_resends(emu, client, name
 
 def test_malformed_error_bodies_still_give_the_right_class(emu):
     client = emu.client(timeout=10.0, max_retries=0)
-    for status, cls in ((401, uni1.AuthenticationError), (404, uni1.NotFoundError), (503, uni1.ServerError)):
-        for body in (b"[" * DEEP, bytes(range(256)), b'{"reason": ' + b'"' + b"r" * 1_000_000 + b'"}', b""):
+    for status, cls in (
+        (401, uni1.AuthenticationError),
+        (404, uni1.NotFoundError),
+        (503, uni1.ServerError),
+    ):
+        for body in (
+            b"[" * DEEP,
+            bytes(range(256)),
+            b'{"reason": ' + b'"' + b"r" * 1_000_000 + b'"}',
+            b"",
+        ):
             emu.clear_faults()
             emu.inject("GET", JOB_GET, status=status, body=body, times=None)
             with pytest.raises(cls) as info:

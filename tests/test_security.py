@@ -172,11 +172,18 @@ def test_asset_url_on_the_api_host_is_fetched_without_authorization(emu, client,
 
 @pytest.mark.parametrize(
     "location",
-    ["file:///etc/passwd", "ftp://127.0.0.1/x.png", "gopher://127.0.0.1:70/x", "dict://127.0.0.1/x"],
+    [
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/x.png",
+        "gopher://127.0.0.1:70/x",
+        "dict://127.0.0.1/x",
+    ],
 )
 def test_cdn_redirect_to_another_scheme_is_refused(emu, client, tmp_path, location):
     job = finished(emu, client)
-    emu.inject("GET", CDN, origin="cdn", status=302, body=b"", headers={"Location": location}, times=None)
+    emu.inject(
+        "GET", CDN, origin="cdn", status=302, body=b"", headers={"Location": location}, times=None
+    )
     dest = tmp_path / "out"
     with pytest.raises(uni1.Uni1Error):
         job.download(dest)
@@ -262,7 +269,16 @@ def test_exceptions_hold_no_credentials(emu, client):
         {"api_key": KEY},
         {"api_secret": SECRET},
     ],
-    ids=["key_newline", "secret_crlf", "creds_in_url", "bad_scheme", "bad_timeout", "project_crlf", "key_only", "secret_only"],
+    ids=[
+        "key_newline",
+        "secret_crlf",
+        "creds_in_url",
+        "bad_scheme",
+        "bad_timeout",
+        "project_crlf",
+        "key_only",
+        "secret_only",
+    ],
 )
 def test_configuration_errors_hold_no_credentials(monkeypatch, kwargs):
     for name in ("SCENARIO_SDK_API_KEY", "SCENARIO_SDK_API_SECRET", "SCENARIO_SDK_JWT"):
@@ -291,7 +307,14 @@ def test_proxy_credentials_stay_out_of_reprs_errors_and_logs(emu, caplog):
 
 def test_hostile_ids_from_the_caller_send_nothing(emu, client):
     before = len(emu.requests)
-    for bad in ("job_a\r\nX-Injected: 1", "../../v1/assets", "job_a/../b", "job_a?x=1", "job_" + "a" * 300, "job_é"):
+    for bad in (
+        "job_a\r\nX-Injected: 1",
+        "../../v1/assets",
+        "job_a/../b",
+        "job_a?x=1",
+        "job_" + "a" * 300,
+        "job_é",
+    ):
         with pytest.raises(uni1.InvalidRequestError):
             client.job(bad)
     for bad in ("asset_a\r\nX: 1", "asset_../x", "asset_a/b", "asset_" + "a" * 300):
@@ -406,7 +429,9 @@ def _assert_nothing_escaped(emu, tmp_path, before, dest, bad):
     assert emu.jobs_created == 1
 
 
-@pytest.mark.parametrize("bad", HOSTILE_ASSET_IDS, ids=[f"id{i}" for i in range(len(HOSTILE_ASSET_IDS))])
+@pytest.mark.parametrize(
+    "bad", HOSTILE_ASSET_IDS, ids=[f"id{i}" for i in range(len(HOSTILE_ASSET_IDS))]
+)
 def test_hostile_asset_id_in_the_job_is_refused(emu, client, tmp_path, bad):
     job = _serve_hostile_job(emu, client, bad)
     dest = tmp_path / "a" / "dest"
@@ -417,7 +442,9 @@ def test_hostile_asset_id_in_the_job_is_refused(emu, client, tmp_path, bad):
     _assert_nothing_escaped(emu, tmp_path, before, dest, bad)
 
 
-@pytest.mark.parametrize("bad", ["../../etc/x", "asset_/../x", "asset_" + "a" * 300], ids=["dotdot", "prefixed", "long"])
+@pytest.mark.parametrize(
+    "bad", ["../../etc/x", "asset_/../x", "asset_" + "a" * 300], ids=["dotdot", "prefixed", "long"]
+)
 def test_hostile_asset_id_cannot_make_download_or_images_escape(emu, client, tmp_path, bad):
     job = _serve_hostile_job(emu, client, bad)
     dest = tmp_path / "a" / "dest"

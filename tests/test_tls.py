@@ -113,7 +113,9 @@ def test_emulator_streams_assets_over_tls(pki):
                 try:
                     (img,) = c.job(job.id).images(timeout=2)
                 except uni1.TimeoutError:
-                    pytest.fail(f"the emulator stalled a CDN transfer over TLS (attempt {attempt + 1})")
+                    pytest.fail(
+                        f"the emulator stalled a CDN transfer over TLS (attempt {attempt + 1})"
+                    )
                 assert img.data.startswith(b"\x89PNG")
 
 
@@ -211,9 +213,8 @@ def test_ca_from_the_environment(tls_emu, pki, tmp_path, monkeypatch, var):
 @pytest.mark.parametrize("var", ["SSL_CERT_FILE", "CURL_CA_BUNDLE"])
 def test_wrong_ca_in_the_environment_is_refused(tls_emu, pki, monkeypatch, var):
     monkeypatch.setenv(var, pki["other_pem"])
-    with tls_emu.client(max_retries=0) as c:
-        with pytest.raises(uni1.ConnectionError):
-            c.generate("env says another CA")
+    with tls_emu.client(max_retries=0) as c, pytest.raises(uni1.ConnectionError):
+        c.generate("env says another CA")
     assert tls_emu.jobs_created == 0
 
 
@@ -358,7 +359,10 @@ def test_proxy_argument_routes_api_and_cdn_over_http(emu, proxy, tmp_path):
     # Every request the emulator saw came through the proxy.
     assert len(carried) == len(emu.requests) >= 5
     assert all(t.startswith("http://127.0.0.1:") for t in carried)
-    assert any(_port(t) == api_port and t.endswith("/v1/generate/custom/model_luma-uni-1-max") for t in carried)
+    assert any(
+        _port(t) == api_port and t.endswith("/v1/generate/custom/model_luma-uni-1-max")
+        for t in carried
+    )
     assert any(_port(t) == api_port and f"/v1/jobs/{job.id}" in t for t in carried)
     cdn = [(t, h) for m, t, h in proxy.seen if _port(t) == cdn_port]
     assert len(cdn) == 2
