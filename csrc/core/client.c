@@ -296,7 +296,60 @@ void uni1_client_free(uni1_client *c)
     free(c->ca_bundle);
     free(c->proxy);
     free(c->known_ids);
+    free(c->inflight);
     free(c);
+}
+
+void uni1__inflight_begin(uni1_client *c, uint64_t hash)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t i = 0;
+    while (i < c->n_inflight && c->inflight[i].hash != hash)
+        i++;
+    if (i == c->n_inflight) {
+        if (c->n_inflight == c->cap_inflight) {
+            size_t cap = c->cap_inflight ? 2 * c->cap_inflight : 8;
+            struct uni1_inflight *p = realloc(c->inflight, cap * sizeof *p);
+            if (!p) {
+                /* Without the record a twin may not wait for this one: the
+                 * worst case is an uncertain answer, never a double charge
+                 * (claims are still atomic). */
+                pthread_mutex_unlock(&c->lock);
+                return;
+            }
+            c->inflight = p;
+            c->cap_inflight = cap;
+        }
+        c->inflight[c->n_inflight].hash = hash;
+        c->inflight[c->n_inflight].sending = 0;
+        c->n_inflight++;
+    }
+    c->inflight[i].sending++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void uni1__inflight_end(uni1_client *c, uint64_t hash)
+{
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->n_inflight; i++) {
+        if (c->inflight[i].hash == hash) {
+            if (--c->inflight[i].sending == 0)
+                c->inflight[i] = c->inflight[--c->n_inflight];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+unsigned uni1__inflight_sending(uni1_client *c, uint64_t hash)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->n_inflight; i++)
+        if (c->inflight[i].hash == hash)
+            n = c->inflight[i].sending;
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }
 
 static int known_locked(uni1_client *c, const char *id)

@@ -163,9 +163,16 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
     uni1_api_call call = {"POST",  GENERATE_PATH, dry_run ? "dryRun=true" : NULL,
                           body,    strlen(body),  dry_run,
                           !dry_run};
+    uint64_t hash = 1469598103934665603ull; /* FNV-1a of the body */
+    for (const char *b = body; *b; b++)
+        hash = (hash ^ (unsigned char)*b) * 1099511628211ull;
     for (int attempt = 0;; attempt++) {
         double sent_at = wall_clock();
+        if (!dry_run)
+            uni1__inflight_begin(s->client, hash);
         st = uni1__api(s, &call, resp, resp_len, status);
+        if (!dry_run)
+            uni1__inflight_end(s->client, hash);
         if (st == UNI1_OK || dry_run)
             break;
         long http = s->err.http_status;
@@ -184,7 +191,17 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
             s->err.body = NULL;
             uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; looking for the job it may have created",
                       GENERATE_PATH, saved.message);
-            int found = reconcile(s, body, sent_at, NULL, 0, job);
+            /* An identical request of this client still waiting for its
+             * answer may own a job that matches ours: let it claim it first. */
+            int found = 0;
+            double wait_until = uni1_monotonic() + s->client->request_timeout;
+            while (uni1__inflight_sending(s->client, hash) > 0 && found == 0) {
+                if (uni1_monotonic() >= wait_until ||
+                    uni1__sleep(s, UNI1_WAKE_INTERVAL_MS / 1000.0) != UNI1_OK)
+                    found = -1;
+            }
+            if (found == 0)
+                found = reconcile(s, body, sent_at, NULL, 0, job);
             /* After a timeout the server may still be working on the request,
              * so an empty list proves nothing yet: look again a few times,
              * and never send again on a timeout. (After a 5xx or a dropped

@@ -34,6 +34,14 @@ struct uni1_client {
      * made from the same request. */
     char (*known_ids)[UNI1_ID_MAX];
     size_t known_len, known_next;
+    /* Generate requests now waiting for their answer, by body hash: an
+     * uncertain submission waits for its identical twins' answers before it
+     * reads the job list, so it cannot adopt a twin's job. */
+    struct uni1_inflight {
+        uint64_t hash;
+        unsigned sending;
+    } * inflight;
+    size_t n_inflight, cap_inflight;
 };
 
 #define UNI1_KNOWN_IDS 4096
@@ -44,6 +52,10 @@ int uni1__is_known_job(uni1_client *c, const char *id);
 /* Atomically: 1 and remembered when id was not known yet, else 0. Two
  * threads reconciling identical requests never adopt the same job. */
 int uni1__claim_job(uni1_client *c, const char *id);
+/* Counts of identical generate requests in flight (see struct uni1_client). */
+void uni1__inflight_begin(uni1_client *c, uint64_t hash);
+void uni1__inflight_end(uni1_client *c, uint64_t hash);
+unsigned uni1__inflight_sending(uni1_client *c, uint64_t hash);
 
 /* A growable byte buffer with a cap, used for response bodies. */
 typedef struct uni1_sink {
