@@ -102,8 +102,8 @@ static uni1_scan_result uni1_prescan(unsigned char *p, size_t len, size_t *where
 
 /* Parses buf[0..len) into *root. `what` names the document in messages.
  * With err NULL the messages are dropped (used by the error-body parser). */
-static uni1_status uni1_doc_parse(const char *buf, size_t len, const char *what, cJSON **root,
-                                  char *err, size_t errlen)
+uni1_status uni1__doc_parse(const char *buf, size_t len, const char *what, cJSON **root, char *err,
+                            size_t errlen)
 {
     *root = NULL;
     if (!buf || len == 0) {
@@ -165,7 +165,7 @@ static uni1_status uni1_doc_parse(const char *buf, size_t len, const char *what,
     return UNI1_OK;
 }
 
-static const char *uni1_json_type(const cJSON *v)
+const char *uni1__json_type(const cJSON *v)
 {
     if (!v)
         return "nothing";
@@ -331,7 +331,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     }
     if (!cJSON_IsString(id)) {
         uni1__errf(err, errlen, "%s.%s: expected a string, got %s", where, id_name,
-                   uni1_json_type(id));
+                   uni1__json_type(id));
         goto fail;
     }
     if (!uni1__is_url_id(id->valuestring)) {
@@ -347,7 +347,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     if (v) {
         if (!cJSON_IsString(v)) {
             uni1__errf(err, errlen, "%s.status: expected a string, got %s", where,
-                       uni1_json_type(v));
+                       uni1__json_type(v));
             goto fail;
         }
         out->state = uni1_job_state_from_string(v->valuestring);
@@ -361,7 +361,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     if (v) {
         if (!cJSON_IsNumber(v)) {
             uni1__errf(err, errlen, "%s.progress: expected a number, got %s", where,
-                       uni1_json_type(v));
+                       uni1__json_type(v));
             goto fail;
         }
         double p = v->valuedouble;
@@ -375,14 +375,14 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     const cJSON *meta = uni1_get(obj, "metadata");
     if (meta && !cJSON_IsObject(meta)) {
         uni1__errf(err, errlen, "%s.metadata: expected an object, got %s", where,
-                   uni1_json_type(meta));
+                   uni1__json_type(meta));
         goto fail;
     }
     if (meta) {
         const cJSON *ids = uni1_get(meta, "assetIds");
         if (ids && !cJSON_IsArray(ids)) {
             uni1__errf(err, errlen, "%s.metadata.assetIds: expected an array, got %s", where,
-                       uni1_json_type(ids));
+                       uni1__json_type(ids));
             goto fail;
         }
         int n = ids ? cJSON_GetArraySize(ids) : 0;
@@ -395,7 +395,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
             {
                 if (!cJSON_IsString(v)) {
                     uni1__errf(err, errlen, "%s.metadata.assetIds[%zu]: expected a string, got %s",
-                               where, i, uni1_json_type(v));
+                               where, i, uni1__json_type(v));
                     goto fail;
                 }
                 if (!uni1__is_url_id(v->valuestring)) {
@@ -446,14 +446,14 @@ fail:
 static const cJSON *uni1_job_object(const cJSON *root, const char *what, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(root)) {
-        uni1__errf(err, errlen, "%s: expected a JSON object, got %s", what, uni1_json_type(root));
+        uni1__errf(err, errlen, "%s: expected a JSON object, got %s", what, uni1__json_type(root));
         return NULL;
     }
     const cJSON *job = cJSON_GetObjectItemCaseSensitive(root, "job");
     if (!job)
         return root;
     if (!cJSON_IsObject(job)) {
-        uni1__errf(err, errlen, "job: expected an object, got %s", uni1_json_type(job));
+        uni1__errf(err, errlen, "job: expected an object, got %s", uni1__json_type(job));
         return NULL;
     }
     return job;
@@ -467,7 +467,7 @@ uni1_status uni1_parse_job(const char *buf, size_t len, uni1_job *out, char *err
     }
     memset(out, 0, sizeof *out);
     cJSON *root;
-    uni1_status st = uni1_doc_parse(buf, len, "job response", &root, err, errlen);
+    uni1_status st = uni1__doc_parse(buf, len, "job response", &root, err, errlen);
     if (st != UNI1_OK)
         return st;
     const cJSON *job = uni1_job_object(root, "job response", err, errlen);
@@ -487,7 +487,7 @@ uni1_status uni1_parse_submit(const char *buf, size_t len, uni1_job *out, double
     }
     memset(out, 0, sizeof *out);
     cJSON *root;
-    uni1_status st = uni1_doc_parse(buf, len, "generate response", &root, err, errlen);
+    uni1_status st = uni1__doc_parse(buf, len, "generate response", &root, err, errlen);
     if (st != UNI1_OK)
         return st;
     const cJSON *job = uni1_job_object(root, "generate response", err, errlen);
@@ -512,12 +512,12 @@ uni1_status uni1_parse_job_list(const char *buf, size_t len, uni1_job_list *out,
     }
     memset(out, 0, sizeof *out);
     cJSON *root;
-    uni1_status st = uni1_doc_parse(buf, len, "job list", &root, err, errlen);
+    uni1_status st = uni1__doc_parse(buf, len, "job list", &root, err, errlen);
     if (st != UNI1_OK)
         return st;
     st = UNI1_ERR_PROTOCOL;
     if (!cJSON_IsObject(root)) {
-        uni1__errf(err, errlen, "job list: expected a JSON object, got %s", uni1_json_type(root));
+        uni1__errf(err, errlen, "job list: expected a JSON object, got %s", uni1__json_type(root));
         goto done;
     }
     const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(root, "jobs");
@@ -531,7 +531,7 @@ uni1_status uni1_parse_job_list(const char *buf, size_t len, uni1_job_list *out,
      * empty page as proof that no job was created, and re-sends a paid
      * request on it. */
     if (!cJSON_IsArray(jobs)) {
-        uni1__errf(err, errlen, "jobs: expected an array, got %s", uni1_json_type(jobs));
+        uni1__errf(err, errlen, "jobs: expected an array, got %s", uni1__json_type(jobs));
         goto done;
     }
     int n = cJSON_GetArraySize(jobs);
@@ -547,7 +547,7 @@ uni1_status uni1_parse_job_list(const char *buf, size_t len, uni1_job_list *out,
             snprintf(where, sizeof where, "jobs[%zu]", i);
             if (!cJSON_IsObject(item)) {
                 uni1__errf(err, errlen, "%s: expected an object, got %s", where,
-                           uni1_json_type(item));
+                           uni1__json_type(item));
                 st = UNI1_ERR_PROTOCOL;
                 goto done;
             }
@@ -563,7 +563,7 @@ uni1_status uni1_parse_job_list(const char *buf, size_t len, uni1_job_list *out,
     if (tok) {
         if (!cJSON_IsString(tok)) {
             uni1__errf(err, errlen, "nextPaginationToken: expected a string, got %s",
-                       uni1_json_type(tok));
+                       uni1__json_type(tok));
             goto done;
         }
         if (tok->valuestring[0]) {
@@ -632,7 +632,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
     memset(out, 0, sizeof *out);
     out->size = -1;
     cJSON *root;
-    uni1_status st = uni1_doc_parse(buf, len, "asset response", &root, err, errlen);
+    uni1_status st = uni1__doc_parse(buf, len, "asset response", &root, err, errlen);
     if (st != UNI1_OK) {
         out->size = 0;
         return st;
@@ -641,13 +641,13 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
     const cJSON *asset = root, *v;
     if (!cJSON_IsObject(root)) {
         uni1__errf(err, errlen, "asset response: expected a JSON object, got %s",
-                   uni1_json_type(root));
+                   uni1__json_type(root));
         goto done;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "asset");
     if (v) {
         if (!cJSON_IsObject(v)) {
-            uni1__errf(err, errlen, "asset: expected an object, got %s", uni1_json_type(v));
+            uni1__errf(err, errlen, "asset: expected an object, got %s", uni1__json_type(v));
             goto done;
         }
         asset = v;
@@ -664,7 +664,8 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
         goto done;
     }
     if (!cJSON_IsString(id)) {
-        uni1__errf(err, errlen, "asset.%s: expected a string, got %s", id_name, uni1_json_type(id));
+        uni1__errf(err, errlen, "asset.%s: expected a string, got %s", id_name,
+                   uni1__json_type(id));
         goto done;
     }
     if (!uni1__is_url_id(id->valuestring)) {
@@ -677,7 +678,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
     v = uni1_get(asset, "url");
     if (v) {
         if (!cJSON_IsString(v)) {
-            uni1__errf(err, errlen, "asset.url: expected a string, got %s", uni1_json_type(v));
+            uni1__errf(err, errlen, "asset.url: expected a string, got %s", uni1__json_type(v));
             goto done;
         }
         if (v->valuestring[0]) {
@@ -701,7 +702,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
     v = uni1_get(asset, "status");
     if (v) {
         if (!cJSON_IsString(v)) {
-            uni1__errf(err, errlen, "asset.status: expected a string, got %s", uni1_json_type(v));
+            uni1__errf(err, errlen, "asset.status: expected a string, got %s", uni1__json_type(v));
             goto done;
         }
         uni1__copy_trunc(out->status, sizeof out->status, v->valuestring);
@@ -751,12 +752,12 @@ uni1_status uni1_parse_estimate(const char *buf, size_t len, double *cost, char 
     }
     *cost = -1;
     cJSON *root;
-    uni1_status st = uni1_doc_parse(buf, len, "estimate", &root, err, errlen);
+    uni1_status st = uni1__doc_parse(buf, len, "estimate", &root, err, errlen);
     if (st != UNI1_OK)
         return st;
     st = UNI1_ERR_PROTOCOL;
     if (!cJSON_IsObject(root)) {
-        uni1__errf(err, errlen, "estimate: expected a JSON object, got %s", uni1_json_type(root));
+        uni1__errf(err, errlen, "estimate: expected a JSON object, got %s", uni1__json_type(root));
         goto done;
     }
     const cJSON *v = uni1_get(root, "creativeUnitsCost");
@@ -767,7 +768,7 @@ uni1_status uni1_parse_estimate(const char *buf, size_t len, double *cost, char 
     }
     if (!uni1_get_number_liberal(v, &c)) {
         uni1__errf(err, errlen, "estimate.creativeUnitsCost: expected a finite number, got %s",
-                   uni1_json_type(v));
+                   uni1__json_type(v));
         goto done;
     }
     if (c < 0) {
@@ -839,7 +840,7 @@ void uni1_parse_error_body(const char *buf, size_t len, uni1_error *out)
         return;
 
     cJSON *root;
-    if (uni1_doc_parse(buf, len, "error body", &root, NULL, 0) != UNI1_OK) {
+    if (uni1__doc_parse(buf, len, "error body", &root, NULL, 0) != UNI1_OK) {
         uni1_display_copy(out->message, sizeof out->message, buf, len, 1);
         return;
     }

@@ -41,4 +41,16 @@ int uni1__is_url_id(const char *s);
  * all of src fitted, 0 when it was truncated. dstlen must be > 0. */
 int uni1__copy_trunc(char *dst, size_t dstlen, const char *src);
 
+/* The document-level rules every parser of server data applies first
+ * (parse.c): well-formed UTF-8 without raw NUL bytes, nesting within cJSON's
+ * limit, a private NUL-padded copy for cJSON, the escape \u0000 rewritten to
+ * \ufffd so cJSON cannot cut a string short, and one JSON value with nothing
+ * but whitespace after it. `what` names the document in messages. On success
+ * *root is the caller's to cJSON_Delete. */
+struct cJSON;
+uni1_status uni1__doc_parse(const char *buf, size_t len, const char *what, struct cJSON **root,
+                            char *err, size_t errlen);
+/* "null", "a number", "an object", ...: for messages. */
+const char *uni1__json_type(const struct cJSON *v);
+
 #endif /* UNI1_INTERNAL_H */

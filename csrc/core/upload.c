@@ -17,7 +17,6 @@
 #include "uni1_internal.h"
 
 #define UPLOAD_URL_MAX (64 * 1024) /* longest part URL accepted */
-#define UPLOAD_PAD 8               /* NUL bytes after the private copy */
 
 /* ------------------------------------------------------------------------ */
 /* States                                                                   */
@@ -96,118 +95,6 @@ int uni1_upload_plan(long long size, long long *part_size)
 /* Parser                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* The same document-level rules as parse.c: well-formed UTF-8 without raw
- * NUL bytes, nesting within cJSON's limit, a private NUL-padded copy, and
- * the escape \u0000 rewritten to \ufffd so cJSON cannot cut a string short
- * ("upload_a\u0000/../x" must not read as "upload_a"), one JSON value with
- * nothing but whitespace after it. */
-static uni1_status upload_doc_parse(const char *buf, size_t len, cJSON **root, char *err,
-                                    size_t errlen)
-{
-    *root = NULL;
-    if (!buf || len == 0) {
-        uni1__errf(err, errlen, "upload response: empty body");
-        return UNI1_ERR_PROTOCOL;
-    }
-    if (len > SIZE_MAX - UPLOAD_PAD) {
-        uni1__errf(err, errlen, "upload response: body too large");
-        return UNI1_ERR_PROTOCOL;
-    }
-    unsigned char *p = malloc(len + UPLOAD_PAD);
-    if (!p) {
-        uni1__errf(err, errlen, "upload response: out of memory");
-        return UNI1_ERR_NOMEM;
-    }
-    memcpy(p, buf, len);
-    memset(p + len, 0, UPLOAD_PAD);
-    int in_string = 0;
-    size_t depth = 0;
-    for (size_t i = 0; i < len;) {
-        unsigned char c = p[i];
-        if (c == 0) {
-            uni1__errf(err, errlen, "upload response: NUL byte at offset %zu", i);
-            goto bad;
-        }
-        if (c >= 0x80) {
-            size_t n = uni1__utf8_seq_len(p + i, len - i);
-            if (n == 0) {
-                uni1__errf(err, errlen, "upload response: invalid UTF-8 at offset %zu", i);
-                goto bad;
-            }
-            i += n;
-            continue;
-        }
-        if (in_string) {
-            if (c == '"') {
-                in_string = 0;
-            } else if (c == '\\' && i + 1 < len) {
-                if (i + 5 < len && memcmp(p + i + 1, "u0000", 5) == 0) {
-                    memcpy(p + i + 2, "fffd", 4);
-                    i += 6;
-                    continue;
-                }
-                /* Skip the escaped character when it is ASCII; a non-ASCII
-                 * one gets its UTF-8 check on the next turn. */
-                if (p[i + 1] < 0x80 && p[i + 1] != 0)
-                    i++;
-            }
-        } else if (c == '"') {
-            in_string = 1;
-        } else if (c == '[' || c == '{') {
-            if (++depth > CJSON_NESTING_LIMIT) {
-                uni1__errf(err, errlen, "upload response: JSON nested deeper than %d levels",
-                           CJSON_NESTING_LIMIT);
-                goto bad;
-            }
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-        i++;
-    }
-    const char *end = NULL;
-    *root = cJSON_ParseWithLengthOpts((const char *)p, len, &end, 0);
-    if (!*root) {
-        uni1__errf(err, errlen, "upload response: not valid JSON");
-        goto bad;
-    }
-    /* One document and nothing after it: trailing bytes mean a damaged or
-     * concatenated answer (the rule of parse.c too). */
-    size_t at = end ? (size_t)(end - (const char *)p) : len;
-    while (at < len && (p[at] == ' ' || p[at] == '\t' || p[at] == '\r' || p[at] == '\n'))
-        at++;
-    free(p);
-    if (at < len) {
-        cJSON_Delete(*root);
-        *root = NULL;
-        uni1__errf(err, errlen,
-                   "upload response: unexpected data after the JSON value at offset %zu", at);
-        return UNI1_ERR_PROTOCOL;
-    }
-    return UNI1_OK;
-bad:
-    free(p);
-    return UNI1_ERR_PROTOCOL;
-}
-
-static const char *json_type(const cJSON *v)
-{
-    if (!v)
-        return "nothing";
-    if (cJSON_IsNull(v))
-        return "null";
-    if (cJSON_IsBool(v))
-        return "a boolean";
-    if (cJSON_IsNumber(v))
-        return "a number";
-    if (cJSON_IsString(v))
-        return "a string";
-    if (cJSON_IsArray(v))
-        return "an array";
-    if (cJSON_IsObject(v))
-        return "an object";
-    return "an unknown value";
-}
-
 /* The member `key` of obj, or NULL when absent or null. */
 static const cJSON *member(const cJSON *obj, const char *key)
 {
@@ -281,7 +168,7 @@ static int part_by_number(const void *a, const void *b)
 static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, size_t errlen)
 {
     if (!cJSON_IsArray(parts)) {
-        uni1__errf(err, errlen, "upload.parts: expected an array, got %s", json_type(parts));
+        uni1__errf(err, errlen, "upload.parts: expected an array, got %s", uni1__json_type(parts));
         return UNI1_ERR_PROTOCOL;
     }
     int n = cJSON_GetArraySize(parts);
@@ -303,7 +190,7 @@ static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, 
         uni1_upload_part *p = &out->parts[i];
         if (!cJSON_IsObject(item)) {
             uni1__errf(err, errlen, "upload.parts[%zu]: expected an object, got %s", i,
-                       json_type(item));
+                       uni1__json_type(item));
             return UNI1_ERR_PROTOCOL;
         }
         const cJSON *num = member(item, "number");
@@ -326,7 +213,7 @@ static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, 
         }
         if (!cJSON_IsString(url)) {
             uni1__errf(err, errlen, "upload.parts[%zu].url: expected a string, got %s", i,
-                       json_type(url));
+                       uni1__json_type(url));
             return UNI1_ERR_PROTOCOL;
         }
         /* The client PUTs the file there: http(s) only, nothing libcurl
@@ -371,19 +258,20 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
     }
     memset(out, 0, sizeof *out);
     cJSON *root;
-    uni1_status st = upload_doc_parse(buf, len, &root, err, errlen);
+    uni1_status st = uni1__doc_parse(buf, len, "upload response", &root, err, errlen);
     if (st != UNI1_OK)
         return st;
     st = UNI1_ERR_PROTOCOL;
     const cJSON *up = root, *v;
     if (!cJSON_IsObject(root)) {
-        uni1__errf(err, errlen, "upload response: expected a JSON object, got %s", json_type(root));
+        uni1__errf(err, errlen, "upload response: expected a JSON object, got %s",
+                   uni1__json_type(root));
         goto done;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "upload");
     if (v) {
         if (!cJSON_IsObject(v)) {
-            uni1__errf(err, errlen, "upload: expected an object, got %s", json_type(v));
+            uni1__errf(err, errlen, "upload: expected an object, got %s", uni1__json_type(v));
             goto done;
         }
         up = v;
@@ -401,7 +289,8 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
         goto done;
     }
     if (!cJSON_IsString(id)) {
-        uni1__errf(err, errlen, "upload.%s: expected a string, got %s", id_name, json_type(id));
+        uni1__errf(err, errlen, "upload.%s: expected a string, got %s", id_name,
+                   uni1__json_type(id));
         goto done;
     }
     if (!uni1__is_url_id(id->valuestring)) {
@@ -416,7 +305,7 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
     v = member(up, "status");
     if (v) {
         if (!cJSON_IsString(v)) {
-            uni1__errf(err, errlen, "upload.status: expected a string, got %s", json_type(v));
+            uni1__errf(err, errlen, "upload.status: expected a string, got %s", uni1__json_type(v));
             goto done;
         }
         out->state = uni1_upload_state_from_string(v->valuestring);
@@ -435,7 +324,8 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
     v = member(up, "entityId");
     if (v) {
         if (!cJSON_IsString(v)) {
-            uni1__errf(err, errlen, "upload.entityId: expected a string, got %s", json_type(v));
+            uni1__errf(err, errlen, "upload.entityId: expected a string, got %s",
+                       uni1__json_type(v));
             goto done;
         }
         if (v->valuestring[0]) {
