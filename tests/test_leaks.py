@@ -50,6 +50,8 @@ import pytest
 
 import scenario_uni1 as uni1
 
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
 CYCLES = int(os.environ.get("UNI1_LEAK_CYCLES", "2000"))
 WARMUP = max(300, CYCLES // 20)
 HEAP_TOLERANCE = 512 * 1024
@@ -271,9 +273,13 @@ def test_flat_memory_over_many_cycles(remote_emulator, tmp_path):
     assert stats["ok"] > 0 and stats["failed"] > 0
     assert after["client_refs"] == before["client_refs"], report
     assert after["objects"] - before["objects"] <= OBJECTS_TOLERANCE, report
-    if heap_bytes is not None:
-        assert after["heap"] - before["heap"] <= HEAP_TOLERANCE, report
-    assert after["rss"] - before["rss"] <= RSS_TOLERANCE, report
+    # Under AddressSanitizer (make asan) freed memory sits in ASan's quarantine
+    # (up to 256 MB) and malloc statistics are ASan's own, so RSS and heap say
+    # nothing about leaks there; the object and reference counts still do.
+    if not UNDER_ASAN:
+        if heap_bytes is not None:
+            assert after["heap"] - before["heap"] <= HEAP_TOLERANCE, report
+        assert after["rss"] - before["rss"] <= RSS_TOLERANCE, report
     assert traced <= TRACEMALLOC_TOLERANCE, second.compare_to(first, "lineno")[:10]
     assert os.listdir(dest) == []  # every download landed, and no temporary file stayed
 
