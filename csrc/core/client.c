@@ -532,6 +532,22 @@ uni1_status uni1__sleep(uni1_session *s, double seconds)
     return UNI1_OK;
 }
 
+uni1_status uni1__retry_pause(uni1_session *s, double seconds)
+{
+    char *body = s->err.body;
+    size_t body_len = s->err.body_len;
+    s->err.body = NULL;
+    uni1_status st = uni1__sleep(s, seconds);
+    if (st == UNI1_OK) {
+        s->err.body = body;
+        s->err.body_len = body_len;
+    } else {
+        free(body); /* the error now says why the pause stopped */
+        s->err.body_len = 0;
+    }
+    return st;
+}
+
 double uni1__backoff(uni1_session *s, int attempt)
 {
     double cap = s->client->backoff_base;

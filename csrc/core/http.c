@@ -481,11 +481,7 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
             break; /* the wait would outlive the caller's deadline: report now */
         uni1__log(s, UNI1_LOG_INFO, "%s %s: %s; retry %d of %d in %.2f s", call->method, call->path,
                   s->err.message, attempt + 1, max_attempts - 1, wait);
-        /* Keep the error for the caller if the sleep is cut short. */
-        uni1_error saved = s->err;
-        s->err.body = NULL;
-        uni1_status sl = uni1__sleep(s, wait);
-        free(saved.body);
+        uni1_status sl = uni1__retry_pause(s, wait);
         if (sl != UNI1_OK) {
             st = sl;
             break;
@@ -678,10 +674,7 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
         double wait = uni1__backoff(s, attempt);
         uni1__log(s, UNI1_LOG_INFO, "download %s: %s; retry %d of %d in %.2f s (resume at %lld)",
                   shown, s->err.message, attempt + 1, c->max_retries, wait, have);
-        uni1_error saved = s->err;
-        s->err.body = NULL;
-        uni1_status sl = uni1__sleep(s, wait);
-        free(saved.body);
+        uni1_status sl = uni1__retry_pause(s, wait);
         if (sl != UNI1_OK) {
             st = sl;
             break;

@@ -254,10 +254,7 @@ static uni1_status post_generate(uni1_session *s, const uni1_generate_params *p,
             break;
         uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; no job was created, sending again in %.2f s",
                   GENERATE_PATH, s->err.message, wait);
-        uni1_error saved = s->err;
-        s->err.body = NULL;
-        uni1_status sl = uni1__sleep(s, wait);
-        free(saved.body);
+        uni1_status sl = uni1__retry_pause(s, wait);
         if (sl != UNI1_OK) {
             st = sl;
             break;

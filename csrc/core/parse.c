@@ -185,10 +185,54 @@ const char *uni1__json_type(const cJSON *v)
 }
 
 /* The member `key` of obj, or NULL when absent or null. */
-static const cJSON *uni1_get(const cJSON *obj, const char *key)
+const cJSON *uni1__member(const cJSON *obj, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     return cJSON_IsNull(v) ? NULL : v;
+}
+
+const cJSON *uni1__envelope(const cJSON *root, const char *name, const char *what, char *err,
+                            size_t errlen)
+{
+    if (!cJSON_IsObject(root)) {
+        uni1__errf(err, errlen, "%s: expected a JSON object, got %s", what, uni1__json_type(root));
+        return NULL;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!v)
+        return root;
+    if (!cJSON_IsObject(v)) {
+        uni1__errf(err, errlen, "%s: expected an object, got %s", name, uni1__json_type(v));
+        return NULL;
+    }
+    return v;
+}
+
+int uni1__take_id(const cJSON *obj, const char *what, const char *key, const char *alt_key,
+                  char out[UNI1_ID_MAX], char *err, size_t errlen)
+{
+    const char *name = key;
+    const cJSON *id = uni1__member(obj, key);
+    if (!id) {
+        name = alt_key;
+        id = uni1__member(obj, alt_key);
+    }
+    if (!id) {
+        uni1__errf(err, errlen, "%s: no id", what);
+        return -1;
+    }
+    if (!cJSON_IsString(id)) {
+        uni1__errf(err, errlen, "%s.%s: expected a string, got %s", what, name,
+                   uni1__json_type(id));
+        return -1;
+    }
+    if (!uni1__is_url_id(id->valuestring)) {
+        uni1__errf(err, errlen, "%s.%s: not a valid id (1 to %d of A-Z a-z 0-9 _ -)", what, name,
+                   UNI1_ID_MAX - 1);
+        return -1;
+    }
+    memcpy(out, id->valuestring, strlen(id->valuestring) + 1);
+    return 0;
 }
 
 /* Whether s matches the JSON number grammar exactly (no spaces, no
@@ -320,10 +364,10 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
 
     /* The id: "jobId", or "id" on one help page. Strict, it goes into URLs. */
     const char *id_name = "jobId";
-    const cJSON *id = uni1_get(obj, "jobId");
+    const cJSON *id = uni1__member(obj, "jobId");
     if (!id) {
         id_name = "id";
-        id = uni1_get(obj, "id");
+        id = uni1__member(obj, "id");
     }
     if (!id) {
         uni1__errf(err, errlen, "%s: no jobId or id", where);
@@ -343,7 +387,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
 
     /* Status: unknown strings are kept (truncated) and are non-terminal. */
     out->state = UNI1_JOB_UNKNOWN;
-    v = uni1_get(obj, "status");
+    v = uni1__member(obj, "status");
     if (v) {
         if (!cJSON_IsString(v)) {
             uni1__errf(err, errlen, "%s.status: expected a string, got %s", where,
@@ -357,7 +401,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
             uni1__copy_trunc(out->status, sizeof out->status, uni1_job_state_name(out->state));
     }
 
-    v = uni1_get(obj, "progress");
+    v = uni1__member(obj, "progress");
     if (v) {
         if (!cJSON_IsNumber(v)) {
             uni1__errf(err, errlen, "%s.progress: expected a number, got %s", where,
@@ -372,14 +416,14 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
         out->progress = p < 0 ? 0 : p > 1 ? 1 : p;
     }
 
-    const cJSON *meta = uni1_get(obj, "metadata");
+    const cJSON *meta = uni1__member(obj, "metadata");
     if (meta && !cJSON_IsObject(meta)) {
         uni1__errf(err, errlen, "%s.metadata: expected an object, got %s", where,
                    uni1__json_type(meta));
         goto fail;
     }
     if (meta) {
-        const cJSON *ids = uni1_get(meta, "assetIds");
+        const cJSON *ids = uni1__member(meta, "assetIds");
         if (ids && !cJSON_IsArray(ids)) {
             uni1__errf(err, errlen, "%s.metadata.assetIds: expected an array, got %s", where,
                        uni1__json_type(ids));
@@ -410,9 +454,9 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
                 out->n_assets = ++i;
             }
         }
-        if ((st = uni1_reason_text(uni1_get(meta, "error"), &out->error)) != UNI1_OK)
+        if ((st = uni1_reason_text(uni1__member(meta, "error"), &out->error)) != UNI1_OK)
             goto nomem;
-        if ((st = uni1_reason_text(uni1_get(meta, "hint"), &out->hint)) != UNI1_OK)
+        if ((st = uni1_reason_text(uni1__member(meta, "hint"), &out->hint)) != UNI1_OK)
             goto nomem;
     }
 
@@ -420,10 +464,11 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     static const char *const legacy_error_keys[] = {"error", "errorMessage", "failureReason",
                                                     "reason"};
     for (size_t k = 0; !out->error && k < sizeof legacy_error_keys / sizeof *legacy_error_keys; k++)
-        if ((st = uni1_reason_text(uni1_get(obj, legacy_error_keys[k]), &out->error)) != UNI1_OK)
+        if ((st = uni1_reason_text(uni1__member(obj, legacy_error_keys[k]), &out->error)) !=
+            UNI1_OK)
             goto nomem;
 
-    v = uni1_get(obj, "createdAt");
+    v = uni1__member(obj, "createdAt");
     if (cJSON_IsString(v))
         uni1__copy_trunc(out->created_at, sizeof out->created_at, v->valuestring);
 
@@ -496,7 +541,7 @@ uni1_status uni1_parse_submit(const char *buf, size_t len, uni1_job *out, double
         /* Lenient: the job exists and is paid for; a strange cost must not
          * hide its id. Anything unusable reads as "not given". */
         double c;
-        if (uni1_get_number_liberal(uni1_get(root, "creativeUnitsCost"), &c) && c >= 0)
+        if (uni1_get_number_liberal(uni1__member(root, "creativeUnitsCost"), &c) && c >= 0)
             *cost = c;
     }
     cJSON_Delete(root);
@@ -559,7 +604,7 @@ uni1_status uni1_parse_job_list(const char *buf, size_t len, uni1_job_list *out,
     }
 
     st = UNI1_ERR_PROTOCOL;
-    const cJSON *tok = uni1_get(root, "nextPaginationToken");
+    const cJSON *tok = uni1__member(root, "nextPaginationToken");
     if (tok) {
         if (!cJSON_IsString(tok)) {
             uni1__errf(err, errlen, "nextPaginationToken: expected a string, got %s",
@@ -603,7 +648,7 @@ static int uni1_asset_int(const cJSON *const *containers, size_t n, const char *
     for (size_t i = 0; i < n; i++) {
         double d;
         if (cJSON_IsObject(containers[i]) &&
-            uni1_get_number_liberal(uni1_get(containers[i], key), &d) && d >= 0 && d < limit) {
+            uni1_get_number_liberal(uni1__member(containers[i], key), &d) && d >= 0 && d < limit) {
             *out = floor(d);
             return 1;
         }
@@ -638,44 +683,12 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
         return st;
     }
     st = UNI1_ERR_PROTOCOL;
-    const cJSON *asset = root, *v;
-    if (!cJSON_IsObject(root)) {
-        uni1__errf(err, errlen, "asset response: expected a JSON object, got %s",
-                   uni1__json_type(root));
+    const cJSON *v;
+    const cJSON *asset = uni1__envelope(root, "asset", "asset response", err, errlen);
+    if (!asset || uni1__take_id(asset, "asset", "id", "assetId", out->id, err, errlen) != 0)
         goto done;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(root, "asset");
-    if (v) {
-        if (!cJSON_IsObject(v)) {
-            uni1__errf(err, errlen, "asset: expected an object, got %s", uni1__json_type(v));
-            goto done;
-        }
-        asset = v;
-    }
 
-    const char *id_name = "id";
-    const cJSON *id = uni1_get(asset, "id");
-    if (!id) {
-        id_name = "assetId";
-        id = uni1_get(asset, "assetId");
-    }
-    if (!id) {
-        uni1__errf(err, errlen, "asset: no id");
-        goto done;
-    }
-    if (!cJSON_IsString(id)) {
-        uni1__errf(err, errlen, "asset.%s: expected a string, got %s", id_name,
-                   uni1__json_type(id));
-        goto done;
-    }
-    if (!uni1__is_url_id(id->valuestring)) {
-        uni1__errf(err, errlen, "asset.%s: not a valid id (1 to %d of A-Z a-z 0-9 _ -)", id_name,
-                   UNI1_ID_MAX - 1);
-        goto done;
-    }
-    memcpy(out->id, id->valuestring, strlen(id->valuestring) + 1);
-
-    v = uni1_get(asset, "url");
+    v = uni1__member(asset, "url");
     if (v) {
         if (!cJSON_IsString(v)) {
             uni1__errf(err, errlen, "asset.url: expected a string, got %s", uni1__json_type(v));
@@ -699,7 +712,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
         }
     }
 
-    v = uni1_get(asset, "status");
+    v = uni1__member(asset, "status");
     if (v) {
         if (!cJSON_IsString(v)) {
             uni1__errf(err, errlen, "asset.status: expected a string, got %s", uni1__json_type(v));
@@ -709,11 +722,12 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
     }
 
     /* Informational: kept when it is a plausible MIME type, else "". */
-    v = uni1_get(asset, "mimeType");
+    v = uni1__member(asset, "mimeType");
     if (cJSON_IsString(v) && uni1_is_url_text(v->valuestring, sizeof out->mime_type - 1))
         memcpy(out->mime_type, v->valuestring, strlen(v->valuestring) + 1);
 
-    const cJSON *containers[] = {uni1_get(asset, "properties"), uni1_get(asset, "metadata"), asset};
+    const cJSON *containers[] = {uni1__member(asset, "properties"), uni1__member(asset, "metadata"),
+                                 asset};
     size_t nc = sizeof containers / sizeof *containers;
     double d;
     /* 2^31 and 2^53: beyond these a value is nonsense, and staying below
@@ -760,7 +774,7 @@ uni1_status uni1_parse_estimate(const char *buf, size_t len, double *cost, char 
         uni1__errf(err, errlen, "estimate: expected a JSON object, got %s", uni1__json_type(root));
         goto done;
     }
-    const cJSON *v = uni1_get(root, "creativeUnitsCost");
+    const cJSON *v = uni1__member(root, "creativeUnitsCost");
     double c;
     if (!v) {
         uni1__errf(err, errlen, "estimate: no creativeUnitsCost");
@@ -849,22 +863,22 @@ void uni1_parse_error_body(const char *buf, size_t len, uni1_error *out)
     if (cJSON_IsObject(root)) {
         static const char *const message_keys[] = {"reason", "message", "error", "detail"};
         for (size_t k = 0; !msg && k < sizeof message_keys / sizeof *message_keys; k++)
-            if (uni1_reason_text(uni1_get(root, message_keys[k]), &msg) != UNI1_OK)
+            if (uni1_reason_text(uni1__member(root, message_keys[k]), &msg) != UNI1_OK)
                 break; /* out of memory: fall through to what we have */
 
         static const char *const trace_keys[] = {"traceId", "trace_id"};
         for (size_t k = 0; k < 2 && !out->trace_id[0]; k++) {
-            const cJSON *t = uni1_get(root, trace_keys[k]);
+            const cJSON *t = uni1__member(root, trace_keys[k]);
             if (cJSON_IsString(t) && uni1_is_url_text(t->valuestring, sizeof out->trace_id - 1))
                 memcpy(out->trace_id, t->valuestring, strlen(t->valuestring) + 1);
         }
 
         /* 429 bodies: "remainingSeconds" at the top, or inside "details". */
         double secs;
-        const cJSON *details = uni1_get(root, "details");
-        if ((uni1_get_number_liberal(uni1_get(root, "remainingSeconds"), &secs) ||
+        const cJSON *details = uni1__member(root, "details");
+        if ((uni1_get_number_liberal(uni1__member(root, "remainingSeconds"), &secs) ||
              (cJSON_IsObject(details) &&
-              uni1_get_number_liberal(uni1_get(details, "remainingSeconds"), &secs))) &&
+              uni1_get_number_liberal(uni1__member(details, "remainingSeconds"), &secs))) &&
             secs >= 0)
             out->retry_after = secs;
     }

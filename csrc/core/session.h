@@ -136,6 +136,11 @@ void uni1__setup_download(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_
 uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcode *results,
                                uni1_response_meta *metas);
 
+/* The pause between two attempts: uni1__sleep, after which the session
+ * error still describes the attempt that failed (UNI1_OK), or says why the
+ * pause was cut short (deadline, interrupt; the old error body is dropped). */
+uni1_status uni1__retry_pause(uni1_session *s, double seconds);
+
 /* Backoff with full jitter for retry number `attempt` (0-based). */
 double uni1__backoff(uni1_session *s, int attempt);
 

@@ -52,5 +52,16 @@ uni1_status uni1__doc_parse(const char *buf, size_t len, const char *what, struc
                             char *err, size_t errlen);
 /* "null", "a number", "an object", ...: for messages. */
 const char *uni1__json_type(const struct cJSON *v);
+/* obj[key], with a JSON null read as absent (NULL). */
+const struct cJSON *uni1__member(const struct cJSON *obj, const char *key);
+/* The object a response is about: root itself, or root[name] when that
+ * member is present ({"asset": {...}} or a bare asset). NULL, with a message
+ * in err, when root or the member is not an object. */
+const struct cJSON *uni1__envelope(const struct cJSON *root, const char *name, const char *what,
+                                   char *err, size_t errlen);
+/* Copies obj[key] (or obj[alt_key]) into out after checking it is a string
+ * usable in a URL path (uni1__is_url_id). -1 with a message naming what. */
+int uni1__take_id(const struct cJSON *obj, const char *what, const char *key, const char *alt_key,
+                  char out[UNI1_ID_MAX], char *err, size_t errlen);
 
 #endif /* UNI1_INTERNAL_H */

@@ -96,11 +96,6 @@ int uni1_upload_plan(long long size, long long *part_size)
 /* ------------------------------------------------------------------------ */
 
 /* The member `key` of obj, or NULL when absent or null. */
-static const cJSON *member(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNull(v) ? NULL : v;
-}
 
 /* Printable ASCII other than space, at most max bytes: what may go into a
  * URL or a request line. */
@@ -193,7 +188,7 @@ static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, 
                        uni1__json_type(item));
             return UNI1_ERR_PROTOCOL;
         }
-        const cJSON *num = member(item, "number");
+        const cJSON *num = uni1__member(item, "number");
         if (!num) {
             uni1__errf(err, errlen, "upload.parts[%zu]: no number", i);
             return UNI1_ERR_PROTOCOL;
@@ -206,7 +201,7 @@ static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, 
             return UNI1_ERR_PROTOCOL;
         }
         p->number = (int)d;
-        const cJSON *url = member(item, "url");
+        const cJSON *url = uni1__member(item, "url");
         if (!url) {
             uni1__errf(err, errlen, "upload.parts[%zu]: no url", i);
             return UNI1_ERR_PROTOCOL;
@@ -229,7 +224,7 @@ static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, 
             return UNI1_ERR_PROTOCOL;
         }
         /* Informational. */
-        const cJSON *exp = member(item, "expires");
+        const cJSON *exp = uni1__member(item, "expires");
         if (cJSON_IsString(exp) && is_url_text(exp->valuestring, sizeof p->expires - 1))
             memcpy(p->expires, exp->valuestring, strlen(exp->valuestring) + 1);
         if (!(p->url = uni1__strdup(url->valuestring))) {
@@ -262,47 +257,15 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
     if (st != UNI1_OK)
         return st;
     st = UNI1_ERR_PROTOCOL;
-    const cJSON *up = root, *v;
-    if (!cJSON_IsObject(root)) {
-        uni1__errf(err, errlen, "upload response: expected a JSON object, got %s",
-                   uni1__json_type(root));
-        goto done;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(root, "upload");
-    if (v) {
-        if (!cJSON_IsObject(v)) {
-            uni1__errf(err, errlen, "upload: expected an object, got %s", uni1__json_type(v));
-            goto done;
-        }
-        up = v;
-    }
-
+    const cJSON *v;
     /* The id goes into URL paths: strict. */
-    const char *id_name = "id";
-    const cJSON *id = member(up, "id");
-    if (!id) {
-        id_name = "uploadId";
-        id = member(up, "uploadId");
-    }
-    if (!id) {
-        uni1__errf(err, errlen, "upload: no id");
+    const cJSON *up = uni1__envelope(root, "upload", "upload response", err, errlen);
+    if (!up || uni1__take_id(up, "upload", "id", "uploadId", out->id, err, errlen) != 0)
         goto done;
-    }
-    if (!cJSON_IsString(id)) {
-        uni1__errf(err, errlen, "upload.%s: expected a string, got %s", id_name,
-                   uni1__json_type(id));
-        goto done;
-    }
-    if (!uni1__is_url_id(id->valuestring)) {
-        uni1__errf(err, errlen, "upload.%s: not a valid id (1 to %d of A-Z a-z 0-9 _ -)", id_name,
-                   UNI1_ID_MAX - 1);
-        goto done;
-    }
-    memcpy(out->id, id->valuestring, strlen(id->valuestring) + 1);
 
     /* Status: an unknown string is kept (truncated) and is non-terminal. */
     out->state = UNI1_UPLOAD_UNKNOWN;
-    v = member(up, "status");
+    v = uni1__member(up, "status");
     if (v) {
         if (!cJSON_IsString(v)) {
             uni1__errf(err, errlen, "upload.status: expected a string, got %s", uni1__json_type(v));
@@ -314,14 +277,14 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
                                                            : uni1_upload_state_name(out->state));
     }
 
-    v = member(up, "parts");
+    v = uni1__member(up, "parts");
     if (v && (st = parse_parts(v, out, err, errlen)) != UNI1_OK)
         goto done;
     st = UNI1_ERR_PROTOCOL;
 
     /* The asset id once imported: strict (it goes into a URL path); an empty
      * string reads as "not yet". */
-    v = member(up, "entityId");
+    v = uni1__member(up, "entityId");
     if (v) {
         if (!cJSON_IsString(v)) {
             uni1__errf(err, errlen, "upload.entityId: expected a string, got %s",
@@ -341,7 +304,7 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
 
     static const char *const reason_keys[] = {"errorMessage", "error", "failureReason", "reason"};
     for (size_t k = 0; !out->error_message && k < sizeof reason_keys / sizeof *reason_keys; k++)
-        if (reason_text(member(up, reason_keys[k]), &out->error_message) != UNI1_OK)
+        if (reason_text(uni1__member(up, reason_keys[k]), &out->error_message) != UNI1_OK)
             goto nomem;
 
     char *printed = cJSON_PrintUnformatted(up);
@@ -420,16 +383,7 @@ static uni1_status retry_pause(uni1_session *s, int attempt, const char *what)
         return s->err.status;
     uni1__log(s, UNI1_LOG_INFO, "%s: %s; retry %d of %d in %.2f s", what, s->err.message,
               attempt + 1, c->max_retries, wait);
-    uni1_error saved = s->err;
-    s->err.body = NULL;
-    uni1_status sl = uni1__sleep(s, wait);
-    if (sl == UNI1_OK) {
-        uni1__reset_error(s);
-        s->err = saved; /* until the next attempt resets it */
-    } else {
-        free(saved.body);
-    }
-    return sl;
+    return uni1__retry_pause(s, wait);
 }
 
 /* Reads exactly len bytes at offset; UNI1_ERR_IO when the file is shorter. */
