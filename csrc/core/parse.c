@@ -298,7 +298,7 @@ static int uni1_get_number_liberal(const cJSON *v, double *out)
 
 /* Whether every byte of s is printable ASCII other than space, and s is no
  * longer than max bytes. This is the test for anything that ends up in a URL. */
-static int uni1_is_url_text(const char *s, size_t max)
+int uni1__is_url_text(const char *s, size_t max)
 {
     size_t i = 0;
     for (; s[i]; i++)
@@ -310,7 +310,7 @@ static int uni1_is_url_text(const char *s, size_t max)
 /* A human-readable reason from any JSON value: a non-empty string as is;
  * numbers, objects and arrays serialised; booleans, empty strings and empty
  * containers count as absent. Returns UNI1_OK with *out NULL when absent. */
-static uni1_status uni1_reason_text(const cJSON *v, char **out)
+uni1_status uni1__reason_text(const cJSON *v, char **out)
 {
     *out = NULL;
     if (!v || cJSON_IsNull(v) || cJSON_IsBool(v))
@@ -336,7 +336,7 @@ static uni1_status uni1_reason_text(const cJSON *v, char **out)
 }
 
 /* obj re-serialised into malloc'd memory. */
-static uni1_status uni1_raw_json(const cJSON *obj, char **out, size_t *out_len)
+uni1_status uni1__raw_json(const cJSON *obj, char **out, size_t *out_len)
 {
     char *printed = cJSON_PrintUnformatted(obj);
     if (!printed)
@@ -454,9 +454,9 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
                 out->n_assets = ++i;
             }
         }
-        if ((st = uni1_reason_text(uni1__member(meta, "error"), &out->error)) != UNI1_OK)
+        if ((st = uni1__reason_text(uni1__member(meta, "error"), &out->error)) != UNI1_OK)
             goto nomem;
-        if ((st = uni1_reason_text(uni1__member(meta, "hint"), &out->hint)) != UNI1_OK)
+        if ((st = uni1__reason_text(uni1__member(meta, "hint"), &out->hint)) != UNI1_OK)
             goto nomem;
     }
 
@@ -464,7 +464,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     static const char *const legacy_error_keys[] = {"error", "errorMessage", "failureReason",
                                                     "reason"};
     for (size_t k = 0; !out->error && k < sizeof legacy_error_keys / sizeof *legacy_error_keys; k++)
-        if ((st = uni1_reason_text(uni1__member(obj, legacy_error_keys[k]), &out->error)) !=
+        if ((st = uni1__reason_text(uni1__member(obj, legacy_error_keys[k]), &out->error)) !=
             UNI1_OK)
             goto nomem;
 
@@ -472,7 +472,7 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     if (cJSON_IsString(v))
         uni1__copy_trunc(out->created_at, sizeof out->created_at, v->valuestring);
 
-    if (uni1_raw_json(obj, &out->raw_json, &out->raw_len) != UNI1_OK)
+    if (uni1__raw_json(obj, &out->raw_json, &out->raw_len) != UNI1_OK)
         goto nomem;
     return UNI1_OK;
 
@@ -613,7 +613,7 @@ uni1_status uni1_parse_job_list(const char *buf, size_t len, uni1_job_list *out,
         }
         if (tok->valuestring[0]) {
             /* It goes back into a query string: printable ASCII only. */
-            if (!uni1_is_url_text(tok->valuestring, UNI1_TOKEN_MAX)) {
+            if (!uni1__is_url_text(tok->valuestring, UNI1_TOKEN_MAX)) {
                 uni1__errf(err, errlen,
                            "nextPaginationToken: not printable ASCII or longer than %d bytes",
                            UNI1_TOKEN_MAX);
@@ -702,7 +702,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
                 uni1__errf(err, errlen, "asset.url: not an http(s) URL");
                 goto done;
             }
-            if (!uni1_is_url_text(v->valuestring, UNI1_URL_MAX)) {
+            if (!uni1__is_url_text(v->valuestring, UNI1_URL_MAX)) {
                 uni1__errf(err, errlen, "asset.url: not printable ASCII or longer than %d bytes",
                            UNI1_URL_MAX);
                 goto done;
@@ -723,7 +723,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
 
     /* Informational: kept when it is a plausible MIME type, else "". */
     v = uni1__member(asset, "mimeType");
-    if (cJSON_IsString(v) && uni1_is_url_text(v->valuestring, sizeof out->mime_type - 1))
+    if (cJSON_IsString(v) && uni1__is_url_text(v->valuestring, sizeof out->mime_type - 1))
         memcpy(out->mime_type, v->valuestring, strlen(v->valuestring) + 1);
 
     const cJSON *containers[] = {uni1__member(asset, "properties"), uni1__member(asset, "metadata"),
@@ -739,7 +739,7 @@ uni1_status uni1_parse_asset(const char *buf, size_t len, uni1_asset *out, char 
     if (uni1_asset_int(containers, nc, "size", 9007199254740992.0, &d))
         out->size = (long long)d;
 
-    if (uni1_raw_json(asset, &out->raw_json, &out->raw_len) != UNI1_OK)
+    if (uni1__raw_json(asset, &out->raw_json, &out->raw_len) != UNI1_OK)
         goto nomem;
     st = UNI1_OK;
     goto done;
@@ -863,13 +863,13 @@ void uni1_parse_error_body(const char *buf, size_t len, uni1_error *out)
     if (cJSON_IsObject(root)) {
         static const char *const message_keys[] = {"reason", "message", "error", "detail"};
         for (size_t k = 0; !msg && k < sizeof message_keys / sizeof *message_keys; k++)
-            if (uni1_reason_text(uni1__member(root, message_keys[k]), &msg) != UNI1_OK)
+            if (uni1__reason_text(uni1__member(root, message_keys[k]), &msg) != UNI1_OK)
                 break; /* out of memory: fall through to what we have */
 
         static const char *const trace_keys[] = {"traceId", "trace_id"};
         for (size_t k = 0; k < 2 && !out->trace_id[0]; k++) {
             const cJSON *t = uni1__member(root, trace_keys[k]);
-            if (cJSON_IsString(t) && uni1_is_url_text(t->valuestring, sizeof out->trace_id - 1))
+            if (cJSON_IsString(t) && uni1__is_url_text(t->valuestring, sizeof out->trace_id - 1))
                 memcpy(out->trace_id, t->valuestring, strlen(t->valuestring) + 1);
         }
 

@@ -64,4 +64,14 @@ const struct cJSON *uni1__envelope(const struct cJSON *root, const char *name, c
 int uni1__take_id(const struct cJSON *obj, const char *what, const char *key, const char *alt_key,
                   char out[UNI1_ID_MAX], char *err, size_t errlen);
 
+/* Whether s is printable ASCII without spaces, at most max bytes: the test
+ * for anything that ends up in a URL or a request line. */
+int uni1__is_url_text(const char *s, size_t max);
+/* A failure reason from any JSON value: a non-empty string as is; a finite
+ * number, a non-empty object or array serialised; anything else counts as
+ * absent (UNI1_OK, *out NULL). UNI1_ERR_NOMEM when out of memory. */
+uni1_status uni1__reason_text(const struct cJSON *v, char **out);
+/* obj re-serialised (unformatted) into malloc'd memory, with its length. */
+uni1_status uni1__raw_json(const struct cJSON *obj, char **out, size_t *out_len);
+
 #endif /* UNI1_INTERNAL_H */

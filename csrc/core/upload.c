@@ -99,13 +99,6 @@ int uni1_upload_plan(long long size, long long *part_size)
 
 /* Printable ASCII other than space, at most max bytes: what may go into a
  * URL or a request line. */
-static int is_url_text(const char *s, size_t max)
-{
-    for (size_t i = 0; s[i]; i++)
-        if (i >= max || (unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7F)
-            return 0;
-    return 1;
-}
 
 static int is_http_url(const char *s)
 {
@@ -123,34 +116,6 @@ static int is_http_url(const char *s)
             return 1;
     }
     return 0;
-}
-
-/* A reason from any JSON value, as the job parser reads one: a non-empty
- * string as is; a finite number, a non-empty object or array serialised;
- * anything else counts as absent (*out NULL). */
-static uni1_status reason_text(const cJSON *v, char **out)
-{
-    *out = NULL;
-    if (!v || cJSON_IsNull(v) || cJSON_IsBool(v))
-        return UNI1_OK;
-    if (cJSON_IsString(v)) {
-        if (!v->valuestring || !v->valuestring[0])
-            return UNI1_OK;
-        *out = uni1__strdup(v->valuestring);
-        return *out ? UNI1_OK : UNI1_ERR_NOMEM;
-    }
-    if ((cJSON_IsObject(v) || cJSON_IsArray(v)) && !v->child)
-        return UNI1_OK;
-    if (!cJSON_IsNumber(v) && !cJSON_IsObject(v) && !cJSON_IsArray(v))
-        return UNI1_OK;
-    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble))
-        return UNI1_OK;
-    char *printed = cJSON_PrintUnformatted(v);
-    if (!printed)
-        return UNI1_ERR_NOMEM;
-    *out = uni1__strdup(printed);
-    cJSON_free(printed);
-    return *out ? UNI1_OK : UNI1_ERR_NOMEM;
 }
 
 static int part_by_number(const void *a, const void *b)
@@ -217,7 +182,7 @@ static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, 
             uni1__errf(err, errlen, "upload.parts[%zu].url: not an http(s) URL", i);
             return UNI1_ERR_PROTOCOL;
         }
-        if (!is_url_text(url->valuestring, UPLOAD_URL_MAX)) {
+        if (!uni1__is_url_text(url->valuestring, UPLOAD_URL_MAX)) {
             uni1__errf(err, errlen,
                        "upload.parts[%zu].url: not printable ASCII or longer than %d bytes", i,
                        UPLOAD_URL_MAX);
@@ -225,7 +190,7 @@ static uni1_status parse_parts(const cJSON *parts, uni1_upload *out, char *err, 
         }
         /* Informational. */
         const cJSON *exp = uni1__member(item, "expires");
-        if (cJSON_IsString(exp) && is_url_text(exp->valuestring, sizeof p->expires - 1))
+        if (cJSON_IsString(exp) && uni1__is_url_text(exp->valuestring, sizeof p->expires - 1))
             memcpy(p->expires, exp->valuestring, strlen(exp->valuestring) + 1);
         if (!(p->url = uni1__strdup(url->valuestring))) {
             uni1__errf(err, errlen, "upload: out of memory");
@@ -304,16 +269,10 @@ uni1_status uni1_parse_upload(const char *buf, size_t len, uni1_upload *out, cha
 
     static const char *const reason_keys[] = {"errorMessage", "error", "failureReason", "reason"};
     for (size_t k = 0; !out->error_message && k < sizeof reason_keys / sizeof *reason_keys; k++)
-        if (reason_text(uni1__member(up, reason_keys[k]), &out->error_message) != UNI1_OK)
+        if (uni1__reason_text(uni1__member(up, reason_keys[k]), &out->error_message) != UNI1_OK)
             goto nomem;
 
-    char *printed = cJSON_PrintUnformatted(up);
-    if (!printed)
-        goto nomem;
-    out->raw_len = strlen(printed);
-    out->raw_json = uni1__memdup(printed, out->raw_len);
-    cJSON_free(printed);
-    if (!out->raw_json)
+    if (uni1__raw_json(up, &out->raw_json, &out->raw_len) != UNI1_OK)
         goto nomem;
     st = UNI1_OK;
     goto done;
@@ -616,7 +575,7 @@ uni1_status uni1_upload_file(uni1_session *s, int fd, long long size, const char
                           "upload: the file name must be 1 to 255 bytes of UTF-8 without "
                           "control characters");
     if (!mime_type || strncmp(mime_type, "image/", 6) != 0 || !mime_type[6] ||
-        !is_url_text(mime_type, 127) || strpbrk(mime_type, ";,\"\\"))
+        !uni1__is_url_text(mime_type, 127) || strpbrk(mime_type, ";,\"\\"))
         return uni1__fail(s, UNI1_ERR_INVALID, "upload: mime type must be image/...");
     if (size <= 0)
         return uni1__fail(s, UNI1_ERR_INVALID, "upload of %s: the file is empty", name);
