@@ -11,6 +11,10 @@ class ProgressPrinter:
     return (job id, status, percent, elapsed time), ended with a newline when
     the job is done or close() is called. Elsewhere (a log file, CI): one line
     per status change, so logs are not flooded.
+
+    It never stops the wait it reports on: with no stderr at all (pythonw,
+    some services) it shows nothing, and the first write that raises (a closed
+    file, a broken pipe, a binary stream) turns it off for good.
     """
 
     def __init__(self, stream=None, *, label: str | None = None) -> None:
@@ -31,7 +35,7 @@ class ProgressPrinter:
         if self._tty is None:
             try:
                 self._tty = bool(self.stream.isatty())
-            except (AttributeError, ValueError, OSError):
+            except Exception:
                 self._tty = False
         return self._tty
 
@@ -47,9 +51,11 @@ class ProgressPrinter:
     def __call__(self, job) -> None:
         if self._closed:
             return
+        stream = self.stream
+        if stream is None:
+            return
         try:
             line = self.format(job)
-            stream = self.stream
             if self._is_tty():
                 pad = " " * max(0, self._width - len(line))
                 stream.write("\r" + line + pad)
@@ -59,8 +65,8 @@ class ProgressPrinter:
                 stream.write(line + "\n")
             self._last_status = job.status
             stream.flush()
-        except (OSError, ValueError):
-            # A closed or broken stderr must not break the wait itself.
+        except Exception:
+            # Whatever a stream raises is the display's problem, not the wait's.
             self._closed = True
             return
         if job.done:
@@ -72,12 +78,12 @@ class ProgressPrinter:
             return
         self._closed = True
         if self._open:
+            self._open = False
             try:
                 self.stream.write("\n")
                 self.stream.flush()
-            except (OSError, ValueError):
+            except Exception:
                 pass
-            self._open = False
 
     def __enter__(self):
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -319,6 +320,68 @@ def test_progress_printer_close_ends_an_open_line():
     printer.close()
     printer.close()
     assert stream.text.endswith("\n") and stream.text.count("\n") == 1
+
+
+def test_wait_progress_true_without_stderr_still_waits(client, monkeypatch):
+    # pythonw and some services run with sys.stderr = None: nothing to show,
+    # and the wait must go on to the end.
+    monkeypatch.setattr(sys, "stderr", None)
+    job = client.generate("a cat")
+    assert job.wait(timeout=20, progress=True) is job
+    assert job.status == "success" and job.progress == 1.0
+
+
+class _BrokenStream:
+    def __init__(self, exc):
+        self.exc = exc
+        self.writes = 0
+
+    def isatty(self):
+        return False
+
+    def write(self, s):
+        self.writes += 1
+        raise self.exc
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "make_stream",
+    [
+        lambda: _BrokenStream(BrokenPipeError(32, "Broken pipe")),
+        lambda: _BrokenStream(OSError(5, "Input/output error")),
+        lambda: io.BytesIO(),  # a binary stream: write(str) raises TypeError
+        lambda: _closed_text_stream(),  # write raises ValueError
+    ],
+    ids=["broken-pipe", "eio", "binary", "closed"],
+)
+def test_wait_progress_true_with_a_failing_stderr_still_waits(client, monkeypatch, make_stream):
+    stream = make_stream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    job = client.generate("a cat")
+    assert job.wait(timeout=20, progress=True) is job
+    assert job.status == "success"
+    if isinstance(stream, _BrokenStream):
+        # The first failed write turned the display off: no write per poll after it.
+        assert stream.writes == 1
+
+
+def _closed_text_stream():
+    stream = io.StringIO()
+    stream.close()
+    return stream
+
+
+def test_progress_printer_disables_itself_after_a_failed_write():
+    stream = _BrokenStream(RuntimeError("odd stream"))
+    printer = ProgressPrinter(stream)
+    printer(_FakeJob("queued", 0.0))
+    printer(_FakeJob("in-progress", 0.5))
+    printer(_FakeJob("success", 1.0, done=True))
+    printer.close()
+    assert stream.writes == 1
 
 
 # -- signals, terminals, the emulator command ----------------------------------------------
