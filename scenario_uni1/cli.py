@@ -27,6 +27,10 @@ EXIT_JOB = 3
 EXIT_INTERRUPTED = 130
 
 
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C with the one line main() prints for it (instead of plain "interrupted")."""
+
+
 class _CommandError(Exception):
     def __init__(self, message: str, code: int, hint: str | None = None) -> None:
         super().__init__(message)
@@ -277,12 +281,12 @@ def _cmd_generate(args) -> int:
         try:
             _wait(job, deadline, args.quiet)
         except KeyboardInterrupt:
-            if not args.offline:
-                sys.stderr.write(
-                    f"interrupted; the job goes on on the server: scenario-uni1 job {job.id} "
-                    "--download DIR\n"
-                )
-            raise
+            if args.offline:
+                raise
+            raise _Interrupted(
+                f"interrupted; the job goes on on the server: scenario-uni1 job {job.id} "
+                "--download DIR"
+            ) from None
         except _core.JobError:
             if args.json:
                 _print_json(_job_summary(job))
@@ -396,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+    except KeyboardInterrupt as exc:
+        message = str(exc) if isinstance(exc, _Interrupted) else "interrupted"
+        sys.stderr.write(message + "\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # stdout closed early (| head): not an error worth a message.
