@@ -86,6 +86,14 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
+def _add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files of the same name (default: refuse, and keep them)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scenario-uni1",
@@ -109,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory for the images (created if missing; default .)",
     )
     gen.add_argument("--no-wait", action="store_true", help="print the job id and exit")
+    _add_overwrite_option(gen)
     gen.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     gen.add_argument(
@@ -128,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("job_id", metavar="JOB_ID")
     job.add_argument("--wait", action="store_true", help="wait until the job ends")
     job.add_argument("--download", metavar="DIR", help="wait, then download the images into DIR")
+    _add_overwrite_option(job)
     job.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
     job.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     job.add_argument("-q", "--quiet", action="store_true", help="no progress line")
@@ -145,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--port", type=int, default=8080, help="default 8080 (0: any free port)")
     emu.add_argument(
         "--job-duration", type=float, default=2.0, metavar="SECONDS", help="server time per job"
+    )
+    emu.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="the same job and asset ids (and images) on every start (default: random ids)",
     )
 
     return parser
@@ -292,7 +308,7 @@ def _cmd_generate(args) -> int:
                 _print_json(_job_summary(job))
             raise
         os.makedirs(args.output, exist_ok=True)
-        paths = job.download(args.output, timeout=_remaining(deadline))
+        paths = job.download(args.output, overwrite=args.overwrite, timeout=_remaining(deadline))
         if args.json:
             _print_json(_job_summary(job, paths))
         else:
@@ -327,7 +343,9 @@ def _cmd_job(args) -> int:
                 raise
         if args.download:
             os.makedirs(args.download, exist_ok=True)
-            paths = job.download(args.download, timeout=_remaining(deadline))
+            paths = job.download(
+                args.download, overwrite=args.overwrite, timeout=_remaining(deadline)
+            )
         if args.json:
             _print_json(_job_summary(job, paths))
             return EXIT_OK
@@ -358,7 +376,7 @@ def _cmd_upload(args) -> int:
 def _cmd_emulator(args) -> int:
     from .emulator import serve
 
-    serve(port=args.port, job_duration=args.job_duration)
+    serve(port=args.port, job_duration=args.job_duration, seed=args.seed)
     return EXIT_OK
 
 
@@ -389,7 +407,19 @@ def _classify(exc: Exception) -> tuple[int, str, str | None]:
         return EXIT_JOB, message, exc.hint
     if isinstance(exc, (_core.InvalidRequestError, _core.ConfigurationError)):
         return EXIT_USAGE, str(exc), None
+    if isinstance(exc, FileExistsError):
+        return EXIT_API, f"{_existing_path(exc)} exists (pass --overwrite to replace it)", None
     return EXIT_API, str(exc), None
+
+
+def _existing_path(exc: FileExistsError) -> str:
+    # The library's message tells a Python caller to pass overwrite=True; a
+    # command line user needs the flag, so the message is worded here.
+    if exc.filename:
+        return os.fsdecode(exc.filename)
+    text = exc.strerror or str(exc)
+    path, sep, _ = text.rpartition(" exists")
+    return path if sep and path else "a file"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -402,6 +402,10 @@ class Emulator:
       record_requests (True), max_body_bytes (10 MiB), max_jobs_in_flight (None:
       no 429), cancellable (False: custom jobs refuse cancel, as live),
       base_cost (10), cost_per_reference (2).
+
+    seed (constructor only): None (the default) draws job, asset and upload ids
+    and the images' patterns at random, so ids never repeat across runs (files
+    named after them do not collide); an int makes a run reproducible.
     """
 
     def __init__(
@@ -415,7 +419,7 @@ class Emulator:
         bearer_token: str | None = None,
         job_duration: float = 2.0,
         url_ttl: float = 86400,
-        seed: int = 0,
+        seed: int | None = None,
         ssl_context=None,
         cdn_ssl_context=None,
         outputs_per_job: int = 1,
@@ -457,7 +461,8 @@ class Emulator:
         self._lock = threading.RLock()
         self._life_lock = threading.Lock()
         self._rng = random.Random(seed)
-        self._url_secret = hashlib.sha256(b"uni1-emulator-cdn:%d:%d" % (seed, id(self))).digest()
+        self._seed_cursor = self._rng.getrandbits(32)
+        self._url_secret = hashlib.sha256(b"uni1-emulator-cdn:%r:%d" % (seed, id(self))).digest()
         self._key_generation = 0
         self._thread = None
         self._loop = None
@@ -853,6 +858,14 @@ class Emulator:
         rng = self._rng
         return prefix + "".join(rng.choice(_ALNUM) for _ in range(24))
 
+    def _next_job_seed(self):
+        # Consecutive seeds from a random start: jobs in a row never share one
+        # of the _img.SEED_VARIANTS image patterns (tests compare them), and a
+        # seeded emulator still repeats itself exactly.
+        seed = self._seed_cursor
+        self._seed_cursor = (seed + max(int(self.outputs_per_job), 1)) & 0xFFFFFFFF
+        return seed
+
     def _record(self, req):
         path = req.path
         if path.startswith("/_emulator/"):
@@ -1124,7 +1137,7 @@ class Emulator:
         else:
             outcome, error, hint = "success", None, None
         duration = max(float(self.job_duration), 0.0)
-        seed = self._rng.getrandbits(32)
+        seed = self._next_job_seed()
         job = _Job(
             id=self._new_id("job_"),
             seq=len(self._job_list) + 1,
@@ -1850,7 +1863,7 @@ def serve(
     api_key: str = "emu-key",
     api_secret: str = "emu-secret",
     bearer_token: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     url_ttl: float = 86400,
     outputs_per_job: int = 1,
     image_long_side: int = 256,
@@ -1928,7 +1941,9 @@ def main(argv=None) -> int:
     p.add_argument("--api-key", default="emu-key")
     p.add_argument("--api-secret", default="emu-secret")
     p.add_argument("--bearer-token", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=None, help="reproducible ids and images (default: random)"
+    )
     p.add_argument("--url-ttl", type=float, default=86400)
     p.add_argument("--outputs-per-job", type=int, default=1)
     p.add_argument("--image-long-side", type=int, default=256)

@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 import scenario_uni1 as uni1
 from scenario_uni1 import cli
 from scenario_uni1._progress import ProgressPrinter
+from scenario_uni1.emulator import Emulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,6 +78,17 @@ def test_generate_offline_no_wait_prints_job_id(tmp_path):
     assert proc.stdout.strip().startswith("job_")
     assert len(proc.stdout.split()) == 1
     assert os.listdir(tmp_path) == []
+
+
+def test_generate_offline_twice_in_one_directory_gives_two_files(tmp_path):
+    # What `bash scripts/dev.sh demo` runs, twice: the second run used to find the
+    # first one's file (the emulator gave the same ids on every start).
+    runs = [run_module("generate", "--offline", "a cat", "-o", str(tmp_path)) for _ in range(2)]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+    files = sorted(os.listdir(tmp_path))
+    assert len(files) == 2 and all(f.endswith(".png") for f in files)
+    assert sorted(p.stdout.strip() for p in runs) == [str(tmp_path / f) for f in files]
 
 
 def test_bad_argument_exits_2_with_message():
@@ -213,6 +225,58 @@ def test_job_failure_exits_3_with_hint(cli_env, tmp_path, capsys):
     code = cli.main(["--base-url", cli_env.url, "job", job_id, "--wait", "--json"])
     out, err = capsys.readouterr()
     assert code == 3 and json.loads(out)["status"] == "failure" and "Content filtered" in err
+
+
+def _generate_on_a_seeded_emulator(monkeypatch, out, *extra):
+    """generate against a fresh Emulator(seed=7): the same asset id on every call."""
+    with Emulator(seed=7, job_duration=0) as e:
+        monkeypatch.setenv("SCENARIO_SDK_API_KEY", e.api_key)
+        monkeypatch.setenv("SCENARIO_SDK_API_SECRET", e.api_secret)
+        return cli.main(["--base-url", e.url, "generate", "a cat", "-o", str(out), "-q", *extra])
+
+
+def test_generate_refuses_to_overwrite_and_names_the_flag(monkeypatch, tmp_path, capsys):
+    assert _generate_on_a_seeded_emulator(monkeypatch, tmp_path) == 0
+    out, _ = capsys.readouterr()
+    (name,) = os.listdir(tmp_path)
+    assert out.strip() == str(tmp_path / name)
+    first = (tmp_path / name).read_bytes()
+
+    assert _generate_on_a_seeded_emulator(monkeypatch, tmp_path) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: {tmp_path / name} exists (pass --overwrite to replace it)\n"
+    assert os.listdir(tmp_path) == [name] and (tmp_path / name).read_bytes() == first
+
+    (tmp_path / name).write_bytes(b"stale")
+    assert _generate_on_a_seeded_emulator(monkeypatch, tmp_path, "--overwrite") == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / name) and err == ""
+    assert os.listdir(tmp_path) == [name] and (tmp_path / name).read_bytes() == first
+
+
+def test_job_download_refuses_to_overwrite_and_names_the_flag(cli_env, tmp_path, capsys):
+    job_id = cli_env.client().generate("a cat").id
+    args = ["--base-url", cli_env.url, "job", job_id, "--download", str(tmp_path), "-q"]
+    assert cli.main(args) == 0
+    (name,) = os.listdir(tmp_path)
+    capsys.readouterr()
+    (tmp_path / name).write_bytes(b"mine")
+    assert cli.main(args) == 1
+    _, err = capsys.readouterr()
+    assert err == f"error: {tmp_path / name} exists (pass --overwrite to replace it)\n"
+    assert (tmp_path / name).read_bytes() == b"mine"
+    assert cli.main([*args, "--overwrite"]) == 0
+    assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_python_api_names_the_overwrite_argument(emu, client, tmp_path, outputs):
+    emu.outputs_per_job = outputs
+    job = client.generate("a cat").wait(timeout=20)
+    assert len(job.download(tmp_path)) == outputs
+    with pytest.raises(FileExistsError, match=r"exists \(pass overwrite=True to replace it\)"):
+        job.download(tmp_path)
 
 
 def test_unknown_job_exits_1(cli_env, capsys):
@@ -468,6 +532,16 @@ def test_progress_line_on_a_terminal_is_rewritten(emu, tmp_path):
     assert err.startswith("\r") and "success" in err and "100%" in err
     assert err.rstrip("\r\n").count("\n") == 0  # one line, rewritten in place
     assert out.strip().endswith(b".png")
+
+
+def test_emulator_command_passes_the_seed(monkeypatch):
+    import scenario_uni1.emulator as emulator_mod
+
+    seen = []
+    monkeypatch.setattr(emulator_mod, "serve", lambda **kw: seen.append(kw))
+    assert cli.main(["emulator", "--port", "0", "--seed", "42"]) == 0
+    assert cli.main(["emulator", "--port", "0"]) == 0
+    assert [kw["seed"] for kw in seen] == [42, None]
 
 
 def test_emulator_command_serves_until_sigint():

@@ -350,6 +350,26 @@ def test_job_runs_on_the_real_clock():
             time.sleep(0.05)
 
 
+def _first_run(**kw):
+    """Ids, upload id and image bytes of a new emulator's first job."""
+    with Emulator(job_duration=0, **kw) as e:
+        job = get_job(e, submit(e))
+        asset_id = job["metadata"]["assetIds"][0]
+        asset = call(e, "GET", "/v1/assets/" + asset_id).json["asset"]
+        return job["jobId"], asset_id, fetch(asset["url"]).data
+
+
+def test_ids_differ_on_every_start_unless_seeded():
+    # Files are named after asset ids: equal ids on every start made the second
+    # `generate --offline -o DIR` collide with the first one's file.
+    runs = [_first_run() for _ in range(3)]
+    assert len({r[0] for r in runs}) == 3 and len({r[1] for r in runs}) == 3
+    seeded = [_first_run(seed=1234) for _ in range(2)]
+    assert seeded[0] == seeded[1]  # same job id, asset id and image bytes
+    assert seeded[0][0] not in {r[0] for r in runs}
+    assert _first_run(seed=1235)[0] != seeded[0][0]
+
+
 def test_unknown_job_is_404(emu):
     reply = call(emu, "GET", "/v1/jobs/job_doesnotexist")
     assert reply.status == 404 and "reason" in reply.json

@@ -176,7 +176,8 @@ static uni1_status finish_file(uni1_session *s, uni1_status st, int fd, const ch
         st = uni1__fail(s, UNI1_ERR_IO, "close %s: %s", tmp, strerror(errno));
     if (st == UNI1_OK && publish(tmp, final, overwrite) != 0) {
         if (errno == EEXIST)
-            st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite to replace it)", final);
+            st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite=True to replace it)",
+                            final);
         else
             st = uni1__fail(s, UNI1_ERR_IO, "cannot rename into %s: %s", final, strerror(errno));
     }
@@ -203,7 +204,8 @@ uni1_status uni1_download_asset_to_dir(uni1_session *s, const uni1_asset *asset,
         snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX.part", dir, name) >= (int)sizeof tmp)
         return uni1__fail(s, UNI1_ERR_INVALID, "destination path too long");
     if (!overwrite && access(final, F_OK) == 0)
-        return uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite to replace it)", final);
+        return uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite=True to replace it)",
+                          final);
     int fd = mkostemps(tmp, 5, O_CLOEXEC);
     if (fd < 0)
         return uni1__fail(s, UNI1_ERR_IO, "cannot create a file in %s: %s", dir, strerror(errno));
@@ -283,7 +285,7 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
                  snprintf(pf[i].tmp, PATH_MAX, "%s/.%s.XXXXXX.part", dir, names[i]) >= PATH_MAX)
             st = uni1__fail(s, UNI1_ERR_INVALID, "destination path too long");
         else if (!overwrite && access(pf[i].final, F_OK) == 0)
-            st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite to replace it)",
+            st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite=True to replace it)",
                             pf[i].final);
         for (size_t j = 0; j < i && st == UNI1_OK; j++)
             if (strcmp(names[i], names[j]) == 0)
