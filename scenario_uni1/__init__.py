@@ -140,7 +140,7 @@ def _install_glue(core) -> None:
         core._set_glue(
             image_factory=_image_factory,
             path_factory=_path_factory,
-            default_client=default_client,
+            client_for=_client_for,
             progress_factory=_progress_factory,
         )
         _glue_installed = True
@@ -184,13 +184,59 @@ def default_client() -> "Client":
         return _default
 
 
+# Clients built for unpickled jobs, by (base_url, project_id).
+_built_for_jobs: "dict[tuple[str, str | None], Client]" = {}
+
+
+def _client_for(base_url: "str | None", project_id: "str | None") -> "Client":
+    """The client an unpickled job binds to at its first request (the binding calls this).
+
+    A live client of this process with the same base_url and project_id (the
+    default client first), else one built from the environment for them and
+    kept for the next job. base_url None (a pickle made before jobs recorded
+    it) means the default client.
+    """
+    if base_url is None:
+        return default_client()
+    client = _default
+    if client is not None and _serves(client, base_url, project_id):
+        return client
+    from ._client import Client, live_client
+
+    client = live_client(base_url, project_id)
+    if client is not None:
+        return client
+    if project_id is None:
+        # The default client, when the environment points it at this server.
+        try:
+            client = default_client()
+        except _load_core().ConfigurationError:
+            client = None
+        if client is not None and _serves(client, base_url, project_id):
+            return client
+    with _default_lock:
+        client = _built_for_jobs.get((base_url, project_id))
+        if client is None or client.closed:
+            client = Client(base_url=base_url, project_id=project_id)
+            _built_for_jobs[(base_url, project_id)] = client
+        return client
+
+
+def _serves(client: "Client", base_url: str, project_id: "str | None") -> bool:
+    return not client.closed and client.base_url == base_url and client.project_id == project_id
+
+
 def _reset_default_client() -> None:
-    """Forget (and close) the default client, e.g. after the environment changed."""
+    """Forget (and close) the default client and the clients built for unpickled
+    jobs, e.g. after the environment changed."""
     global _default
     with _default_lock:
         client, _default = _default, None
-    if client is not None:
-        client.close()
+        built = list(_built_for_jobs.values())
+        _built_for_jobs.clear()
+    for c in [client, *built]:
+        if c is not None:
+            c.close()
 
 
 def _pick_client(client: "Client | None") -> "Client":

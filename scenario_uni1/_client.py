@@ -6,10 +6,12 @@ paths, bytes, files and PIL images into uploaded assets, and validates every
 request before anything is sent.
 """
 
+import itertools
 import math
 import os
 import sys
 import time
+import weakref
 
 from . import _core
 from ._inputs import Upload, close_all, is_asset_path, ref_list, resolve
@@ -92,6 +94,20 @@ def resolve_credentials(
     )
 
 
+# Every Client of the process, weakly and in creation order: an unpickled job
+# binds to one of them for its base_url and project_id (see __init__._client_for).
+_live: "weakref.WeakValueDictionary[int, Client]" = weakref.WeakValueDictionary()
+_live_ids = itertools.count()
+
+
+def live_client(base_url: str, project_id: str | None) -> "Client | None":
+    """The oldest open client for base_url and project_id, or None."""
+    for client in list(_live.values()):
+        if not client.closed and client.base_url == base_url and client.project_id == project_id:
+            return client
+    return None
+
+
 class _Deadline:
     """One deadline for a sequence of steps (uploads, submit, wait, fetch)."""
 
@@ -171,6 +187,7 @@ class Client(_core.Client):
             backoff_base=backoff_base,
             backoff_max=backoff_max,
         )
+        _live[next(_live_ids)] = self
         # The submission journal (see _journal.py). Job.download (C) calls its
         # download hooks through this attribute; None without a journal.
         self._journal = None
@@ -210,16 +227,24 @@ class Client(_core.Client):
     def __reduce__(self):
         raise TypeError(
             "a Client holds connections and credentials and cannot be pickled; "
-            "pickle Job objects instead (they re-attach through the default client)"
+            "pickle Job objects instead (they re-attach to a client for the same "
+            "base_url and project_id)"
         )
 
     # -- inputs ------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        # Before any input is read (the C calls refuse a closed client too,
+        # but only once files were read and the journal written).
+        if self.closed:
+            raise _core.ConfigurationError("client is closed")
 
     def _prepare(self, prompt, source, image_refs, aspect_ratio, output_format, web_search):
         """Check every argument and read every input, sending nothing.
 
         Returns (source, refs) where each entry is an asset id or an Upload.
         """
+        self._check_open()
         refs = ref_list(image_refs)
         # The C validator knows the contract (prompt length, counts, ratios,
         # formats, id syntax); it runs first, before any file is read, with
@@ -307,6 +332,7 @@ class Client(_core.Client):
 
         An asset id is returned as it is, without a request.
         """
+        self._check_open()
         deadline = _Deadline(timeout)
         item = resolve(file, "file")
         if not isinstance(item, Upload):

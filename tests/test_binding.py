@@ -309,11 +309,11 @@ def test_gil_is_released_while_waiting(emu, client):
     assert counter > 10_000
 
 
-def test_pickle_reattaches_through_default_client(emu_env, client):
+def test_pickle_reattaches_to_a_live_client_for_its_server(emu_env, client):
     job = client._submit("pickled")
     copy = pickle.loads(pickle.dumps(job))
     assert copy.id == job.id and copy.cost == job.cost and copy.raw == job.raw
-    assert copy.client is uni1.default_client()
+    assert copy.client is client  # alive, same base_url and project_id
     assert copy.wait(timeout=30).status == "success"
 
 

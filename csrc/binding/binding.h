@@ -16,6 +16,8 @@
  *             Client.close()) and log forwarding.
  *   client.c  the Client type (a base type: scenario_uni1.Client subclasses it).
  *   job.c     the Job type (final; made only by the binding).
+ *   jobbind.c where a Job belongs: its client, bound at the first request
+ *             for an unpickled job; pickling and copying.
  *
  * THREADS AND THE GIL
  *   abi3 extensions only load in interpreters with a GIL, and the binding
@@ -56,7 +58,8 @@ typedef struct py_state {
     /* Hooks from scenario_uni1/__init__.py (_set_glue); NULL until set. */
     PyObject *image_factory;
     PyObject *path_factory;
-    PyObject *default_client;
+    PyObject *client_for; /* client_for(base_url, project_id): binds an
+                             unpickled job at its first request */
     PyObject *progress_factory;
 
     /* Imported on first use (import time matters to CLI users). */
@@ -82,13 +85,17 @@ typedef struct ClientObject {
 } ClientObject;
 
 typedef struct JobObject {
-    PyObject_HEAD ClientObject *client; /* strong */
+    PyObject_HEAD ClientObject *client; /* strong; NULL until an unpickled job's
+                                           first request binds it (job.c) */
+    PyObject *base_url;                 /* str or None: where an unbound job */
+    PyObject *project_id;               /* binds (NULL once bound) */
     uni1_job job;                       /* owned; updated only with the GIL held */
     double cost;                        /* creative units, -1 when unknown */
     PyObject *raw_cache;                /* json.loads(job.raw_json), or NULL */
     unsigned long cancel_gen;           /* bumped by cancel(): stops running waits */
     int waiting;                        /* a wait() runs (refuse a second one) */
     uni1_session *wait_session;         /* the session that wait uses, for wakeups */
+    PyObject *weakrefs;                 /* weakref list (caches hold jobs weakly) */
 } JobObject;
 
 /* ---- calls into the core ------------------------------------------------ */
@@ -200,10 +207,24 @@ void py_gen_args_free(py_gen_args *g);
 extern PyType_Spec py_client_spec;
 extern PyType_Spec py_job_spec;
 
+/* ConfigurationError (-1) unless the client was initialised and not closed. */
+int py_client_check_open(py_state *st, ClientObject *client);
 /* Frees the core client (GIL released while libcurl closes connections). */
 void py_client_free_core(ClientObject *self);
 
 /* A new Job taking over *job (left cleared, also on failure). */
 PyObject *py_job_new(py_state *st, ClientObject *client, uni1_job *job, double cost);
+/* The job's client, binding an unpickled job first (jobbind.c). Borrowed;
+ * NULL with an exception. py_job_client also refuses a closed client. */
+ClientObject *py_job_bind(py_state *st, JobObject *self);
+ClientObject *py_job_client(py_state *st, JobObject *self);
+/* __reduce__, __copy__ and __deepcopy__ of Job (jobbind.c). */
+PyObject *py_job_reduce(PyObject *op, PyObject *unused);
+PyObject *py_job_copy(PyObject *op, PyObject *unused);
+PyObject *py_job_deepcopy(PyObject *op, PyObject *memo);
+/* The same for an unpickled job: no client until its first request, which
+ * binds it to one for base_url and project_id (str or None each). */
+PyObject *py_job_new_unbound(py_state *st, PyObject *base_url, PyObject *project_id, uni1_job *job,
+                             double cost);
 
 #endif

@@ -18,11 +18,8 @@ int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadlin
 {
     memset(c, 0, sizeof *c);
     c->st = st;
-    if (!client->core) {
-        PyErr_SetString(st->ConfigurationError,
-                        client->closed ? "client is closed" : "Client.__init__() was not called");
+    if (py_client_check_open(st, client) < 0)
         return -1;
-    }
     c->s = uni1_session_acquire(client->core);
     if (!c->s) {
         PyErr_NoMemory();

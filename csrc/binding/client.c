@@ -27,6 +27,21 @@ void py_client_free_core(ClientObject *self)
     Py_END_ALLOW_THREADS
 }
 
+int py_client_check_open(py_state *st, ClientObject *client)
+{
+    /* The closed flag, not the core pointer: after close() the core lives on
+     * until the last call in flight ends, and must take no new call. */
+    if (client->closed) {
+        PyErr_SetString(st->ConfigurationError, "client is closed");
+        return -1;
+    }
+    if (!client->core) {
+        PyErr_SetString(st->ConfigurationError, "Client.__init__() was not called");
+        return -1;
+    }
+    return 0;
+}
+
 /* The module state for a Client subclass instance: walk the MRO to the type
  * made by this module (PyType_GetModuleByDef is not in the 3.10 limited API).
  * Only __init__ needs this; methods get their defining class. */
@@ -771,11 +786,8 @@ static PyObject *client_enter(PyObject *op, PyTypeObject *cls, PyObject *const *
         PyErr_SetString(PyExc_TypeError, "__enter__() takes no arguments");
         return NULL;
     }
-    if (!self->core) {
-        PyErr_SetString(st->ConfigurationError,
-                        self->closed ? "client is closed" : "Client.__init__() was not called");
+    if (py_client_check_open(st, self) < 0)
         return NULL;
-    }
     return Py_NewRef(op);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "structmember.h"
 
 #define PY_METHOD_FLAGS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
 #define PY_CMETHOD(f) ((PyCFunction)(void (*)(void))(f))
@@ -18,27 +19,14 @@ static py_state *job_state(PyObject *op)
     return PyType_GetModuleState(Py_TYPE(op));
 }
 
-PyObject *py_job_new(py_state *st, ClientObject *client, uni1_job *job, double cost)
-{
-    allocfunc alloc = (allocfunc)PyType_GetSlot(st->job_type, Py_tp_alloc);
-    JobObject *self = (JobObject *)alloc(st->job_type, 0);
-    if (!self) {
-        uni1_job_clear(job);
-        return NULL;
-    }
-    self->client = (ClientObject *)Py_NewRef(client);
-    self->job = *job;
-    memset(job, 0, sizeof *job);
-    self->cost = cost >= 0 ? cost : -1;
-    return (PyObject *)self;
-}
-
 static int job_traverse(PyObject *op, visitproc visit, void *arg)
 {
     JobObject *self = (JobObject *)op;
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->client);
     Py_VISIT(self->raw_cache);
+    Py_VISIT(self->base_url);
+    Py_VISIT(self->project_id);
     return 0;
 }
 
@@ -47,6 +35,8 @@ static int job_clear(PyObject *op)
     JobObject *self = (JobObject *)op;
     Py_CLEAR(self->client);
     Py_CLEAR(self->raw_cache);
+    Py_CLEAR(self->base_url);
+    Py_CLEAR(self->project_id);
     return 0;
 }
 
@@ -55,6 +45,8 @@ static void job_dealloc(PyObject *op)
     JobObject *self = (JobObject *)op;
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    if (self->weakrefs)
+        PyObject_ClearWeakRefs(op);
     job_clear(op);
     uni1_job_clear(&self->job);
     freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
@@ -153,7 +145,8 @@ static PyObject *get_raw(PyObject *op, void *closure)
 static PyObject *get_client(PyObject *op, void *closure)
 {
     (void)closure;
-    return Py_NewRef((PyObject *)((JobObject *)op)->client);
+    ClientObject *client = py_job_bind(job_state(op), (JobObject *)op);
+    return client ? Py_NewRef((PyObject *)client) : NULL;
 }
 
 static PyGetSetDef job_getset[] = {
@@ -169,7 +162,8 @@ static PyGetSetDef job_getset[] = {
     {"hint", get_hint, NULL, "The server's hint about a failure, or None.", NULL},
     {"cost", get_cost, NULL, "Creative units from the submit response, or None.", NULL},
     {"raw", get_raw, NULL, "The last job JSON as a dict (unknown fields kept).", NULL},
-    {"client", get_client, NULL, "The Client this job uses.", NULL},
+    {"client", get_client, NULL,
+     "The Client this job uses (an unpickled job binds to one on first use).", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyObject *job_repr(PyObject *op)
@@ -233,8 +227,9 @@ static int job_wait_impl(JobObject *self, py_state *st, double deadline, PyObjec
                      self->job.id);
         return -1;
     }
+    ClientObject *client = py_job_client(st, self);
     py_call c;
-    if (py_call_begin(&c, st, self->client, deadline) < 0)
+    if (!client || py_call_begin(&c, st, client, deadline) < 0)
         return -1;
     uni1_job work;
     if (uni1_job_copy(&work, &self->job) != UNI1_OK) {
@@ -316,10 +311,13 @@ static PyObject *job_refresh(PyObject *op, PyTypeObject *cls, PyObject *const *a
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
         py_deadline(st, a[0], &deadline) < 0)
         return NULL;
+    ClientObject *client = py_job_client(st, self);
+    if (!client)
+        return NULL;
     py_id id;
     memcpy(id, self->job.id, sizeof id);
     py_call c;
-    if (py_call_begin(&c, st, self->client, deadline) < 0)
+    if (py_call_begin(&c, st, client, deadline) < 0)
         return NULL;
     uni1_job fresh;
     py_call_allow_threads(&c);
@@ -349,6 +347,9 @@ static PyObject *job_cancel(PyObject *op, PyTypeObject *cls, PyObject *const *ar
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
         py_deadline(st, a[0], &deadline) < 0)
         return NULL;
+    ClientObject *client = py_job_client(st, self);
+    if (!client)
+        return NULL;
     /* Local waiting stops whatever the server says (like sqlite's
      * Connection.interrupt()): the waits running now see the new generation
      * at their next interrupt check, which the wakeup makes immediate. */
@@ -358,7 +359,7 @@ static PyObject *job_cancel(PyObject *op, PyTypeObject *cls, PyObject *const *ar
     py_id id;
     memcpy(id, self->job.id, sizeof id);
     py_call c;
-    if (py_call_begin(&c, st, self->client, deadline) < 0)
+    if (py_call_begin(&c, st, client, deadline) < 0)
         return NULL;
     py_call_allow_threads(&c);
     uni1_status rc = uni1_cancel_job(c.s, id);
@@ -458,6 +459,9 @@ static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *ar
         PyErr_SetString(PyExc_RuntimeError, "images() needs the scenario_uni1 package (import it)");
         return NULL;
     }
+    ClientObject *client = py_job_client(st, self);
+    if (!client)
+        return NULL;
     py_id *ids;
     size_t n;
     if (ready_assets(self, st, deadline, &ids, &n) < 0)
@@ -473,7 +477,7 @@ static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *ar
         PyErr_NoMemory();
         goto done;
     }
-    if (py_call_begin(&c, st, self->client, deadline) < 0)
+    if (py_call_begin(&c, st, client, deadline) < 0)
         goto done;
     uni1_status rc = UNI1_OK;
     size_t failed_at = n;
@@ -591,6 +595,10 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
     int overwrite = a[1] ? PyObject_IsTrue(a[1]) : 0;
     if (overwrite < 0)
         return NULL;
+    /* Before the directory is made: a closed client creates nothing. */
+    ClientObject *client = py_job_client(st, self);
+    if (!client)
+        return NULL;
     PyObject *dest_bytes = NULL;
     PyObject *dot = NULL;
     if (!a[0]) {
@@ -647,7 +655,7 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
         goto done;
     }
     py_call c;
-    if (py_call_begin(&c, st, self->client, deadline) < 0) {
+    if (py_call_begin(&c, st, client, deadline) < 0) {
         Py_CLEAR(result);
         goto done;
     }
@@ -664,7 +672,7 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
     }
     /* With a journal (scenario_uni1.Client(journal=...)), a file it recorded
      * as finished and still intact is not fetched again. */
-    journal = PyObject_GetAttrString((PyObject *)self->client, "_journal");
+    journal = PyObject_GetAttrString((PyObject *)client, "_journal");
     if (!journal)
         PyErr_Clear();
     else if (journal == Py_None)
@@ -751,30 +759,6 @@ done:
     return result;
 }
 
-static PyObject *job_reduce(PyObject *op, PyObject *unused)
-{
-    (void)unused;
-    JobObject *self = (JobObject *)op;
-    PyObject *module = PyType_GetModule(Py_TYPE(op));
-    if (!module)
-        return NULL;
-    PyObject *rebuild = PyObject_GetAttrString(module, "_rebuild_job");
-    if (!rebuild)
-        return NULL;
-    PyObject *raw =
-        self->job.raw_json
-            ? PyUnicode_DecodeUTF8(self->job.raw_json, (Py_ssize_t)self->job.raw_len, "replace")
-            : Py_NewRef(Py_None);
-    PyObject *cost = self->cost >= 0 ? PyFloat_FromDouble(self->cost) : Py_NewRef(Py_None);
-    PyObject *r = NULL;
-    if (raw && cost)
-        r = Py_BuildValue("(O(sOO))", rebuild, self->job.id, raw, cost);
-    Py_DECREF(rebuild);
-    Py_XDECREF(raw);
-    Py_XDECREF(cost);
-    return r;
-}
-
 static PyMethodDef job_methods[] = {
     {"refresh", PY_CMETHOD(job_refresh), PY_METHOD_FLAGS,
      "refresh(*, timeout=None)\n--\n\nOne GET; updates the job in place and returns it."},
@@ -794,10 +778,21 @@ static PyMethodDef job_methods[] = {
     {"cancel", PY_CMETHOD(job_cancel), PY_METHOD_FLAGS,
      "cancel(*, timeout=None)\n--\n\nAsk the server to cancel, and stop the waits running "
      "on this job now (they raise JobCanceledError). A refusal raises APIError."},
-    {"__reduce__", job_reduce, METH_NOARGS, NULL},
+    {"__reduce__", py_job_reduce, METH_NOARGS, NULL},
+    {"__copy__", py_job_copy, METH_NOARGS,
+     "__copy__($self, /)\n--\n\nThe same job on the same client."},
+    {"__deepcopy__", py_job_deepcopy, METH_O,
+     "__deepcopy__($self, memo, /)\n--\n\nThe same job on the same client."},
     {NULL, NULL, 0, NULL}};
 
+/* The limited API of 3.10 has no Py_TPFLAGS_MANAGED_WEAKREF: the weakref
+ * list offset is declared as this special member. */
+static PyMemberDef job_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(JobObject, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL}};
+
 static PyType_Slot job_slots[] = {
+    {Py_tp_members, job_members},
     {Py_tp_doc, "A generation job on the server (made by Client.generate or Client.job)."},
     {Py_tp_dealloc, job_dealloc},
     {Py_tp_traverse, job_traverse},

@@ -414,7 +414,7 @@ static PyObject *set_glue(PyObject *module, PyObject *const *args, Py_ssize_t na
                           PyObject *kwnames)
 {
     py_state *st = PyModule_GetState(module);
-    static const char *const names[] = {"image_factory", "path_factory", "default_client",
+    static const char *const names[] = {"image_factory", "path_factory", "client_for",
                                         "progress_factory", NULL};
     static const py_argspec spec = {"_set_glue", names, 0, 4};
     PyObject *a[4];
@@ -427,19 +427,34 @@ static PyObject *set_glue(PyObject *module, PyObject *const *args, Py_ssize_t na
         }
     replace_hook(&st->image_factory, a[0]);
     replace_hook(&st->path_factory, a[1]);
-    replace_hook(&st->default_client, a[2]);
+    replace_hook(&st->client_for, a[2]);
     replace_hook(&st->progress_factory, a[3]);
     Py_RETURN_NONE;
 }
 
+/* A str or None, for the binding target of an unpickled job. */
+static int str_or_none(PyObject *o, const char *what)
+{
+    if (!o || o == Py_None || PyUnicode_Check(o))
+        return 0;
+    PyErr_Format(PyExc_TypeError, "_rebuild_job: %s must be a str or None", what);
+    return -1;
+}
+
+/* Unpickling: the job's state and where it belongs, nothing else. No client
+ * is looked up or built here (a worker without credentials must be able to
+ * unpickle); the job binds at its first request (job.c). */
 static PyObject *rebuild_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
     py_state *st = PyModule_GetState(module);
-    static const char *const names[] = {"job_id", "raw_json", "cost", NULL};
-    static const py_argspec spec = {"_rebuild_job", names, 3, 1};
-    PyObject *a[3];
+    static const char *const names[] = {"job_id",   "raw_json",   "cost",
+                                        "base_url", "project_id", NULL};
+    static const py_argspec spec = {"_rebuild_job", names, 5, 1};
+    PyObject *a[5];
     if (py_parse_args(&spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (str_or_none(a[3], "base_url") < 0 || str_or_none(a[4], "project_id") < 0)
         return NULL;
     char *job_id = NULL, *raw = NULL;
     double cost = -1;
@@ -475,20 +490,7 @@ static PyObject *rebuild_job(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(st->InvalidRequestError, "_rebuild_job: the JSON is for another job");
         goto done;
     }
-    if (!st->default_client) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "scenario_uni1 is not initialised: import scenario_uni1 to unpickle jobs");
-        goto done;
-    }
-    PyObject *client = PyObject_CallNoArgs(st->default_client);
-    if (!client)
-        goto done;
-    int is_client = PyObject_IsInstance(client, (PyObject *)st->client_type);
-    if (is_client == 1)
-        result = py_job_new(st, (ClientObject *)client, &job, cost);
-    else if (is_client == 0)
-        PyErr_SetString(PyExc_TypeError, "default_client() did not return a Client");
-    Py_DECREF(client);
+    result = py_job_new_unbound(st, a[3] ? a[3] : Py_None, a[4] ? a[4] : Py_None, &job, cost);
 done:
     uni1_job_clear(&job);
     free(job_id);
@@ -503,11 +505,12 @@ static PyMethodDef module_methods[] = {
      "output_format='png', web_search=False)\n--\n\n"
      "Raise InvalidRequestError if the request breaks the API contract (ids only)."},
     {"_set_glue", (PyCFunction)(void (*)(void))set_glue, METH_FASTCALL | METH_KEYWORDS,
-     "_set_glue(*, image_factory, path_factory, default_client, progress_factory)\n--\n\n"
+     "_set_glue(*, image_factory, path_factory, client_for, progress_factory)\n--\n\n"
      "Hooks from the Python package (called once by scenario_uni1/__init__.py)."},
     {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,
-     "_rebuild_job(job_id, raw_json, cost)\n--\n\n"
-     "Unpickle a Job: attach it to the default client."},
+     "_rebuild_job(job_id, raw_json, cost, base_url=None, project_id=None)\n--\n\n"
+     "Unpickle a Job. It binds at its first request to a client for base_url and project_id "
+     "(None: the default client)."},
     {NULL, NULL, 0, NULL}};
 
 /* ---- init ---------------------------------------------------------------- */
@@ -603,7 +606,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->JobCanceledError);
     Py_VISIT(st->image_factory);
     Py_VISIT(st->path_factory);
-    Py_VISIT(st->default_client);
+    Py_VISIT(st->client_for);
     Py_VISIT(st->progress_factory);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->os_makedirs);
@@ -635,7 +638,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->JobCanceledError);
     Py_CLEAR(st->image_factory);
     Py_CLEAR(st->path_factory);
-    Py_CLEAR(st->default_client);
+    Py_CLEAR(st->client_for);
     Py_CLEAR(st->progress_factory);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->os_makedirs);
