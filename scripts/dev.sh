@@ -6,6 +6,8 @@
 #                              C tests, valgrind, fuzz corpus replay, pytest,
 #                              and pytest again with the extension under ASan+UBSan
 #   bash scripts/dev.sh setup  only install (system packages, .venv, the package)
+#   bash scripts/dev.sh sdist-check  build the sdist, install it in a fresh venv
+#                              and run subprocess tests from the unpacked tree
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +50,35 @@ demo() {
     ls -l renders
 }
 
+# The sdist as a user gets it: unpacked, installed (not editable) into a venv
+# of its own, tests run from the unpacked tree, whose scenario_uni1/ has no
+# extension and must not shadow the installed package (tests/conftest.py).
+sdist_check() {
+    [ -x "$VENV/bin/python" ] || setup
+    SDIST_TMP="$(mktemp -d)"
+    trap 'rm -rf "$SDIST_TMP"' EXIT
+    local tmp="$SDIST_TMP" sdist src
+    log "sdist: build"
+    "$VENV/bin/python" setup.py -q sdist -d "$tmp" >/dev/null 2>&1
+    sdist="$(ls "$tmp"/scenario_uni1-*.tar.gz)"
+    tar -xzf "$sdist" -C "$tmp"
+    src="${sdist%.tar.gz}"
+    [ -f "$src/LICENSE" ] || { echo "the sdist has no LICENSE" >&2; return 1; }
+    log "sdist: install into a fresh venv (not editable)"
+    "$PY" -m venv "$tmp/venv"
+    "$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check "$sdist[test]"
+    "$tmp/venv/bin/python" - <<'PYEOF'
+from importlib.metadata import distribution
+meta = distribution("scenario_uni1").metadata
+assert meta["License-Expression"] == "MIT", meta["License-Expression"]
+assert "LICENSE" in (meta.get_all("License-File") or []), meta.get_all("License-File")
+PYEOF
+    log "sdist: tests from the unpacked tree against the installed package"
+    (cd "$src" && "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider \
+        tests/test_cli.py tests/test_emulator.py tests/test_client_config.py)
+    rm -rf "$tmp"
+}
+
 run_tests() {
     setup
     export PATH="$PWD/$VENV/bin:$PATH"
@@ -61,6 +92,7 @@ run_tests() {
     make fuzz-replay
     log "pytest against the emulator"
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+    sdist_check
     log "pytest with the extension built with ASan+UBSan"
     make asan PYTHON="$PWD/$VENV/bin/python"
     log "all layers passed"
@@ -70,5 +102,6 @@ case "${1:-}" in
     demo) demo ;;
     test) run_tests ;;
     setup) setup ;;
-    *) echo "usage: bash scripts/dev.sh demo|test|setup" >&2; exit 2 ;;
+    sdist-check) sdist_check ;;
+    *) echo "usage: bash scripts/dev.sh demo|test|setup|sdist-check" >&2; exit 2 ;;
 esac

@@ -6,12 +6,60 @@ credentials can never be used (or leak) by the suite.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
+import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 
 import pytest
 
-import scenario_uni1 as uni1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _test_the_installed_package() -> bool:
+    """In a source tree without the extension built in place (an unpacked sdist),
+    make this process and its children import the installed package.
+
+    The source tree's scenario_uni1/ (first on sys.path under `python -m pytest`,
+    and as a child's current directory) has no _core: every import of the
+    extension would fail. Returns True when the source tree was set aside.
+    """
+    source = os.path.join(ROOT, "scenario_uni1")
+    built = (
+        os.path.exists(os.path.join(source, "_core" + suffix)) for suffix in EXTENSION_SUFFIXES
+    )
+    if not os.path.isdir(source) or any(built):
+        return False  # a checkout built in place (or installed editable): test it
+    root = os.path.realpath(ROOT)
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != root]
+    for name in [m for m in sys.modules if m.split(".")[0] == "scenario_uni1"]:
+        # The pytest11 entry point may have imported the plugin from the tree.
+        origin = os.path.realpath(getattr(sys.modules[name], "__file__", None) or "")
+        if origin.startswith(root + os.sep):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("scenario_uni1") is None:
+        pytest.exit(
+            "scenario_uni1 is neither built in this source tree (python setup.py build_ext "
+            "--inplace) nor installed (pip install .)",
+            returncode=4,
+        )
+    # Children (python -c, python -m) put their current directory first on
+    # sys.path; PYTHONSAFEPATH (3.11+) keeps it off, older versions run from tests/.
+    os.environ["PYTHONSAFEPATH"] = "1"
+    if sys.version_info < (3, 11) and os.path.realpath(os.getcwd()) == root:
+        os.chdir(os.path.join(ROOT, "tests"))
+    return True
+
+
+SOURCE_TREE_SET_ASIDE = _test_the_installed_package()
+
+import scenario_uni1 as uni1  # noqa: E402  (after the source tree is set aside)
+
+# For a child process's PYTHONPATH: the directory holding the package under test
+# (this checkout, or site-packages when testing an installed package).
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.realpath(uni1.__file__)))
 
 FAST_JOB = 0.2  # seconds of emulated server time per job
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import png_bytes
+from conftest import PACKAGE_PARENT, png_bytes
 from PIL import Image as PILImage
 
 import scenario_uni1 as uni1
@@ -18,7 +18,7 @@ from scenario_uni1 import cli
 from scenario_uni1._progress import ProgressPrinter
 from scenario_uni1.emulator import Emulator
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = PACKAGE_PARENT  # what a child puts on PYTHONPATH to import the package under test
 
 
 def run_module(*args: str, env: dict | None = None, timeout: float = 60):

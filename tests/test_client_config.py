@@ -12,7 +12,7 @@ import sys
 import threading
 
 import pytest
-from conftest import FAST_JOB, png_bytes
+from conftest import FAST_JOB, PACKAGE_PARENT, png_bytes
 
 import scenario_uni1 as uni1
 from scenario_uni1.emulator import Emulator
@@ -352,7 +352,7 @@ def test_job_pickles_and_reattaches_through_default_client(secret_emu, monkeypat
     assert job.id in repr(again) and again.status in repr(again)
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = PACKAGE_PARENT  # what a child puts on PYTHONPATH to import the package under test
 
 
 def _python(code: str, *, env: dict | None = None, stdin: bytes = b""):

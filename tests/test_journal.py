@@ -24,13 +24,13 @@ import threading
 import time
 
 import pytest
-from conftest import png_bytes
+from conftest import PACKAGE_PARENT, png_bytes
 from PIL import Image as PILImage
 
 import scenario_uni1 as uni1
 from scenario_uni1 import _journal, cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = PACKAGE_PARENT  # what a child puts on PYTHONPATH to import the package under test
 GEN = r"^/v1/generate/"
 LISTING = r"^/v1/jobs$"
 
