@@ -308,7 +308,19 @@ def _cmd_generate(args) -> int:
                 _print_json(_job_summary(job))
             raise
         os.makedirs(args.output, exist_ok=True)
-        paths = job.download(args.output, overwrite=args.overwrite, timeout=_remaining(deadline))
+        try:
+            paths = job.download(
+                args.output, overwrite=args.overwrite, timeout=_remaining(deadline)
+            )
+        except FileExistsError as exc:
+            if args.offline:
+                raise
+            # The job is paid for: say how to fetch its images once the name is free.
+            raise _CommandError(
+                _exists_message(exc),
+                EXIT_API,
+                hint=f"the job is done; its images: scenario-uni1 job {job.id} --download DIR",
+            ) from None
         if args.json:
             _print_json(_job_summary(job, paths))
         else:
@@ -408,18 +420,21 @@ def _classify(exc: Exception) -> tuple[int, str, str | None]:
     if isinstance(exc, (_core.InvalidRequestError, _core.ConfigurationError)):
         return EXIT_USAGE, str(exc), None
     if isinstance(exc, FileExistsError):
-        return EXIT_API, f"{_existing_path(exc)} exists (pass --overwrite to replace it)", None
+        return EXIT_API, _exists_message(exc), None
     return EXIT_API, str(exc), None
 
 
-def _existing_path(exc: FileExistsError) -> str:
+def _exists_message(exc: FileExistsError) -> str:
     # The library's message tells a Python caller to pass overwrite=True; a
     # command line user needs the flag, so the message is worded here.
     if exc.filename:
-        return os.fsdecode(exc.filename)
-    text = exc.strerror or str(exc)
-    path, sep, _ = text.rpartition(" exists")
-    return path if sep and path else "a file"
+        path = os.fsdecode(exc.filename)
+    else:
+        text = exc.strerror or str(exc)
+        path, sep, _ = text.rpartition(" exists")
+        if not (sep and path):
+            path = "a file"
+    return f"{path} exists (pass --overwrite to replace it)"
 
 
 def main(argv: list[str] | None = None) -> int:

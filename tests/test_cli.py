@@ -245,7 +245,10 @@ def test_generate_refuses_to_overwrite_and_names_the_flag(monkeypatch, tmp_path,
     assert _generate_on_a_seeded_emulator(monkeypatch, tmp_path) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == f"error: {tmp_path / name} exists (pass --overwrite to replace it)\n"
+    message, hint = err.splitlines()
+    assert message == f"error: {tmp_path / name} exists (pass --overwrite to replace it)"
+    # The job was paid for: the way to its images.
+    assert hint.startswith("hint: the job is done") and "scenario-uni1 job job_" in hint
     assert os.listdir(tmp_path) == [name] and (tmp_path / name).read_bytes() == first
 
     (tmp_path / name).write_bytes(b"stale")
