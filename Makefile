@@ -28,7 +28,7 @@ CORE_PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS))
 CORE_PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(CORE_PKGS))
 
 # The pure core: no network, linked by every test and fuzz target.
-CORE_PURE_SRCS := $(CORE_DIR)/status.c $(CORE_DIR)/parse.c $(CORE_DIR)/body.c
+CORE_PURE_SRCS := $(CORE_DIR)/status.c $(CORE_DIR)/parse.c $(CORE_DIR)/body.c $(CORE_DIR)/cdn.c
 # The rest of the core (client.c, http.c, ops.c, ...): every other .c file.
 CORE_NET_SRCS  := $(filter-out $(CORE_PURE_SRCS),$(sort $(wildcard $(CORE_DIR)/*.c)))
 
@@ -56,7 +56,7 @@ CTEST_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl libcjson libcrypto cmocka) -
 
 # One binary per tests/c/test_*.c. The tests of the pure core link only
 # CORE_PURE_SRCS; any other test also links CORE_NET_SRCS.
-CTEST_PURE_NAMES := test_status test_parse test_body test_oom
+CTEST_PURE_NAMES := test_status test_parse test_body test_oom test_cdn
 CTEST_ALL_NAMES  := $(patsubst $(CTEST_DIR)/%.c,%,$(sort $(wildcard $(CTEST_DIR)/test_*.c)))
 CTEST_NET_NAMES  := $(filter-out $(CTEST_PURE_NAMES),$(CTEST_ALL_NAMES))
 CTEST_NAMES := $(filter $(CTEST_PURE_NAMES),$(CTEST_ALL_NAMES))

@@ -74,4 +74,44 @@ uni1_status uni1__reason_text(const struct cJSON *v, char **out);
 /* obj re-serialised (unformatted) into malloc'd memory, with its length. */
 uni1_status uni1__raw_json(const struct cJSON *obj, char **out, size_t *out_len);
 
+/* ---- CDN answers to downloads (cdn.c) ---------------------------------- */
+
+/* "bytes START-END/TOTAL" (TOTAL may be "*": *total -1). 0 when well formed
+ * with START <= END < TOTAL, else -1. */
+int uni1__parse_content_range(const char *v, long long *start, long long *end, long long *total);
+/* Whether a Content-Type (parameters stripped) names a document, never an
+ * image: text/..., or anything json, xml or html. "" gives 0. */
+int uni1__is_text_type(const char *ct);
+/* Whether mime is one of the image types whose signature is known. */
+int uni1__image_mime_known(const char *mime);
+/* Whether the first n bytes agree with the image type mime. Unknown types
+ * pass: only a clear contradiction is an error. */
+int uni1__signature_matches(const char *mime, const unsigned char *b, size_t n);
+
+/* What the head of one CDN answer says, and what the client asked. */
+typedef struct uni1_cdn_answer {
+    long status;
+    long long offset;         /* the Range start asked for (bytes kept), 0: no Range */
+    long long expect;         /* the asset record's size; <= 0: not given */
+    long long content_length; /* -1: none */
+    int has_range;            /* a well-formed Content-Range came */
+    long long range_start, range_end, range_total; /* range_total -1: "*" */
+    const char *content_type;                      /* parameters stripped; "" or NULL: none */
+} uni1_cdn_answer;
+
+typedef enum uni1_cdn_verdict {
+    UNI1_CDN_KEEP,       /* append the body after the offset bytes */
+    UNI1_CDN_RESTART,    /* a 200 to a Range request: the whole body, from byte 0 */
+    UNI1_CDN_DISCARD,    /* not 200/206: an error page, never written */
+    UNI1_CDN_BAD_RANGE,  /* a 206 that is not the range asked for, or not of this object */
+    UNI1_CDN_BAD_LENGTH, /* Content-Length disagrees with the record, or above cap */
+    UNI1_CDN_NOT_IMAGE,  /* a text/html (json, xml, ...) answer */
+} uni1_cdn_verdict;
+
+/* Judges an answer before its first body byte is kept. For KEEP/RESTART,
+ * *total is the full size of the object (-1: nobody said) and *limit the
+ * most bytes this answer may carry (cap when nothing is declared). */
+uni1_cdn_verdict uni1__cdn_judge(const uni1_cdn_answer *a, long long cap, long long *total,
+                                 long long *limit);
+
 #endif /* UNI1_INTERNAL_H */
