@@ -161,7 +161,7 @@ class Client(_core.Client):
         proxy: str | None = None,
         journal: str | os.PathLike | None = None,
         connect_timeout: float = 10.0,
-        stall_timeout: float = 30.0,
+        stall_timeout: float | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
     ) -> None:

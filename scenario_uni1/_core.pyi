@@ -97,7 +97,7 @@ class Client:
         ca_bundle: str | None = None,
         proxy: str | None = None,
         connect_timeout: float = 10.0,
-        stall_timeout: float = 30.0,
+        stall_timeout: float | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
     ) -> None: ...

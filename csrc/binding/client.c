@@ -114,17 +114,27 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
     int max_retries = 3;
     uni1_options defaults;
     uni1_options_init(&defaults);
-    double connect_timeout = defaults.connect_timeout, stall_timeout = defaults.stall_timeout;
+    double connect_timeout = defaults.connect_timeout, stall_timeout = 0;
+    PyObject *stall_obj = Py_None;
     double backoff_base = defaults.backoff_base, backoff_max = defaults.backoff_max;
     py_state *st = state_from_type(Py_TYPE(op));
     if (!st)
         return -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zz$zzzdizzzdddd:Client", kwlist, &api_key,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zz$zzzdizzzdOdd:Client", kwlist, &api_key,
                                      &api_secret, &bearer, &base_url, &project_id, &timeout,
                                      &max_retries, &user_agent, &ca_bundle, &proxy,
-                                     &connect_timeout, &stall_timeout, &backoff_base, &backoff_max))
+                                     &connect_timeout, &stall_obj, &backoff_base, &backoff_max))
         return -1;
-    if (!(connect_timeout > 0) || !(stall_timeout > 0) || !(backoff_base >= 0) ||
+    /* None (the default): the core bounds a stall by the smaller of 30 s and
+     * timeout. */
+    if (stall_obj != Py_None) {
+        stall_timeout = PyFloat_AsDouble(stall_obj);
+        if (stall_timeout == -1.0 && PyErr_Occurred())
+            return -1;
+        if (!(stall_timeout > 0)) /* 0 would mean "unset" to the core */
+            stall_timeout = NAN;
+    }
+    if (!(connect_timeout > 0) || !(stall_timeout >= 0) || !(backoff_base >= 0) ||
         !(backoff_max >= backoff_base) || isinf(connect_timeout) || isinf(stall_timeout) ||
         isinf(backoff_max)) {
         PyErr_SetString(st->ConfigurationError,
@@ -836,7 +846,7 @@ static PyMethodDef client_methods[] = {
 static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(api_key=None, api_secret=None, *, bearer_token=None, base_url=None, "
                 "project_id=None, timeout=60.0, max_retries=3, user_agent=None, ca_bundle=None, "
-                "proxy=None, connect_timeout=10.0, stall_timeout=30.0, backoff_base=0.5, "
+                "proxy=None, connect_timeout=10.0, stall_timeout=None, backoff_base=0.5, "
                 "backoff_max=20.0)\n--\n\n"
                 "Settings and a pool of connections; safe to share between threads.\n\n"
                 "Credentials are not read from the environment here: scenario_uni1.Client "

@@ -67,7 +67,7 @@ void uni1_options_init(uni1_options *o)
     memset(o, 0, sizeof *o);
     o->connect_timeout = 10.0;
     o->request_timeout = 60.0;
-    o->stall_timeout = 30.0;
+    o->stall_timeout = 0; /* unset: see uni1_options */
     o->max_retries = 3;
     o->backoff_base = 0.5;
     o->backoff_max = 20.0;
@@ -182,7 +182,7 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "credentials contain control characters");
         return NULL;
     }
-    if (o->connect_timeout <= 0 || o->request_timeout <= 0 || o->stall_timeout <= 0 ||
+    if (o->connect_timeout <= 0 || o->request_timeout <= 0 || o->stall_timeout < 0 ||
         o->max_retries < 0 || o->max_retries > 100 || o->backoff_base < 0 ||
         o->backoff_max < o->backoff_base) {
         snprintf(errbuf, errlen, "timeouts must be positive and max_retries within 0..100");
@@ -235,7 +235,12 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
     c->proxy = (o->proxy && *o->proxy) ? dup_or_null(o->proxy, &oom) : NULL;
     c->connect_timeout = o->connect_timeout;
     c->request_timeout = o->request_timeout;
-    c->stall_timeout = o->stall_timeout;
+    /* Unset, a stall lasts no longer than the client's timeout: a user who
+     * asked for 3 s is not held 30 s by a CDN that stopped sending. */
+    c->stall_timeout = o->stall_timeout > 0 ? o->stall_timeout
+                       : o->request_timeout < UNI1_STALL_TIMEOUT_DEFAULT
+                           ? o->request_timeout
+                           : UNI1_STALL_TIMEOUT_DEFAULT;
     c->backoff_base = o->backoff_base;
     c->backoff_max = o->backoff_max;
     c->max_retries = o->max_retries;

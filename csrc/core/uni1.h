@@ -67,6 +67,7 @@ extern "C" {
 #define UNI1_DEFAULT_BASE_URL "https://api.cloud.scenario.com/v1"
 #define UNI1_MODEL_ID "model_luma-uni-1-max"
 #define UNI1_WAKE_INTERVAL_MS 50
+#define UNI1_STALL_TIMEOUT_DEFAULT 30.0 /* seconds; see uni1_options.stall_timeout */
 #define UNI1_PROMPT_MAX_CHARS 6000
 #define UNI1_MAX_REFS 9
 #define UNI1_MAX_REFS_WITH_SOURCE 8
@@ -195,7 +196,10 @@ typedef struct uni1_options {
     double connect_timeout;      /* seconds; default 10 */
     double request_timeout;      /* seconds for one API request; default 60 */
     double stall_timeout;        /* a transfer with no bytes for this long
-                                    fails with UNI1_ERR_TIMEOUT; default 30 */
+                                    fails with UNI1_ERR_TIMEOUT; 0 (the
+                                    default): the smaller of
+                                    UNI1_STALL_TIMEOUT_DEFAULT and
+                                    request_timeout */
     int max_retries;             /* retries of READS (job, asset, list, CDN);
                                     default 3 */
     double backoff_base;         /* seconds; default 0.5 */
