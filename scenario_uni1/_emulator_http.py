@@ -9,7 +9,9 @@ body with a single transport.write, so one keep-alive connection gets well over
 Supported: keep-alive and `Connection: close`, pipelining (answered in order),
 Content-Length and chunked request bodies, `Expect: 100-continue`, HEAD, large
 bodies streamed from memory with flow control. The fault actions (drop, stall,
-truncate, delay, redirect) live here because they act on the connection.
+truncate, delay, redirect, and the lying-CDN ones: short_close, short_chunked,
+endless, ignore_range, range_wrong_start, range_wrong_total, range_extra) live
+here because they act on the connection.
 
 The application side is a "site" object with these methods:
     on_headers(req) -> None | "drop" | HttpResponse   (after the head is parsed)
@@ -34,6 +36,16 @@ log = logging.getLogger("scenario_uni1.emulator")
 MAX_HEAD_BYTES = 64 * 1024
 SMALL_BODY = 256 * 1024
 STREAM_CHUNK = 1 << 20
+# Fault actions that answer a CDN GET with a body that lies about itself.
+CDN_BODY_ACTIONS = (
+    "short_close",
+    "short_chunked",
+    "endless",
+    "ignore_range",
+    "range_wrong_start",
+    "range_wrong_total",
+    "range_extra",
+)
 
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 # Node answers a status it has no phrase for with "unknown"; the API's 269 is one.
@@ -122,11 +134,14 @@ class HttpResponse:
         self.close = close
         self.reason = reason
 
-    def head_bytes(self, length: int, close: bool) -> bytes:
+    def head_bytes(self, length: int | None, close: bool, chunked: bool = False) -> bytes:
+        """The head; length None frames the body otherwise (chunked, or by closing)."""
         reason = self.reason or reason_phrase(self.status)
-        parts = [
-            f"HTTP/1.1 {self.status} {reason}\r\nDate: {http_date()}\r\nContent-Length: {length}\r\n"
-        ]
+        parts = [f"HTTP/1.1 {self.status} {reason}\r\nDate: {http_date()}\r\n"]
+        if chunked:
+            parts.append("Transfer-Encoding: chunked\r\n")
+        elif length is not None:
+            parts.append(f"Content-Length: {length}\r\n")
         for k, v in self.headers:
             parts.append(f"{k}: {v}\r\n")
         if close:
@@ -458,6 +473,9 @@ class HttpConnection(asyncio.Protocol):
             finally:
                 self.abort()
             return
+        if action in CDN_BODY_ACTIONS:
+            await self._lying_cdn(req, action)
+            return
         if action == "redirect":
             resp = site.redirect_response(req)
         elif fault.status is not None:
@@ -486,5 +504,68 @@ class HttpConnection(asyncio.Protocol):
         self.transport.write(head)
         if req.method != "HEAD" and len(resp.body):
             await self._send_body(resp.body)
+        if close:
+            self.close()
+
+    async def _lying_cdn(self, req, action):
+        """The CDN faults that frame a body as complete when it is not, or
+        answer a Range request with something else than that range."""
+        asked_range = "range" in req.headers
+        if action in ("ignore_range", "range_wrong_start"):
+            # a copy: the recorded request keeps what the client sent
+            req.headers = {k: v for k, v in req.headers.items() if k != "range"}
+        resp = self.site.handle(req)
+        body = resp.body
+        if not isinstance(body, (bytes, bytearray)):
+            body = body.tobytes()
+        if resp.status not in (200, 206) or req.method == "HEAD":
+            await self._send_plain(req, resp, body)
+            return
+        headers = [(k, v) for k, v in resp.headers if k.lower() != "content-range"]
+        total = len(body)
+        if resp.status == 206:
+            span = dict(resp.headers)["Content-Range"].split()[1]  # "a-b/total"
+            total = int(span.rpartition("/")[2])
+        if action == "short_close":  # HTTP/1.0 style: no length, the close ends the body
+            self.transport.write(resp.head_bytes(None, True))
+            await self._send_body(body[: len(body) // 2])
+            self.close()
+        elif action == "short_chunked":  # a well-formed last chunk after half the body
+            self.transport.write(resp.head_bytes(None, False, chunked=True))
+            half = body[: len(body) // 2]
+            self.transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(half), half))
+        elif action == "endless":  # the body, then more bytes until the client gives up
+            self.transport.write(resp.head_bytes(None, True))
+            await self._send_body(body)
+            filler = bytes(64 * 1024)
+            while not self.closed:
+                await self._wait_writable()
+                if self.closed:
+                    break
+                self.transport.write(filler)
+                await asyncio.sleep(0)
+            self.close()
+        elif action == "range_wrong_start":  # 206, but the whole body from byte 0
+            resp.status = 206
+            resp.headers = headers + [("Content-Range", f"bytes 0-{total - 1}/{total}")]
+            await self._send_plain(req, resp, body)
+        elif action == "range_wrong_total" and resp.status == 206:
+            start, _, end = span.partition("/")[0].partition("-")
+            resp.headers = headers + [("Content-Range", f"bytes {start}-{end}/{total + 1000}")]
+            await self._send_plain(req, resp, body)
+        elif action == "range_extra" and resp.status == 206:  # the range, then junk, closed
+            self.transport.write(resp.head_bytes(None, True))
+            await self._send_body(body + bytes(1000))
+            self.close()
+        else:  # ignore_range, or a Range fault on a request without Range
+            if asked_range:
+                log.debug("emulator: %s ignored the Range header", action)
+            await self._send_plain(req, resp, body)
+
+    async def _send_plain(self, req, resp, body):
+        close = resp.close or not req.keep_alive
+        self.transport.write(resp.head_bytes(len(body), close))
+        if body:
+            await self._send_body(body)
         if close:
             self.close()

@@ -55,7 +55,14 @@ PROMPT_MAX = 6000
 MAX_REFS = 9
 MAX_REFS_WITH_SOURCE = 8
 MIN_PART_BYTES = 5 * 1024 * 1024
-ACTIONS = (None, "drop_before", "drop_after", "stall", "truncate", "redirect")
+ACTIONS = (
+    None,
+    "drop_before",
+    "drop_after",
+    "stall",
+    "truncate",
+    "redirect",
+) + _http.CDN_BODY_ACTIONS
 TERMINAL = frozenset(("success", "failure", "canceled"))
 CANCEL_REFUSED = "Cannot cancel this type of job. Action not permitted."
 
@@ -208,8 +215,8 @@ class Fault:
             raise ValueError("times must be >= 1 (or None for every request)")
         if action is None and status is None and not delay and not headers:
             raise ValueError("a fault needs a status, an action, a delay or headers")
-        if action == "redirect" and origin == "api":
-            raise ValueError("redirect is a CDN fault")
+        if (action == "redirect" or action in _http.CDN_BODY_ACTIONS) and origin == "api":
+            raise ValueError(f"{action} is a CDN fault")
         self.method = method.upper() if method else None
         self.path = path
         self.origin = None if origin == "any" else origin
@@ -714,6 +721,19 @@ class Emulator:
         client goes away; "truncate" sends the head with the full Content-Length,
         half of the body and closes; "redirect" (CDN) answers 302 to the same URL
         on the second CDN origin (cdn2_url).
+
+        CDN actions that frame a wrong body as complete (a GET of an asset):
+        "short_close" sends half the body with no Content-Length and closes (an
+        HTTP/1.0-style close-delimited body); "short_chunked" sends half the
+        body chunked, then a proper last chunk; "endless" sends the body with no
+        Content-Length, then zero bytes until the client goes away;
+        "ignore_range" answers 200 with the whole body whatever Range asks;
+        "range_wrong_start" answers a Range request 206 with the whole body and
+        "Content-Range: bytes 0-N/N"; "range_wrong_total" answers the range
+        asked for with a total 1000 bytes too large; "range_extra" sends the
+        range asked for, then 1000 more bytes, close-delimited. A 200 with an
+        HTML error page needs no action: status=200, body="<html>...",
+        headers={"Content-Type": "text/html"}.
         """
         fault = Fault(method, path, origin, status, body, headers, times, delay, action)
         with self._lock:

@@ -443,6 +443,9 @@ static PyObject *make_image(py_state *st, const uni1_asset *asset, const uni1_bu
     return img;
 }
 
+static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t n);
+static void expect_job_format(uni1_asset *asset, const char *ext);
+
 static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
                             PyObject *kwnames)
 {
@@ -477,6 +480,8 @@ static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *ar
         PyErr_NoMemory();
         goto done;
     }
+    char fallback[16];
+    fallback_extension(self, st, fallback, sizeof fallback);
     if (py_call_begin(&c, st, client, deadline) < 0)
         goto done;
     uni1_status rc = UNI1_OK;
@@ -488,6 +493,7 @@ static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *ar
             failed_at = i;
             break;
         }
+        expect_job_format(&assets[i], fallback);
         if (rc == UNI1_OK)
             rc = uni1_download_asset_to_buffer(c.s, &assets[i], &bufs[i], ctypes[i],
                                                sizeof ctypes[i]);
@@ -521,7 +527,8 @@ done:
 }
 
 /* The file extension when the asset has no usable mime type: the format the
- * job asked for (metadata.input.outputFormat), else "bin". */
+ * job asked for (metadata.input.outputFormat, else metadata.output's; PNG,
+ * the server's default, when the input leaves it out), else "bin". */
 static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t n)
 {
     snprintf(ext, n, "bin");
@@ -532,9 +539,14 @@ static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t 
     }
     PyObject *meta = PyDict_Check(raw) ? PyDict_GetItemString(raw, "metadata") : NULL;
     PyObject *input = meta && PyDict_Check(meta) ? PyDict_GetItemString(meta, "input") : NULL;
+    PyObject *output = meta && PyDict_Check(meta) ? PyDict_GetItemString(meta, "output") : NULL;
     PyObject *fmt =
         input && PyDict_Check(input) ? PyDict_GetItemString(input, "outputFormat") : NULL;
-    const char *s = fmt && PyUnicode_Check(fmt) ? PyUnicode_AsUTF8AndSize(fmt, NULL) : NULL;
+    if (!fmt && output && PyDict_Check(output))
+        fmt = PyDict_GetItemString(output, "outputFormat");
+    const char *s = fmt && PyUnicode_Check(fmt)    ? PyUnicode_AsUTF8AndSize(fmt, NULL)
+                    : input && PyDict_Check(input) ? "png"
+                                                   : NULL;
     if (!s) {
         PyErr_Clear();
     } else if (strcmp(s, "png") == 0 || strcmp(s, "PNG") == 0) {
@@ -556,6 +568,22 @@ static const char *extension_for(const char *mime, const char *fallback)
     if (strncmp(mime, "image/webp", 10) == 0)
         return "webp";
     return fallback;
+}
+
+/* An asset record without a usable image type gets the one the job asked
+ * for, so the core checks the bytes against it (a proxy's HTML error page
+ * is never saved as an image). */
+static void expect_job_format(uni1_asset *asset, const char *ext)
+{
+    if (strcmp(extension_for(asset->mime_type, "bin"), "bin") != 0 ||
+        strcmp(asset->mime_type, "image/gif") == 0)
+        return;
+    if (strcmp(ext, "png") == 0)
+        snprintf(asset->mime_type, sizeof asset->mime_type, "image/png");
+    else if (strcmp(ext, "jpg") == 0)
+        snprintf(asset->mime_type, sizeof asset->mime_type, "image/jpeg");
+    else if (strcmp(ext, "webp") == 0)
+        snprintf(asset->mime_type, sizeof asset->mime_type, "image/webp");
 }
 
 static int make_dirs(py_state *st, PyObject *path)
@@ -661,8 +689,10 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
     }
     uni1_status rc = UNI1_OK;
     py_call_allow_threads(&c);
-    for (size_t i = 0; i < n && rc == UNI1_OK; i++)
+    for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
         rc = uni1_get_asset(c.s, ids[i], &assets[i]);
+        expect_job_format(&assets[i], fallback);
+    }
     py_call_end_threads(&c);
     if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, NULL, NULL);

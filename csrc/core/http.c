@@ -1,5 +1,6 @@
-/* The transport: API requests and downloads on the session's libcurl multi
- * handle, with interrupt checks, one deadline, retries and Range resume. */
+/* The transport: API requests and CDN PUTs on the session's libcurl multi
+ * handle, with interrupt checks, one deadline and retries. download.c builds
+ * downloads (Range resume, the checks of a CDN's answer) on it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,13 +9,13 @@
 #include <unistd.h>
 
 #include "session.h"
+#include "uni1_internal.h"
 
 #define JSON_BODY_CAP (64u << 20) /* largest API answer we keep in memory */
-#define MEMORY_DOWNLOAD_CAP ((size_t)2 << 30)
 
 /* ---- callbacks ---------------------------------------------------------- */
 
-static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+size_t uni1__sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     uni1_sink *k = userdata;
     size_t n = size * nmemb;
@@ -57,7 +58,7 @@ static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
+size_t uni1__header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 {
     uni1_response_meta *m = userdata;
     size_t n = size * nitems;
@@ -106,8 +107,8 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 
 /* ---- the multi loop ---------------------------------------------------- */
 
-static uni1_status map_curl(uni1_session *s, CURLcode rc, const uni1_response_meta *m,
-                            const uni1_sink *sink, const char *what)
+uni1_status uni1__map_curl(uni1_session *s, CURLcode rc, const uni1_response_meta *m,
+                           const uni1_sink *sink, const char *what)
 {
     switch (rc) {
     case CURLE_OK:
@@ -130,6 +131,24 @@ static uni1_status map_curl(uni1_session *s, CURLcode rc, const uni1_response_me
     case CURLE_SSL_ENGINE_INITFAILED:
         return uni1__fail(s, UNI1_ERR_TLS, "%s: TLS failure (%s)", what, curl_easy_strerror(rc));
     case CURLE_WRITE_ERROR:
+        if (sink && sink->failed == 20)
+            return uni1__fail(s, UNI1_ERR_PROTOCOL,
+                              "%s: the CDN sent more than the %lld bytes declared", what,
+                              sink->offset + sink->limit);
+        if (sink && sink->failed == 10 + UNI1_CDN_BAD_RANGE)
+            return uni1__fail(s, UNI1_ERR_PROTOCOL,
+                              "%s: the CDN answered a range other than the one asked for", what);
+        if (sink && sink->failed == 10 + UNI1_CDN_BAD_LENGTH && sink->expect > 0 && m &&
+            m->content_length >= 0 && m->content_length != sink->expect)
+            return uni1__fail(s, UNI1_ERR_PROTOCOL,
+                              "%s: the CDN announced %lld bytes, the asset record says %lld", what,
+                              m->content_length, sink->expect);
+        if (sink && sink->failed == 10 + UNI1_CDN_BAD_LENGTH)
+            return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: the object is larger than %lld bytes",
+                              what, UNI1_DOWNLOAD_CAP);
+        if (sink && sink->failed == 10 + UNI1_CDN_NOT_IMAGE)
+            return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: the CDN answered %s, not an image", what,
+                              m ? m->content_type : "a document");
         if (sink && sink->failed == 1)
             return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: response larger than %zu bytes", what,
                               sink->cap);
@@ -151,9 +170,8 @@ static uni1_status map_curl(uni1_session *s, CURLcode rc, const uni1_response_me
     }
 }
 
-/* Drives one easy handle to completion on the session's multi handle. */
 /* Bytes moved so far by a transfer, both ways. */
-static curl_off_t bytes_moved(CURL *easy)
+curl_off_t uni1__bytes_moved(CURL *easy)
 {
     curl_off_t down = 0, up = 0;
     curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
@@ -165,8 +183,8 @@ static curl_off_t bytes_moved(CURL *easy)
  * sub-second precision; libcurl's own low-speed check counts whole seconds).
  * API requests leave it off: a server may think for a while before its first
  * byte, and request_timeout bounds that. */
-static uni1_status run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *m,
-                                const uni1_sink *sink, const char *what, int watch_stall)
+uni1_status uni1__run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *m,
+                               const uni1_sink *sink, const char *what, int watch_stall)
 {
     CURLMcode mc = curl_multi_add_handle(s->multi, easy);
     if (mc != CURLM_OK)
@@ -203,7 +221,7 @@ static uni1_status run_transfer(uni1_session *s, CURL *easy, uni1_response_meta 
             break;
         }
         if (watch_stall) {
-            curl_off_t b = bytes_moved(easy);
+            curl_off_t b = uni1__bytes_moved(easy);
             if (b != moved) {
                 moved = b;
                 moved_at = now;
@@ -243,16 +261,16 @@ static uni1_status run_transfer(uni1_session *s, CURL *easy, uni1_response_meta 
     curl_multi_remove_handle(s->multi, easy);
     if (st != UNI1_OK)
         return st;
-    return map_curl(s, result, m, sink, what);
+    return uni1__map_curl(s, result, m, sink, what);
 }
 
-static void set_common(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink *sink)
+void uni1__set_common(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink *sink)
 {
     uni1_client *c = s->client;
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, uni1__sink_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, uni1__header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, m);
     curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->connect_timeout * 1000));
@@ -358,9 +376,9 @@ static uni1_status api_once_curl(uni1_session *s, const uni1_api_call *call, con
 {
     uni1_client *c = s->client;
     CURL *e = s->api;
-    uni1_sink sink = {out, -1, JSON_BODY_CAP, 0, 0, 0};
+    uni1_sink sink = {.buf = out, .fd = -1, .cap = JSON_BODY_CAP};
     curl_easy_reset(e);
-    set_common(s, e, m, &sink);
+    uni1__set_common(s, e, m, &sink);
     curl_easy_setopt(e, CURLOPT_URL, url);
     /* API answers are never redirected to be followed with credentials. */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -408,7 +426,7 @@ static uni1_status api_once_curl(uni1_session *s, const uni1_api_call *call, con
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     char what[160];
     snprintf(what, sizeof what, "%s %s", call->method, call->path);
-    uni1_status st = run_transfer(s, e, m, &sink, what, 0);
+    uni1_status st = uni1__run_transfer(s, e, m, &sink, what, 0);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(h);
     return st;
@@ -491,197 +509,17 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
     return st;
 }
 
-/* ---- downloads ---------------------------------------------------------- */
+/* ---- logs ----------------------------------------------------------------- */
 
 /* The URL with its query string removed, for logs (signed URLs carry secrets
  * of their own). */
-static void url_for_log(const char *url, char *out, size_t n)
+void uni1__url_for_log(const char *url, char *out, size_t n)
 {
     size_t len = strcspn(url, "?#");
     if (len >= n)
         len = n - 1;
     memcpy(out, url, len);
     out[len] = 0;
-}
-
-void uni1__setup_download(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink *sink,
-                          const char *url)
-{
-    curl_easy_reset(e);
-    set_common(s, e, m, sink);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L);
-    /* Never any credential here: no Authorization header is set on this
-     * handle, and none may follow a redirect. */
-    curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
-}
-
-uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcode *results,
-                               uni1_response_meta *metas)
-{
-    size_t added = 0, left = n;
-    uni1_status st = UNI1_OK;
-    for (size_t i = 0; i < n; i++) {
-        results[i] = CURLE_FAILED_INIT;
-        if (curl_multi_add_handle(s->multi, easies[i]) != CURLM_OK) {
-            st = uni1__fail(s, UNI1_ERR_NOMEM, "download: cannot start a transfer");
-            break;
-        }
-        added++;
-        s->requests++;
-    }
-    s->last_interrupt_check = uni1_monotonic();
-    /* One stall clock for the batch: it fails when no transfer of it has
-     * moved a byte for stall_timeout; the careful second pass then deals
-     * with the laggards one by one. */
-    curl_off_t moved = 0;
-    double moved_at = s->last_interrupt_check;
-    while (st == UNI1_OK && left > 0) {
-        int running = 0;
-        CURLMcode mc = curl_multi_perform(s->multi, &running);
-        if (mc != CURLM_OK) {
-            st = uni1__fail(s, UNI1_ERR_NOMEM, "download: %s", curl_multi_strerror(mc));
-            break;
-        }
-        CURLMsg *msg;
-        int queued;
-        while ((msg = curl_multi_info_read(s->multi, &queued))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            for (size_t i = 0; i < added; i++) {
-                if (easies[i] == msg->easy_handle && results[i] == CURLE_FAILED_INIT) {
-                    results[i] = msg->data.result;
-                    left--;
-                }
-            }
-        }
-        if (left == 0)
-            break;
-        double now = uni1_monotonic();
-        if (s->deadline > 0 && now >= s->deadline) {
-            st = uni1__fail(s, UNI1_ERR_TIMEOUT, "download: deadline reached");
-            break;
-        }
-        curl_off_t total = 0;
-        for (size_t i = 0; i < added; i++)
-            total += bytes_moved(easies[i]);
-        if (total != moved) {
-            moved = total;
-            moved_at = now;
-        } else if (now - moved_at >= s->client->stall_timeout) {
-            break; /* not an error: the unfinished ones go to the second pass */
-        }
-        if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
-            s->last_interrupt_check = now;
-            if (s->interrupt(s->interrupt_userdata)) {
-                st = uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
-                break;
-            }
-        }
-        int ms = UNI1_WAKE_INTERVAL_MS;
-        if (s->deadline > 0 && (s->deadline - now) * 1000.0 < ms)
-            ms = (int)((s->deadline - now) * 1000.0) + 1;
-        curl_multi_poll(s->multi, NULL, 0, ms, NULL);
-    }
-    for (size_t i = 0; i < added; i++) {
-        long code = 0;
-        curl_easy_getinfo(easies[i], CURLINFO_RESPONSE_CODE, &code);
-        metas[i].status = code;
-        curl_multi_remove_handle(s->multi, easies[i]);
-    }
-    return st;
-}
-
-uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, char *content_type,
-                           size_t ct_len)
-{
-    uni1_client *c = s->client;
-    CURL *e = s->cdn;
-    char shown[256];
-    url_for_log(url, shown, sizeof shown);
-    uni1__reset_error(s);
-    if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
-        return uni1__fail(s, UNI1_ERR_PROTOCOL, "asset URL is not http(s)");
-    off_t start = 0;
-    if (sink->fd >= 0) {
-        start = lseek(sink->fd, 0, SEEK_CUR);
-        if (start < 0)
-            start = 0;
-    }
-    long long have = 0; /* bytes kept from earlier attempts */
-    uni1_status st = UNI1_OK;
-    for (int attempt = 0;; attempt++) {
-        uni1_response_meta m;
-        memset(&m, 0, sizeof m);
-        sink->failed = 0;
-        sink->written = 0;
-        uni1__setup_download(s, e, &m, sink, url);
-        if (have > 0)
-            curl_easy_setopt(e, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
-        st = run_transfer(s, e, &m, sink, "download", 1);
-        long status = m.status;
-        if (st == UNI1_OK && (status == 200 || status == 206)) {
-            if (have > 0 && status == 200) {
-                /* The server ignored the Range and sent the whole body after
-                 * the part we kept: keep only the new, complete copy. */
-                if (sink->fd >= 0) {
-                    if (ftruncate(sink->fd, start) != 0 || lseek(sink->fd, start, SEEK_SET) < 0)
-                        return uni1__fail(s, UNI1_ERR_IO, "download: cannot rewind the file");
-                    have = 0;
-                    st = uni1__fail(s, UNI1_ERR_NETWORK, "download: server ignored Range");
-                } else {
-                    memmove(sink->buf->data, sink->buf->data + have, (size_t)sink->written);
-                    sink->buf->len = (size_t)sink->written;
-                    sink->buf->data[sink->buf->len] = 0;
-                    have = 0;
-                    status = 206; /* fall through to success below */
-                }
-            }
-            if (st == UNI1_OK) {
-                if (content_type && ct_len)
-                    snprintf(content_type, ct_len, "%s", m.content_type);
-                have += sink->written;
-                uni1__log(s, UNI1_LOG_DEBUG, "GET %s -> %ld (%lld bytes)", shown, status, have);
-                sink->written = have;
-                return UNI1_OK;
-            }
-        } else if (st == UNI1_OK) {
-            /* An HTTP error from the CDN: the sink may hold its error page. */
-            st = uni1__fail(s, UNI1_ERR_HTTP, "download: HTTP %ld from %s", status, shown);
-            s->err.http_status = status;
-            s->err.retry_after = m.retry_after;
-            if (sink->fd >= 0) {
-                if (ftruncate(sink->fd, start + have) != 0 ||
-                    lseek(sink->fd, start + have, SEEK_SET) < 0)
-                    return uni1__fail(s, UNI1_ERR_IO, "download: cannot rewind the file");
-            } else if (sink->buf) {
-                sink->buf->len = (size_t)have;
-            }
-        } else if (st == UNI1_ERR_NETWORK || st == UNI1_ERR_TIMEOUT) {
-            /* Keep what arrived intact; a file resumes with Range. In memory,
-             * keep it too: the buffer grows from where it stopped. */
-            if (sink->written > 0 && (status == 200 || status == 206))
-                have += sink->written;
-        }
-        if (st == UNI1_ERR_INTERRUPTED || attempt >= c->max_retries)
-            break;
-        if (!uni1_status_is_retryable(st, s->err.http_status))
-            break;
-        if (s->deadline > 0 && uni1_monotonic() >= s->deadline)
-            break;
-        double wait = uni1__backoff(s, attempt);
-        uni1__log(s, UNI1_LOG_INFO, "download %s: %s; retry %d of %d in %.2f s (resume at %lld)",
-                  shown, s->err.message, attempt + 1, c->max_retries, wait, have);
-        uni1_status sl = uni1__retry_pause(s, wait);
-        if (sl != UNI1_OK) {
-            st = sl;
-            break;
-        }
-    }
-    sink->written = have;
-    return st;
 }
 
 /* ---- PUT of a memory buffer (upload parts) ------------------------------ */
@@ -720,17 +558,17 @@ uni1_status uni1__put(uni1_session *s, const char *url, const void *data, size_t
 {
     CURL *e = s->cdn;
     char shown[256];
-    url_for_log(url, shown, sizeof shown);
+    uni1__url_for_log(url, shown, sizeof shown);
     uni1__reset_error(s);
     if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
         return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: URL is not http(s)", what);
     uni1_buffer answer = {0};
-    uni1_sink sink = {&answer, -1, PUT_ANSWER_CAP, 0, 0, 0};
+    uni1_sink sink = {.buf = &answer, .fd = -1, .cap = PUT_ANSWER_CAP};
     put_source src = {data, len, 0};
     uni1_response_meta m;
     memset(&m, 0, sizeof m);
     curl_easy_reset(e);
-    set_common(s, e, &m, &sink);
+    uni1__set_common(s, e, &m, &sink);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(e, CURLOPT_READFUNCTION, put_read);
@@ -748,7 +586,7 @@ uni1_status uni1__put(uni1_session *s, const char *url, const void *data, size_t
     if (!h)
         return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    uni1_status st = run_transfer(s, e, &m, &sink, what, 1);
+    uni1_status st = uni1__run_transfer(s, e, &m, &sink, what, 1);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(h);
     if (st != UNI1_OK) {

@@ -57,23 +57,49 @@ void uni1__inflight_begin(uni1_client *c, uint64_t hash);
 void uni1__inflight_end(uni1_client *c, uint64_t hash);
 unsigned uni1__inflight_sending(uni1_client *c, uint64_t hash);
 
-/* A growable byte buffer with a cap, used for response bodies. */
-typedef struct uni1_sink {
-    uni1_buffer *buf;  /* to memory ... */
-    int fd;            /* ... or to a file descriptor (-1: memory) */
-    size_t cap;        /* most bytes accepted into memory */
-    long long written; /* bytes written in this transfer */
-    int failed;        /* 1: cap exceeded, 2: write(2) failed */
-    int saved_errno;
-} uni1_sink;
-
 typedef struct uni1_response_meta {
     long status;
     double retry_after; /* from Retry-After, or -1 */
     char content_type[64];
     long long content_length; /* -1 when unknown */
     int request_sent;         /* the request reached the wire */
+    /* Downloads only: the answer's status line and Content-Range. */
+    long head_status;
+    int has_range;
+    long long range_start, range_end, range_total;
 } uni1_response_meta;
+
+/* The most bytes a download takes when neither the asset record nor the CDN
+ * declares a size (an image of this API is a few MiB). */
+#define UNI1_DOWNLOAD_CAP ((long long)512 << 20)
+
+/* Where a response body goes: a growable buffer with a cap, or a file. */
+typedef struct uni1_sink {
+    uni1_buffer *buf;  /* to memory ... */
+    int fd;            /* ... or to a file descriptor (-1: memory) */
+    size_t cap;        /* most bytes accepted into memory */
+    long long written; /* bytes written in this transfer */
+    int failed;        /* 1: cap exceeded, 2: write(2) failed, 3: no memory,
+                          or a uni1_cdn_verdict + 10 (downloads: answer refused),
+                          or 20: more bytes than declared */
+    int saved_errno;
+    /* Downloads (set by the caller): what is already kept, where the data
+     * begins in fd, and the asset record's size (<= 0: not given). */
+    long long offset, origin, expect;
+    /* Set per transfer by uni1__setup_download and the first body byte. */
+    CURL *easy;
+    uni1_response_meta *meta;
+    int begun;       /* 0: no body yet; 1: keeping; 2: discarding (error page) */
+    int restarted;   /* a 200 to a Range request replaced what was kept */
+    long long total; /* the object's full size, -1: nobody said */
+    long long limit; /* the most bytes this transfer may carry */
+} uni1_sink;
+
+/* After a download transfer ended well: whether the sink holds every byte
+ * of the object as far as anyone declared its size. */
+int uni1__download_complete(const uni1_sink *k);
+/* Where a download restarts from zero: the destination back to origin. */
+int uni1__sink_rewind(uni1_sink *k);
 
 struct uni1_session {
     uni1_client *client;
@@ -120,8 +146,33 @@ typedef struct uni1_api_call {
 uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, size_t *body_len,
                       long *http_status);
 
+/* The transport pieces of http.c that download.c builds on. */
+/* libcurl write callback: appends to sink's buffer (within its cap) or fd. */
+size_t uni1__sink_write(char *ptr, size_t size, size_t nmemb, void *userdata);
+/* libcurl header callback: Retry-After, Content-Type, Content-Length into a
+ * uni1_response_meta. */
+size_t uni1__header_cb(char *buf, size_t size, size_t nitems, void *userdata);
+/* A libcurl result as a session error ("what" prefixes the message). */
+uni1_status uni1__map_curl(uni1_session *s, CURLcode rc, const uni1_response_meta *m,
+                           const uni1_sink *sink, const char *what);
+/* Bytes moved so far by a transfer, both ways. */
+curl_off_t uni1__bytes_moved(CURL *easy);
+/* Drives one easy handle to completion on the session's multi handle, with
+ * the deadline, interrupt checks and (watch_stall) the stall clock. */
+uni1_status uni1__run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *m,
+                               const uni1_sink *sink, const char *what, int watch_stall);
+/* Options every handle gets: callbacks into sink and m, user agent, connect
+ * and stall timeouts, protocols, CA bundle, proxy. Resets m. */
+void uni1__set_common(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink *sink);
+/* The URL with its query string removed, for logs (signed URLs carry secrets
+ * of their own). */
+void uni1__url_for_log(const char *url, char *out, size_t n);
+
 /* One download attempt series to a sink, retrying transient failures and
- * resuming with Range when writing to a file descriptor. */
+ * resuming with Range (into memory or a file descriptor). sink->expect is
+ * the asset record's size (<= 0: unknown): a body that ends short of it
+ * resumes, one that runs past it fails. A 206 must be the range asked for,
+ * a 200 to a Range request restarts from zero, a text answer is refused. */
 uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, char *content_type,
                            size_t ct_len);
 
