@@ -159,3 +159,35 @@ def tmp_cwd(tmp_path, monkeypatch):
 def assert_no_temp_files(directory) -> None:
     leftovers = [n for n in os.listdir(directory) if n.startswith(".")]
     assert leftovers == [], f"temporary files left behind: {leftovers}"
+
+
+def open_fds() -> int:
+    """File descriptors open in this process (Linux)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def connections_to(emu) -> int:
+    """This process's TCP sockets connected to one of the emulator's ports, i.e. the
+    client side of its connections (the emulator's own sockets have those ports as
+    local port). Linux only: /proc/self/fd and /proc/net/tcp."""
+    ports = {emu.port, emu.cdn_port, emu.cdn2_port}
+    client_inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if int(cols[2].rsplit(":", 1)[1], 16) in ports:
+                client_inodes.add(cols[9])
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in client_inodes:
+            n += 1
+    return n

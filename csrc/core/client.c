@@ -147,6 +147,15 @@ static char *basic_auth_header(const char *key, const char *secret)
     return hdr;
 }
 
+/* Durations are bounded so that every conversion to milliseconds (int or
+ * long) stays far from overflow; past this they are mistakes, not settings. */
+#define UNI1_SECONDS_MAX 1e6
+
+static int seconds_ok(double v, int zero_ok)
+{
+    return (zero_ok ? v >= 0 : v > 0) && v <= UNI1_SECONDS_MAX; /* NaN fails both */
+}
+
 static int has_ctl(const char *s)
 {
     for (; *s; s++)
@@ -182,15 +191,39 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "credentials contain control characters");
         return NULL;
     }
-    if (o->connect_timeout <= 0 || o->request_timeout <= 0 || o->stall_timeout < 0 ||
-        o->max_retries < 0 || o->max_retries > 100 || o->backoff_base < 0 ||
+    if (!seconds_ok(o->connect_timeout, 0) || !seconds_ok(o->request_timeout, 0) ||
+        !seconds_ok(o->stall_timeout, 1)) {
+        snprintf(errbuf, errlen,
+                 "timeout and connect_timeout must be numbers of seconds above 0, stall_timeout "
+                 "0 (unset) or above, all at most %.0f",
+                 UNI1_SECONDS_MAX);
+        return NULL;
+    }
+    if (!seconds_ok(o->backoff_base, 1) || !seconds_ok(o->backoff_max, 1) ||
         o->backoff_max < o->backoff_base) {
-        snprintf(errbuf, errlen, "timeouts must be positive and max_retries within 0..100");
+        snprintf(errbuf, errlen,
+                 "backoff_base and backoff_max must be numbers of seconds with "
+                 "0 <= backoff_base <= backoff_max <= %.0f",
+                 UNI1_SECONDS_MAX);
+        return NULL;
+    }
+    if (o->max_retries < 0 || o->max_retries > 100) {
+        snprintf(errbuf, errlen, "max_retries must be within 0..100");
         return NULL;
     }
     if (o->project_id && (has_ctl(o->project_id) || !*o->project_id)) {
         snprintf(errbuf, errlen, "project_id must be a non-empty printable string");
         return NULL;
+    }
+    /* These go into request headers or libcurl options verbatim: a CR or LF
+     * would start a header of the caller's choosing. */
+    const char *named[][2] = {
+        {"user_agent", o->user_agent}, {"proxy", o->proxy}, {"ca_bundle", o->ca_bundle}};
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        if (named[i][1] && has_ctl(named[i][1])) {
+            snprintf(errbuf, errlen, "%s contains control characters", named[i][0]);
+            return NULL;
+        }
     }
     uni1_client *c = calloc(1, sizeof *c);
     if (!c) {
@@ -265,31 +298,15 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
         free(c);
         return NULL;
     }
+    uni1__pool_register(c);
     return c;
-}
-
-static void session_destroy(uni1_session *s)
-{
-    if (s->api)
-        curl_easy_cleanup(s->api);
-    if (s->cdn)
-        curl_easy_cleanup(s->cdn);
-    if (s->multi)
-        curl_multi_cleanup(s->multi);
-    free(s->err.body);
-    free(s);
 }
 
 void uni1_client_free(uni1_client *c)
 {
     if (!c)
         return;
-    uni1_session *s = c->free_sessions;
-    while (s) {
-        uni1_session *next = s->next_free;
-        session_destroy(s);
-        s = next;
-    }
+    uni1__pool_free(c);
     pthread_mutex_destroy(&c->lock);
     free(c->base_url);
     free(c->origin);
@@ -401,61 +418,6 @@ const char *uni1_client_project_id(const uni1_client *c)
     return c->project_id_raw;
 }
 
-uni1_session *uni1_session_acquire(uni1_client *c)
-{
-    uni1_session *s;
-    pthread_mutex_lock(&c->lock);
-    s = c->free_sessions;
-    if (s)
-        c->free_sessions = s->next_free;
-    c->sessions_out++;
-    pthread_mutex_unlock(&c->lock);
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (s) {
-            s->client = c;
-            s->multi = curl_multi_init();
-            s->api = curl_easy_init();
-            s->cdn = curl_easy_init();
-            s->rng = (unsigned)(uni1_monotonic() * 1e6) ^ (unsigned)(uintptr_t)s;
-            if (!s->multi || !s->api || !s->cdn) {
-                session_destroy(s);
-                s = NULL;
-            } else {
-                /* Keep a few connections per origin alive between requests. */
-                curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, 8L);
-            }
-        }
-        if (!s) {
-            pthread_mutex_lock(&c->lock);
-            c->sessions_out--;
-            pthread_mutex_unlock(&c->lock);
-            return NULL;
-        }
-    }
-    s->next_free = NULL;
-    s->interrupt = NULL;
-    s->interrupt_userdata = NULL;
-    s->deadline = 0;
-    uni1__reset_error(s);
-    return s;
-}
-
-void uni1_session_release(uni1_session *s)
-{
-    if (!s)
-        return;
-    uni1_client *c = s->client;
-    uni1__reset_error(s);
-    s->interrupt = NULL;
-    s->interrupt_userdata = NULL;
-    pthread_mutex_lock(&c->lock);
-    s->next_free = c->free_sessions;
-    c->free_sessions = s;
-    c->sessions_out--;
-    pthread_mutex_unlock(&c->lock);
-}
-
 void uni1_session_set_interrupt(uni1_session *s, uni1_interrupt_fn fn, void *userdata)
 {
     s->interrupt = fn;
@@ -499,6 +461,15 @@ uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
     return st;
 }
 
+uni1_status uni1__same_id(uni1_session *s, const char *path, const char *what, const char *asked,
+                          const char *got)
+{
+    if (strcmp(asked, got) == 0)
+        return UNI1_OK;
+    return uni1__fail(s, UNI1_ERR_PROTOCOL, "GET %s: the answer is about %s %.64s, not %s", path,
+                      what, got, asked);
+}
+
 void uni1__log(uni1_session *s, uni1_log_level level, const char *fmt, ...)
 {
     if (!s->client->log)
@@ -523,11 +494,12 @@ uni1_status uni1__sleep(uni1_session *s, double seconds)
         if (s->interrupt && s->interrupt(s->interrupt_userdata))
             return uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
         double left = until - uni1_monotonic();
-        if (left <= 0)
+        if (!(left > 0))
             break;
-        int ms = (int)(left * 1000.0) + 1;
-        if (ms > UNI1_WAKE_INTERVAL_MS)
-            ms = UNI1_WAKE_INTERVAL_MS;
+        /* Saturate in floating point before converting: any `seconds` (even
+         * one whose milliseconds overflow an int) sleeps in bounded steps. */
+        double step_ms = left * 1000.0 + 1.0;
+        int ms = step_ms < UNI1_WAKE_INTERVAL_MS ? (int)step_ms : UNI1_WAKE_INTERVAL_MS;
         /* With no transfers added this is a plain sleep that another thread
          * can cut short with curl_multi_wakeup. */
         curl_multi_poll(s->multi, NULL, 0, ms, NULL);

@@ -62,11 +62,21 @@ size_t uni1__header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 {
     uni1_response_meta *m = userdata;
     size_t n = size * nitems;
+    m->header_bytes += n;
+    if (m->header_bytes > UNI1_HEADER_CAP) {
+        m->header_too_large = 1;
+        return 0; /* libcurl stops the transfer (CURLE_WRITE_ERROR) */
+    }
     /* A new status line (redirects, 100-continue) starts a new header block. */
     if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
         m->retry_after = -1;
         m->content_type[0] = 0;
         m->content_length = -1;
+        m->headers_done = 0;
+        return n;
+    }
+    if (n <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+        m->headers_done = 1;
         return n;
     }
     const char *colon = memchr(buf, ':', n);
@@ -110,6 +120,22 @@ size_t uni1__header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 uni1_status uni1__map_curl(uni1_session *s, CURLcode rc, const uni1_response_meta *m,
                            const uni1_sink *sink, const char *what)
 {
+    if (m && m->header_too_large)
+        return uni1__fail(s, UNI1_ERR_PROTOCOL,
+                          "%s: response header too large (over %u bytes in all)", what,
+                          UNI1_HEADER_CAP);
+    /* libcurl (before 8.6's CURLE_TOO_LARGE) reports a single header line
+     * over its 100 KB limit as out of memory: after the request went out and
+     * before the header block ended, that is what it means. */
+    if (m && rc == CURLE_OUT_OF_MEMORY && m->request_sent && !m->headers_done)
+        return uni1__fail(s, UNI1_ERR_PROTOCOL,
+                          "%s: response header too large (a header line over libcurl's limit)",
+                          what);
+#if LIBCURL_VERSION_NUM >= 0x080600
+    if (rc == CURLE_TOO_LARGE)
+        return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: response header too large (%s)", what,
+                          curl_easy_strerror(rc));
+#endif
     switch (rc) {
     case CURLE_OK:
         return UNI1_OK;
@@ -278,6 +304,7 @@ void uni1__set_common(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(c->stall_timeout + 0.999));
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    uni1__track_sockets(c, e);
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -294,6 +321,9 @@ void uni1__set_common(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink
     m->content_type[0] = 0;
     m->content_length = -1;
     m->request_sent = 0;
+    m->header_bytes = 0;
+    m->headers_done = 0;
+    m->header_too_large = 0;
 }
 
 /* ---- API requests ------------------------------------------------------- */

@@ -358,6 +358,11 @@ uni1_status uni1_get_job(uni1_session *s, const char *job_id, uni1_job *out)
     free(resp);
     if (st != UNI1_OK)
         return parse_fail(s, st, "job", err);
+    st = uni1__same_id(s, path, "job", job_id, out->id);
+    if (st != UNI1_OK) {
+        uni1_job_clear(out);
+        return st;
+    }
     /* A job this client re-attached to is its own: reconciling another
      * submission must never adopt it. */
     uni1__claim_job(s->client, out->id);
@@ -549,7 +554,10 @@ uni1_status uni1_get_asset(uni1_session *s, const char *asset_id, uni1_asset *ou
     free(resp);
     if (st != UNI1_OK)
         return parse_fail(s, st, "asset", err);
-    return UNI1_OK;
+    st = uni1__same_id(s, path, "asset", asset_id, out->id);
+    if (st != UNI1_OK)
+        uni1_asset_clear(out);
+    return st;
 }
 
 uni1_status uni1_upload_image(uni1_session *s, const void *data, size_t len, const char *name,

@@ -26,9 +26,20 @@ struct uni1_client {
     uni1_log_fn log;
     void *log_userdata;
 
-    pthread_mutex_t lock; /* guards the fields below */
+    pthread_mutex_t lock; /* guards the fields below; never held while calling
+                             libcurl or user code (see pool.c) */
     uni1_session *free_sessions;
-    unsigned sessions_out;
+    unsigned n_free, sessions_out;
+    /* Fork safety (pool.c): the sockets of this client's connections, the
+     * number of forks this process is away from the one that made the
+     * client, sessions inherited through a fork to clean up, and whether
+     * they must be leaked instead. */
+    int *socks;
+    size_t n_socks, cap_socks;
+    unsigned generation;
+    uni1_session *graveyard;
+    int leak_stale;
+    uni1_client *reg_prev, *reg_next; /* all clients, under pool.c's registry lock */
     /* Ids of jobs this client created or adopted, newest last (a ring), so
      * that reconciling an uncertain submission never adopts a sibling job
      * made from the same request. */
@@ -43,6 +54,16 @@ struct uni1_client {
     } * inflight;
     size_t n_inflight, cap_inflight;
 };
+
+/* Idle sessions a client keeps; more are cleaned up as they come back. */
+#define UNI1_IDLE_SESSIONS 4
+/* Pool bookkeeping (pool.c): a new client joins the fork registry; a client
+ * being freed leaves it and cleans up its idle sessions. */
+void uni1__pool_register(uni1_client *c);
+void uni1__pool_free(uni1_client *c);
+/* Makes e open and close its sockets through the client's records, so a
+ * forked child can disown them. */
+void uni1__track_sockets(uni1_client *c, CURL *e);
 
 #define UNI1_KNOWN_IDS 4096
 /* The longest a 429's Retry-After / remainingSeconds is honoured (seconds);
@@ -67,7 +88,14 @@ typedef struct uni1_response_meta {
     long head_status;
     int has_range;
     long long range_start, range_end, range_total;
+    size_t header_bytes;  /* response header bytes seen in this transfer */
+    int headers_done;     /* the current header block has ended */
+    int header_too_large; /* header_bytes passed UNI1_HEADER_CAP */
 } uni1_response_meta;
+
+/* The most response header bytes one transfer takes (redirects included),
+ * below libcurl's own limit so that the error says what happened. */
+#define UNI1_HEADER_CAP (256u << 10)
 
 /* The most bytes a download takes when neither the asset record nor the CDN
  * declares a size (an image of this API is a few MiB). */
@@ -115,6 +143,7 @@ struct uni1_session {
     uint64_t requests;
     int last_request_sent; /* the last attempt's request reached the wire */
     unsigned int rng;      /* jitter state, seeded per session */
+    unsigned generation;   /* the client's generation when this was made */
 };
 
 /* Error helpers: set the session's error (status + formatted message). */
@@ -123,6 +152,12 @@ uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
 void uni1__reset_error(uni1_session *s);
 void uni1__log(uni1_session *s, uni1_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* An answer to GET /things/{asked} about another id (a mixed-up connection,
+ * a confused gateway) is never taken for the one asked about: UNI1_OK when
+ * got equals asked, else UNI1_ERR_PROTOCOL naming both. */
+uni1_status uni1__same_id(uni1_session *s, const char *path, const char *what, const char *asked,
+                          const char *got);
 
 /* Sleeps for `seconds` (bounded by the deadline), waking every
  * UNI1_WAKE_INTERVAL_MS to run the interrupt callback. UNI1_OK, or

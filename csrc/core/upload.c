@@ -321,11 +321,10 @@ static uni1_status get_upload(uni1_session *s, const char *id, uni1_upload *out)
     free(resp);
     if (st != UNI1_OK)
         return parse_fail(s, st, err);
-    if (strcmp(out->id, id) != 0) {
+    st = uni1__same_id(s, path, "upload", id, out->id);
+    if (st != UNI1_OK)
         uni1_upload_clear(out);
-        return uni1__fail(s, UNI1_ERR_PROTOCOL, "GET /uploads/%s answered upload %s", id, out->id);
-    }
-    return UNI1_OK;
+    return st;
 }
 
 /* Sleeps before retry `attempt`, keeping the error that caused it. UNI1_OK
