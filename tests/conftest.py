@@ -166,10 +166,11 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def connections_to(emu) -> int:
-    """This process's TCP sockets connected to one of the emulator's ports, i.e. the
-    client side of its connections (the emulator's own sockets have those ports as
-    local port). Linux only: /proc/self/fd and /proc/net/tcp."""
+def connection_inodes(emu) -> set:
+    """The socket inodes of this process's TCP connections to one of the emulator's
+    ports, i.e. the client side of its connections (the emulator's own sockets have
+    those ports as local port). The same inode means the same connection. Linux
+    only: /proc/self/fd and /proc/net/tcp."""
     ports = {emu.port, emu.cdn_port, emu.cdn2_port}
     client_inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -182,12 +183,17 @@ def connections_to(emu) -> int:
             cols = row.split()
             if int(cols[2].rsplit(":", 1)[1], 16) in ports:
                 client_inodes.add(cols[9])
-    n = 0
+    found = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
         if target.startswith("socket:[") and target[8:-1] in client_inodes:
-            n += 1
-    return n
+            found.add(target[8:-1])
+    return found
+
+
+def connections_to(emu) -> int:
+    """How many connections this process holds to the emulator (see connection_inodes)."""
+    return len(connection_inodes(emu))

@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from conftest import connections_to
+from conftest import connection_inodes, connections_to
 
 import scenario_uni1 as uni1
 
@@ -213,3 +213,46 @@ def test_child_holds_none_of_the_parents_connections(emu):
         assert 1 <= res["after"] <= 2, res  # its own, made after the fork
         assert connections_to(emu) == held
         assert _hammer(ids, client, calls=20)["wrong"] == 0
+
+
+@pytest.fixture(scope="module")
+def tls_emu():
+    trustme = pytest.importorskip("trustme")
+    import ssl
+    import tempfile
+
+    from scenario_uni1.emulator import Emulator
+
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    with tempfile.TemporaryDirectory() as d:
+        pem = os.path.join(d, "ca.pem")
+        ca.cert_pem.write_to_path(pem)
+        with Emulator(ssl_context=ctx, cdn_ssl_context=ctx, job_duration=0.05) as emu:
+            emu.ca_pem = pem
+            yield emu
+
+
+def test_child_leaves_the_parents_tls_connections_alone(tls_emu):
+    """The child cleans up the sessions it inherited without a byte reaching the
+    parent's TLS connections (no close_notify): the parent goes on with the very
+    same connections afterwards, none is replaced."""
+    tls_emu.reset()
+    tls_emu.job_duration = 0.05
+    with tls_emu.client(timeout=10.0, ca_bundle=tls_emu.ca_pem) as client:
+        ids = _two_jobs(client)
+        _hammer(ids, client, calls=4)
+        before = connection_inodes(tls_emu)
+        assert before
+
+        def child():
+            res = _hammer(ids, client, calls=30)  # its first call cleans up the inherited
+            client.close()
+            return res
+
+        results = _collect([_fork_worker(child) for _ in range(2)])
+        _assert_clean(results)
+        time.sleep(0.2)  # a close_notify would have reached the server by now
+        _assert_clean([_hammer(ids, client, calls=30)])
+        assert connection_inodes(tls_emu) == before

@@ -82,11 +82,11 @@ def call(endpoint, client):
     if endpoint == "submit":
         return client._submit("x")
     if endpoint == "job":
-        return client.job("job_abc123")
+        return client.job(JOB["jobId"])  # an answer about another id is refused too
     if endpoint == "listing":
         return client.list_jobs()
     if endpoint == "asset":
-        return client.get_asset("asset_abc123")
+        return client.get_asset(ASSET["id"])
     return client.upload(png_bytes(8, 8))
 
 

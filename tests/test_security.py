@@ -475,13 +475,16 @@ def test_hostile_names_in_the_asset_record_are_not_used(emu, client, tmp_path):
     assert not (tmp_path / "pwned.png").exists() and not os.path.exists("/tmp/pwned.png")
 
 
-def test_asset_record_naming_another_id_does_not_change_the_file_name(emu, client, tmp_path):
+def test_asset_record_naming_another_id_is_refused(emu, client, tmp_path):
+    """An asset record about another id is not the asset asked for (issue 6 item 5):
+    an APIError, and no file under either name."""
     job = finished(emu, client)
     asset = emu.assets[job.asset_ids[0]]
     asset["id"] = "asset_SOMEONEELSE"
     emu.inject("GET", ASSET_GET, status=200, body={"asset": asset}, times=None)
-    (path,) = job.download(tmp_path)
-    assert path.parent == tmp_path and path.name.startswith(job.asset_ids[0])
+    with pytest.raises(uni1.APIError, match="asset_SOMEONEELSE"):
+        job.download(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_symlink_planted_at_the_target_is_replaced_not_followed(emu, client, tmp_path):
