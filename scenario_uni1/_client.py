@@ -7,7 +7,6 @@ request before anything is sent.
 """
 
 import itertools
-import math
 import os
 import sys
 import time
@@ -114,14 +113,8 @@ class _Deadline:
     __slots__ = ("_end",)
 
     def __init__(self, timeout: float | None) -> None:
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise _core.InvalidRequestError(
-                    f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
-                )
-            if math.isnan(timeout) or timeout < 0:
-                raise _core.InvalidRequestError("timeout must be >= 0")
-        self._end = None if timeout is None else time.monotonic() + timeout
+        seconds = _core._timeout_seconds(timeout)  # the binding's rule for every timeout
+        self._end = None if seconds is None else time.monotonic() + seconds
 
     def remaining(self) -> float | None:
         """Seconds left; TimeoutError once the deadline has passed."""
@@ -169,8 +162,8 @@ class Client(_core.Client):
         _check_str("base_url", base_url)
         if base_url is None:
             base_url = _env(ENV_BASE_URL)
-        if ca_bundle is not None:
-            ca_bundle = os.fsdecode(os.fspath(ca_bundle))
+        if journal is not None:
+            journal = os.fsdecode(_core._fs_path(journal, "journal", setting=True))
         super().__init__(
             key,
             secret,

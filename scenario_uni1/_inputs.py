@@ -228,10 +228,7 @@ def _check_bytes(what: str, data: bytes, name: str) -> Upload:
 
 
 def _from_path(what: str, value: str | os.PathLike) -> Upload:
-    try:
-        path = os.fsdecode(os.fspath(value))
-    except TypeError as exc:
-        raise _core.InvalidRequestError(f"{what}: {exc}") from None
+    path = os.fsdecode(_core._fs_path(value, what))  # the binding's rule for paths (NUL, ...)
     if not path:
         raise _core.InvalidRequestError(f"{what} is an empty string, not {_KINDS}")
     try:

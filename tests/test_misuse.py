@@ -176,3 +176,125 @@ def test_jobs_can_be_weakly_referenced(client):
     assert ref() is None
     assert job_id not in cache
     assert len(cache) == 0
+
+
+# -- bad values: every argument, one rule each (csrc/binding/args.c) ----------------------
+
+NAN, INF = float("nan"), float("inf")
+HUGE = 10**400  # too large for a double
+NUL, SURROGATE = "a\0b", "a\ud800b"
+KEY_NUL = "KEYwithNUL\0tailXq7"  # must not be echoed in the message
+
+BAD_SECONDS = [True, False, NAN, INF, -INF, -1, -0.5, HUGE, "5", None, b"5", [1]]
+BAD_COUNT = [True, False, 1.5, NAN, -1, 2**63, HUGE, "3", None]
+BAD_TEXT = [NUL, SURROGATE, 5, b"bytes"]
+BAD_PATH = [NUL, SURROGATE, 5, 1.5]
+
+SETTING_CASES = (
+    [(name, v) for name in ("api_key", "api_secret") for v in [NUL, SURROGATE, KEY_NUL]]
+    + [("bearer_token", v) for v in (NUL, SURROGATE, KEY_NUL)]
+    + [(name, v) for name in ("base_url", "project_id", "user_agent", "proxy") for v in BAD_TEXT]
+    + [(name, v) for name in ("ca_bundle", "journal") for v in BAD_PATH]
+    + [(name, v) for name in ("timeout", "connect_timeout") for v in BAD_SECONDS]
+    + [("stall_timeout", v) for v in BAD_SECONDS + [0] if v is not None]  # None: the default
+    + [(name, v) for name in ("backoff_base", "backoff_max") for v in BAD_SECONDS if v is not False]
+    + [("max_retries", v) for v in BAD_COUNT]
+)
+
+
+@pytest.mark.parametrize(("name", "value"), SETTING_CASES, ids=repr)
+def test_bad_settings_are_configuration_errors(emu, name, value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a journal that would be made lands here
+    kwargs = {"api_key": emu.api_key, "api_secret": emu.api_secret, "base_url": emu.url}
+    if name == "bearer_token":
+        kwargs = {"base_url": emu.url}
+    kwargs[name] = value
+    with pytest.raises(uni1.ConfigurationError) as info:
+        uni1.Client(**kwargs).close()
+    assert type(info.value) is uni1.ConfigurationError  # not a ValueError or TypeError
+    assert name in str(info.value)
+    assert "tailXq7" not in str(info.value) and "KEYwithNUL" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    assert emu.requests == []
+
+
+def _call_cases():
+    t = BAD_SECONDS[:-2]  # None is a valid timeout; the others are not
+    t = [v for v in t if v is not None and v != INF]
+    cases = []
+    for name, call in {
+        "wait": lambda c, j, p, v: j.wait(timeout=v),
+        "refresh": lambda c, j, p, v: j.refresh(timeout=v),
+        "cancel": lambda c, j, p, v: j.cancel(timeout=v),
+        "images": lambda c, j, p, v: j.images(timeout=v),
+        "download": lambda c, j, p, v: j.download(p, timeout=v),
+        "run": lambda c, j, p, v: c.run("x", timeout=v),
+        "upload": lambda c, j, p, v: c.upload(png_bytes(), timeout=v),
+        "job": lambda c, j, p, v: c.job(j.id, timeout=v),
+        "list_jobs": lambda c, j, p, v: c.list_jobs(timeout=v),
+        "get_asset": lambda c, j, p, v: c.get_asset("asset_x", timeout=v),
+    }.items():
+        cases += [(f"{name}(timeout={v!r})", call, v) for v in t + [b"5", [1]]]
+    cases += [
+        (f"list_jobs(page_size={v!r})", lambda c, j, p, v: c.list_jobs(page_size=v), v)
+        for v in BAD_COUNT
+        if v is not None
+    ]
+    cases += [
+        (f"download(overwrite={v!r})", lambda c, j, p, v: j.download(p, overwrite=v), v)
+        for v in (1, 0, NAN, "no", 2**63)
+    ]
+    cases += [(f"download(dest={v!r})", lambda c, j, p, v: j.download(v), v) for v in BAD_PATH]
+    cases += [
+        (f"generate(web_search={v!r})", lambda c, j, p, v: c.generate("x", web_search=v), v)
+        for v in (1, 0, NAN, "yes", 2**63)
+    ]
+    for name, call in {
+        "generate(prompt)": lambda c, j, p, v: c.generate(v),
+        "generate(source)": lambda c, j, p, v: c.generate("x", source=v),
+        "generate(image_refs)": lambda c, j, p, v: c.generate("x", image_refs=[v]),
+        "generate(aspect_ratio)": lambda c, j, p, v: c.generate("x", aspect_ratio=v),
+        "estimate(prompt)": lambda c, j, p, v: c.estimate(v),
+        "upload(file)": lambda c, j, p, v: c.upload(v),
+        "job(job_id)": lambda c, j, p, v: c.job(v),
+        "get_asset(asset_id)": lambda c, j, p, v: c.get_asset(v),
+        "list_jobs(status)": lambda c, j, p, v: c.list_jobs(status=v),
+        "list_jobs(type)": lambda c, j, p, v: c.list_jobs(type=v),
+        "list_jobs(pagination_token)": lambda c, j, p, v: c.list_jobs(pagination_token=v),
+    }.items():
+        cases += [(f"{name}={v!r}", call, v) for v in (NUL, SURROGATE)]
+    return cases
+
+
+CALL_CASES = _call_cases()
+
+
+@pytest.mark.parametrize(("label", "call", "value"), CALL_CASES, ids=[c[0] for c in CALL_CASES])
+def test_bad_call_arguments_are_invalid_request_errors(emu, client, tmp_path, label, call, value):
+    job = client._submit("x")
+    emu.clear_requests()
+    with pytest.raises(uni1.InvalidRequestError) as info:
+        call(client, job, tmp_path / "out", value)
+    exc = info.value
+    assert not isinstance(exc, (OverflowError, UnicodeError)), label
+    assert isinstance(exc, TypeError) == (type(exc) is _core.InvalidRequestTypeError)
+    assert emu.requests == [], f"{label} sent a request"
+    assert not (tmp_path / "out").exists()
+
+
+def test_huge_and_infinite_timeouts_of_calls_mean_no_deadline(client):
+    job = client._submit("x")
+    assert job.wait(timeout=INF).status == "success"
+    assert job.refresh(timeout=2**63).status == "success"
+    assert uni1._core._timeout_seconds(INF) is None
+    assert uni1._core._timeout_seconds(2**63) == float(2**63)
+    with pytest.raises(uni1.InvalidRequestError, match="too large"):
+        uni1._core._timeout_seconds(HUGE)
+
+
+def test_resume_timeout_is_checked_like_every_other(emu, tmp_path):
+    with emu.client(journal=tmp_path / "j") as c:
+        for value in (True, NAN, -1, HUGE, "5"):
+            with pytest.raises(uni1.InvalidRequestError):
+                c.resume(timeout=value)
+    assert emu.requests == []

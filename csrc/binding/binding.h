@@ -172,17 +172,51 @@ typedef struct py_argspec {
 int py_parse_args(const py_argspec *spec, PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames, PyObject **out);
 
-/* A malloc'd UTF-8 copy of a str argument. None (when allow_none) or NULL
- * gives *out = NULL. InvalidRequestTypeError (an InvalidRequestError and a
- * TypeError) for a non-str; InvalidRequestError for a NUL character or a lone
- * surrogate. */
+/* One helper per rule of argument checking (args.c). `kind` picks the
+ * exception: a setting of Client() raises ConfigurationError; an argument of
+ * a call raises InvalidRequestError, or InvalidRequestTypeError (an
+ * InvalidRequestError and a TypeError) for a wrong type. The helpers taking an
+ * optional argument return 1 when a value was given, 0 when it was absent
+ * (NULL, or None where allowed) leaving *out as it was, -1 with an exception. */
+typedef enum py_arg_kind { PY_ARG_CALL = 0, PY_ARG_SETTING } py_arg_kind;
+#define PY_ALLOW_NONE 1
+#define PY_ALLOW_INF 2
+
+/* Text: a str with no NUL and no lone surrogate, as a malloc'd UTF-8 copy.
+ * NULL, or None when allow_none, gives *out = NULL. 0 or -1. */
+int py_arg_text(py_state *st, py_arg_kind kind, PyObject *o, const char *what, int allow_none,
+                char **out);
+/* Seconds: a real number, never a bool; not NaN, not negative, not too large
+ * for a double; infinite only with PY_ALLOW_INF. */
+int py_arg_seconds(py_state *st, py_arg_kind kind, PyObject *o, const char *what, int flags,
+                   double *out);
+/* A count: an int (__index__), never a bool; within lo..hi (a huge int is out
+ * of range, not an OverflowError). */
+int py_arg_count(py_state *st, py_arg_kind kind, PyObject *o, const char *what, int flags, long lo,
+                 long hi, long *out);
+/* A flag: True or False (None is absent). */
+int py_arg_flag(py_state *st, py_arg_kind kind, PyObject *o, const char *what, int *out);
+/* A path: str, bytes or os.PathLike with no NUL, as bytes in the filesystem
+ * encoding (new reference in *out). 0 or -1. */
+int py_arg_path(py_state *st, py_arg_kind kind, PyObject *o, const char *what, PyObject **out);
+
+/* py_arg_text for a call argument. */
 int py_copy_str(py_state *st, PyObject *o, const char *what, int allow_none, char **out);
-/* Absolute deadline from a timeout argument: NULL/None -> 0 (none);
- * InvalidRequestError when negative or NaN; InvalidRequestTypeError for a
- * non-number. */
+/* Absolute deadline from a timeout argument (py_arg_seconds): None or
+ * infinite -> 0 (none). 0 or -1. */
 int py_deadline(py_state *st, PyObject *timeout, double *deadline);
 /* The qualified name of type(o), for messages (new reference). */
 PyObject *py_type_name(PyObject *o);
+
+/* The settings of Client(), converted (py_arg_* rules, ConfigurationError)
+ * into core options that point into the strings owned here. */
+typedef struct py_settings {
+    char *api_key, *api_secret, *bearer_token, *base_url, *project_id;
+    char *user_agent, *ca_bundle, *proxy;
+    uni1_options options;
+} py_settings;
+int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *kwds);
+void py_settings_free(py_settings *cfg);
 
 /* The arguments of a generation, copied into C memory. */
 typedef struct py_gen_args {

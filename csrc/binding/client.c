@@ -104,88 +104,34 @@ static PyObject *find_debug_logger(void)
 static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
 {
     ClientObject *self = (ClientObject *)op;
-    static char *kwlist[] = {
-        "api_key",         "api_secret",    "bearer_token", "base_url",    "project_id",
-        "timeout",         "max_retries",   "user_agent",   "ca_bundle",   "proxy",
-        "connect_timeout", "stall_timeout", "backoff_base", "backoff_max", NULL};
-    const char *api_key = NULL, *api_secret = NULL, *bearer = NULL, *base_url = NULL;
-    const char *project_id = NULL, *user_agent = NULL, *ca_bundle = NULL, *proxy = NULL;
-    double timeout = 60.0;
-    int max_retries = 3;
-    uni1_options defaults;
-    uni1_options_init(&defaults);
-    double connect_timeout = defaults.connect_timeout, stall_timeout = 0;
-    PyObject *stall_obj = Py_None;
-    double backoff_base = defaults.backoff_base, backoff_max = defaults.backoff_max;
     py_state *st = state_from_type(Py_TYPE(op));
     if (!st)
         return -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zz$zzzdizzzdOdd:Client", kwlist, &api_key,
-                                     &api_secret, &bearer, &base_url, &project_id, &timeout,
-                                     &max_retries, &user_agent, &ca_bundle, &proxy,
-                                     &connect_timeout, &stall_obj, &backoff_base, &backoff_max))
-        return -1;
-    /* None (the default): the core bounds a stall by the smaller of 30 s and
-     * timeout. */
-    if (stall_obj != Py_None) {
-        stall_timeout = PyFloat_AsDouble(stall_obj);
-        if (stall_timeout == -1.0 && PyErr_Occurred())
-            return -1;
-        if (!(stall_timeout > 0)) /* 0 would mean "unset" to the core */
-            stall_timeout = NAN;
-    }
-    if (!(connect_timeout > 0) || !(stall_timeout >= 0) || !(backoff_base >= 0) ||
-        !(backoff_max >= backoff_base) || isinf(connect_timeout) || isinf(stall_timeout) ||
-        isinf(backoff_max)) {
-        PyErr_SetString(st->ConfigurationError,
-                        "connect_timeout and stall_timeout must be positive, and "
-                        "0 <= backoff_base <= backoff_max");
-        return -1;
-    }
     if (self->core || self->closed) {
         PyErr_SetString(PyExc_RuntimeError, "Client.__init__() may only be called once");
         return -1;
     }
-    if (!(timeout > 0) || isinf(timeout)) {
-        PyErr_SetString(st->ConfigurationError, "timeout must be a positive number of seconds");
+    py_settings cfg;
+    if (py_settings_init(st, &cfg, args, kwds) < 0)
         return -1;
-    }
-    if (max_retries < 0 || max_retries > 100) {
-        PyErr_SetString(st->ConfigurationError, "max_retries must be within 0..100");
-        return -1;
-    }
-    int have_key = api_key && *api_key, have_secret = api_secret && *api_secret;
-    if (!have_key && !have_secret && !(bearer && *bearer)) {
+    uni1_options o = cfg.options;
+    if (!o.api_key && !o.api_secret && !o.bearer_token) {
+        py_settings_free(&cfg);
         PyErr_SetString(st->ConfigurationError,
                         "no credentials: pass api_key and api_secret or set "
                         "SCENARIO_SDK_API_KEY/SCENARIO_SDK_API_SECRET");
         return -1;
     }
-    uni1_options o;
-    uni1_options_init(&o);
-    o.api_key = have_key ? api_key : NULL;
-    o.api_secret = have_secret ? api_secret : NULL;
-    o.bearer_token = bearer && *bearer ? bearer : NULL;
-    o.base_url = base_url && *base_url ? base_url : NULL;
-    o.project_id = project_id;
-    o.user_agent = user_agent && *user_agent ? user_agent : NULL;
-    o.ca_bundle = ca_bundle && *ca_bundle ? ca_bundle : NULL;
-    o.proxy = proxy && *proxy ? proxy : NULL;
-    o.request_timeout = timeout;
-    o.max_retries = max_retries;
-    o.connect_timeout = connect_timeout;
-    o.stall_timeout = stall_timeout;
-    o.backoff_base = backoff_base;
-    o.backoff_max = backoff_max;
     PyObject *logger = find_debug_logger();
     if (logger) {
         o.log = py_log_forward;
         o.log_userdata = self;
     }
     char err[256] = "";
-    /* Quick and local (string copies, no I/O): the GIL stays held, which also
-     * keeps the argument buffers alive. */
+    /* Quick and local (the core copies the strings; no I/O): the GIL stays
+     * held. */
     uni1_client *core = uni1_client_new(&o, err, sizeof err);
+    py_settings_free(&cfg);
     if (!core) {
         Py_XDECREF(logger);
         PyObject *msg = PyUnicode_DecodeUTF8(err, (Py_ssize_t)strlen(err), "replace");
@@ -208,8 +154,8 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->core = core;
-    self->timeout = timeout;
-    self->max_retries = max_retries;
+    self->timeout = o.request_timeout;
+    self->max_retries = o.max_retries;
     self->base_url = url;
     self->project_id = pid_obj;
     self->logger = logger;
@@ -526,21 +472,9 @@ static PyObject *client_list_jobs(PyObject *op, PyTypeObject *cls, PyObject *con
     PyObject *a[5];
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
         return NULL;
-    int page_size = 0;
-    if (a[0] && a[0] != Py_None) {
-        if (!PyLong_Check(a[0]) || PyBool_Check(a[0])) {
-            PyErr_SetString(st->InvalidRequestTypeError, "page_size must be an int");
-            return NULL;
-        }
-        long v = PyLong_AsLong(a[0]);
-        if (v == -1 && PyErr_Occurred())
-            return NULL;
-        if (v < 0 || v > 100000) {
-            PyErr_SetString(st->InvalidRequestError, "page_size must be within 0..100000");
-            return NULL;
-        }
-        page_size = (int)v;
-    }
+    long page_size = 0;
+    if (py_arg_count(st, PY_ARG_CALL, a[0], "page_size", PY_ALLOW_NONE, 0, 100000, &page_size) < 0)
+        return NULL;
     double deadline;
     char *token = NULL, *status = NULL, *type = NULL;
     if (py_deadline(st, a[4], &deadline) < 0 ||
@@ -551,7 +485,7 @@ static PyObject *client_list_jobs(PyObject *op, PyTypeObject *cls, PyObject *con
         free(status);
         return NULL;
     }
-    uni1_list_query q = {page_size, token, status, type};
+    uni1_list_query q = {(int)page_size, token, status, type};
     PyObject *result = NULL;
     py_call c;
     if (py_call_begin(&c, st, self, deadline) < 0)
@@ -683,7 +617,7 @@ static PyObject *client_upload_file(PyObject *op, PyTypeObject *cls, PyObject *c
     if (py_deadline(st, a[3], &deadline) < 0)
         return NULL;
     PyObject *path_bytes = NULL; /* the path in the filesystem encoding */
-    if (!PyUnicode_FSConverter(a[0], &path_bytes))
+    if (py_arg_path(st, PY_ARG_CALL, a[0], "path", &path_bytes) < 0)
         return NULL;
     char *path = NULL, *name = NULL, *mime = NULL;
     PyObject *result = NULL;

@@ -620,8 +620,8 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
         py_deadline(st, a[2], &deadline) < 0)
         return NULL;
-    int overwrite = a[1] ? PyObject_IsTrue(a[1]) : 0;
-    if (overwrite < 0)
+    int overwrite = 0;
+    if (py_arg_flag(st, PY_ARG_CALL, a[1], "overwrite", &overwrite) < 0)
         return NULL;
     /* Before the directory is made: a closed client creates nothing. */
     ClientObject *client = py_job_client(st, self);
@@ -634,7 +634,7 @@ static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *
         if (!dot)
             return NULL;
     }
-    if (!PyUnicode_FSConverter(a[0] ? a[0] : dot, &dest_bytes)) {
+    if (py_arg_path(st, PY_ARG_CALL, a[0] ? a[0] : dot, "dest", &dest_bytes) < 0) {
         Py_XDECREF(dot);
         return NULL;
     }

@@ -403,6 +403,40 @@ static PyObject *validate_generate(PyObject *module, PyObject *const *args, Py_s
     Py_RETURN_NONE;
 }
 
+/* The binding's argument rules, for the glue's own arguments (one place for
+ * each rule): _timeout_seconds for run()'s and resume()'s deadline,
+ * _fs_path for paths the glue opens itself. */
+static PyObject *timeout_seconds(PyObject *module, PyObject *timeout)
+{
+    double t = 0;
+    int given = py_arg_seconds(PyModule_GetState(module), PY_ARG_CALL, timeout, "timeout",
+                               PY_ALLOW_NONE | PY_ALLOW_INF, &t);
+    if (given < 0)
+        return NULL;
+    if (given == 0 || isinf(t))
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(t);
+}
+
+static PyObject *fs_path(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
+{
+    py_state *st = PyModule_GetState(module);
+    static const char *const names[] = {"path", "what", "setting", NULL};
+    static const py_argspec spec = {"_fs_path", names, 2, 2};
+    PyObject *a[3];
+    char *what = NULL;
+    if (py_parse_args(&spec, args, nargs, kwnames, a) < 0 ||
+        py_arg_text(st, PY_ARG_CALL, a[1], "what", 0, &what) < 0)
+        return NULL;
+    int setting = a[2] ? PyObject_IsTrue(a[2]) : 0;
+    PyObject *out = NULL;
+    if (setting >= 0)
+        py_arg_path(st, setting ? PY_ARG_SETTING : PY_ARG_CALL, a[0], what, &out);
+    free(what);
+    return out;
+}
+
 static void replace_hook(PyObject **slot, PyObject *value)
 {
     PyObject *old = *slot;
@@ -504,6 +538,14 @@ static PyMethodDef module_methods[] = {
      "validate_generate(prompt, source=None, image_refs=(), aspect_ratio=None, "
      "output_format='png', web_search=False)\n--\n\n"
      "Raise InvalidRequestError if the request breaks the API contract (ids only)."},
+    {"_timeout_seconds", timeout_seconds, METH_O,
+     "_timeout_seconds(timeout, /)\n--\n\n"
+     "A timeout argument checked as every call checks it: seconds (float), or None for "
+     "none (None or infinite). InvalidRequestError otherwise."},
+    {"_fs_path", (PyCFunction)(void (*)(void))fs_path, METH_FASTCALL | METH_KEYWORDS,
+     "_fs_path(path, what, *, setting=False)\n--\n\n"
+     "A path argument checked as every call checks it, as bytes in the filesystem "
+     "encoding; ConfigurationError for a setting, else InvalidRequestError."},
     {"_set_glue", (PyCFunction)(void (*)(void))set_glue, METH_FASTCALL | METH_KEYWORDS,
      "_set_glue(*, image_factory, path_factory, client_for, progress_factory)\n--\n\n"
      "Hooks from the Python package (called once by scenario_uni1/__init__.py)."},
