@@ -132,6 +132,9 @@ class Client(_core.Client):
     Credentials and the base URL fall back to the environment
     (SCENARIO_SDK_API_KEY / SCENARIO_SDK_API_SECRET, or SCENARIO_SDK_JWT;
     SCENARIO_BASE_URL); an explicit argument always wins.
+
+    A transfer that moves no byte for stall_timeout seconds fails (and is
+    retried); left at None, that is the smaller of 30 s and timeout.
     """
 
     def __new__(cls, *args: object, **kwargs: object):
