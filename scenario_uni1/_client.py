@@ -135,6 +135,12 @@ class Client(_core.Client):
 
     A transfer that moves no byte for stall_timeout seconds fails (and is
     retried); left at None, that is the smaller of 30 s and timeout.
+
+    A generate request that fails after it was sent (a 5xx, a reset, a
+    timeout) may still have created its job: for settle_window seconds the
+    client looks for it in the job list and adopts it when it appears. Only
+    when the whole window shows none is the request sent again, or, with
+    resend_uncertain=False, SubmissionUncertainError raised instead.
     """
 
     def __new__(cls, *args: object, **kwargs: object):
@@ -160,6 +166,8 @@ class Client(_core.Client):
         stall_timeout: float | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
+        settle_window: float = 20.0,
+        resend_uncertain: bool = True,
     ) -> None:
         key, secret, token = resolve_credentials(api_key, api_secret, bearer_token)
         _check_str("base_url", base_url)
@@ -182,6 +190,8 @@ class Client(_core.Client):
             stall_timeout=stall_timeout,
             backoff_base=backoff_base,
             backoff_max=backoff_max,
+            settle_window=settle_window,
+            resend_uncertain=resend_uncertain,
         )
         _live[next(_live_ids)] = self
         # The submission journal (see _journal.py). Job.download (C) calls its

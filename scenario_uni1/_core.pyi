@@ -100,6 +100,8 @@ class Client:
         stall_timeout: float | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
+        settle_window: float = 20.0,
+        resend_uncertain: bool = True,
     ) -> None: ...
     @property
     def base_url(self) -> str: ...
@@ -124,8 +126,11 @@ class Client:
         web_search: bool = False,
         *,
         timeout: float | None = None,
+        exclude: Sequence[str] = (),
     ) -> Job:
-        """POST the generation (ids only; validated first). GIL released."""
+        """POST the generation (ids only; validated first). GIL released.
+
+        After an uncertain attempt, jobs in exclude are never adopted."""
     def _find_job(
         self,
         prompt: str,

@@ -17,6 +17,7 @@ The application side is a "site" object with these methods:
     on_headers(req) -> None | "drop" | HttpResponse   (after the head is parsed)
     record(req)                                         (once per request with a body read)
     handle(req) -> HttpResponse                         (synchronous, on the loop)
+    handle_late(req)                                    (a fault's create_after: answer dropped)
     fault_response(req, fault) -> HttpResponse
     redirect_response(req) -> HttpResponse
 and the attributes `origin` (a name) and `connections` (a set).
@@ -467,9 +468,15 @@ class HttpConnection(asyncio.Protocol):
         if action == "drop_before":  # the head arrived with a body (delay case)
             self.abort()
             return
+        late = fault.create_after
+        if late is not None:
+            # The backend behind the gateway goes on: it processes the request
+            # later, whatever the client was told (see Emulator.inject).
+            asyncio.get_running_loop().call_later(late, site.handle_late, req)
         if action == "drop_after":
             try:
-                site.handle(req)
+                if late is None:
+                    site.handle(req)
             finally:
                 self.abort()
             return
@@ -484,6 +491,10 @@ class HttpConnection(asyncio.Protocol):
             resp = site.handle(req)
             if fault.headers:
                 resp.headers.extend(fault.headers.items())
+            if fault.answer_delay:
+                await asyncio.sleep(fault.answer_delay)
+                if self.closed:
+                    return
         if action in ("stall", "truncate"):
             body = resp.body
             length = len(body)

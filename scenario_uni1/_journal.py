@@ -52,6 +52,10 @@ send the row is deleted only when the answer proves nothing was created (a
 validation error, HTTP 4xx other than 408/429); any other error keeps it for
 the next run to reconcile.
 
+Jobs of other items are never adopted: every reconciliation, the core's own
+after an uncertain POST included, is given the journal's job ids to exclude,
+on top of the claims the core shares between all clients of the process.
+
 One Client at a time may use a journal: the journal takes an exclusive lock
 (a `<journal>.lock` file, flock) for the client's lifetime, because a second
 live user would take the first one's in-flight rows for dead ones.
@@ -538,7 +542,13 @@ class Journal:
         for _ in range(_MAX_CLAIMS):
             self._begin_sending(fp, occurrence, request)  # committed before the POST
             try:
-                job = client._submit(**request, timeout=deadline.remaining())
+                # The core's own reconciliation (after an uncertain attempt)
+                # must not adopt a job that this journal gave to another item,
+                # possibly in an earlier process: the claims it shares
+                # process-wide do not know those.
+                job = client._submit(
+                    **request, timeout=deadline.remaining(), exclude=self.job_ids()
+                )
             except BaseException as exc:
                 if _created_nothing(exc):
                     self._forget(fp, occurrence)
@@ -547,12 +557,11 @@ class Journal:
                 _debug("journal: item %s#%d submitted as %s", fp[:12], occurrence, job.id)
                 return self._register(job)
             # The job the core returned belongs to another item of this journal.
-            # That happens when the POST failed in a way the core found
-            # uncertain and its own reconciliation picked a job that this
-            # process re-attached from the journal (the core counts as its own
-            # only the jobs it created). Reconcile again, knowing the journal's
-            # jobs: the job this POST created, if any, is found; if none, send
-            # again. The POST was answered: no need to wait for it to land.
+            # The core was given the journal's jobs to leave alone, so only a
+            # row recorded by another thread meanwhile can do that. Reconcile
+            # again, knowing the journal's jobs: the job this POST created, if
+            # any, is found; if none, send again. The POST was answered: no
+            # need to wait for it to land.
             _debug("journal: %s already belongs to another item; reconciling", job.id)
             entry = self.entry(fp, occurrence)
             if entry is None:  # pragma: no cover - rows are only deleted by this thread

@@ -193,12 +193,16 @@ class Fault:
     """An injected fault; see Emulator.inject. `hits` counts the requests it took."""
 
     __slots__ = (
+        "_header_regexes",
         "_regex",
         "action",
+        "answer_delay",
         "body",
+        "create_after",
         "delay",
         "headers",
         "hits",
+        "match_headers",
         "method",
         "origin",
         "path",
@@ -206,17 +210,38 @@ class Fault:
         "times",
     )
 
-    def __init__(self, method, path, origin, status, body, headers, times, delay, action):
+    def __init__(
+        self,
+        method,
+        path,
+        origin,
+        status,
+        body,
+        headers,
+        times,
+        delay,
+        action,
+        create_after=None,
+        match_headers=None,
+        answer_delay=0.0,
+    ):
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS!r}")
         if origin not in ("api", "cdn", "cdn2", "any", None):
             raise ValueError("origin must be 'api', 'cdn', 'cdn2' or 'any'")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 (or None for every request)")
-        if action is None and status is None and not delay and not headers:
+        if action is None and status is None and not (delay or answer_delay) and not headers:
             raise ValueError("a fault needs a status, an action, a delay or headers")
         if (action == "redirect" or action in _http.CDN_BODY_ACTIONS) and origin == "api":
             raise ValueError(f"{action} is a CDN fault")
+        if answer_delay and (action is not None or status is not None):
+            raise ValueError("answer_delay holds the real handler's answer: no status or action")
+        if create_after is not None:
+            if not (action == "drop_after" or (action is None and status is not None)):
+                raise ValueError("create_after goes with a status (e.g. 504) or drop_after")
+            if create_after < 0:
+                raise ValueError("create_after must be >= 0")
         self.method = method.upper() if method else None
         self.path = path
         self.origin = None if origin == "any" else origin
@@ -228,16 +253,26 @@ class Fault:
         self.action = action
         self.hits = 0
         self._regex = re.compile(path) if path else None
+        self.create_after = None if create_after is None else float(create_after)
+        self.answer_delay = float(answer_delay or 0.0)
+        self.match_headers = dict(match_headers) if match_headers else None
+        self._header_regexes = [
+            (name.lower(), re.compile(pattern)) for name, pattern in (match_headers or {}).items()
+        ]
 
     @property
     def remaining(self):
         return None if self.times is None else self.times - self.hits
 
-    def matches(self, origin, method, path) -> bool:
+    def matches(self, origin, method, path, headers=None) -> bool:
         if self.origin is not None and self.origin != origin:
             return False
         if self.method is not None and self.method != method:
             return False
+        for name, regex in self._header_regexes:
+            value = (headers or {}).get(name)
+            if value is None or regex.search(value) is None:
+                return False
         return self._regex is None or self._regex.search(path) is not None
 
     def as_dict(self):
@@ -249,6 +284,9 @@ class Fault:
             "times": self.times,
             "delay": self.delay,
             "action": self.action,
+            "create_after": self.create_after,
+            "answer_delay": self.answer_delay,
+            "match_headers": self.match_headers,
             "hits": self.hits,
         }
 
@@ -383,6 +421,13 @@ class _Site:
 
     def handle(self, req):
         return self.emulator._handle(self, req)
+
+    def handle_late(self, req):
+        """Process a request whose answer was already given (a fault's create_after)."""
+        try:
+            self.emulator._handle(self, req)
+        except Exception:
+            log.exception("emulator late handler failed for %s %s", req.method, req.path)
 
     def record(self, req):
         with self.emulator._lock:
@@ -702,6 +747,9 @@ class Emulator:
         times: int | None = 1,
         delay: float = 0.0,
         action: str | None = None,
+        create_after: float | None = None,
+        match_headers: dict | None = None,
+        answer_delay: float = 0.0,
     ) -> Fault:
         """Make the next `times` matching requests misbehave (times=None: all of them).
 
@@ -734,8 +782,36 @@ class Emulator:
         range asked for, then 1000 more bytes, close-delimited. A 200 with an
         HTML error page needs no action: status=200, body="<html>...",
         headers={"Content-Type": "text/html"}.
+
+        `match_headers` ({name: regex}) narrows the match to requests whose
+        headers match every regex (searched in the value), e.g.
+        {"user-agent": "^client-a$"} to fault one client's requests only.
+
+        `create_after` (seconds) is a backend that goes on after its gateway gave
+        up: with a `status` (e.g. 504) the answer goes out at once, with
+        "drop_after" the connection is reset at once, and the request is
+        processed for real `create_after` seconds later (a POST creates its job
+        then, dated then: createdAt is when the backend made the record). The
+        late answer goes nowhere.
+
+        `answer_delay` (seconds, no status or action) is the opposite: the request
+        is processed at once (a POST's job exists from then on) and its answer
+        held that long, as a slow way back would.
         """
-        fault = Fault(method, path, origin, status, body, headers, times, delay, action)
+        fault = Fault(
+            method,
+            path,
+            origin,
+            status,
+            body,
+            headers,
+            times,
+            delay,
+            action,
+            create_after=create_after,
+            match_headers=match_headers,
+            answer_delay=answer_delay,
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -917,7 +993,7 @@ class Emulator:
         if self._faults:
             with self._lock:
                 for fault in self._faults:
-                    if fault.matches(req.origin, req.method, req.path):
+                    if fault.matches(req.origin, req.method, req.path, req.headers):
                         fault.hits += 1
                         if fault.times is not None and fault.hits >= fault.times:
                             self._faults.remove(fault)

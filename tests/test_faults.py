@@ -64,6 +64,10 @@ def finished_job(emu, client, prompt="a finished job"):
 
 _CLIENT_KNOBS = inspect.signature(uni1.Client.__init__).parameters
 FAST_BACKOFF = {"backoff_base": 0.02, "backoff_max": 2.0} if "backoff_base" in _CLIENT_KNOBS else {}
+# A short settle window: in these cases a job that an uncertain POST created
+# is in the list at once, or never; late jobs are tests/test_exactly_once.py's.
+if "settle_window" in _CLIENT_KNOBS:
+    FAST_BACKOFF["settle_window"] = 0.5
 
 
 @pytest.fixture
@@ -373,7 +377,7 @@ def test_5xx_on_submit_past_max_retries_is_a_server_error(emu, mk):
     with pytest.raises(uni1.ServerError) as info:
         client._submit("never accepted")
     assert info.value.status_code == 503
-    assert emu.jobs_created == 0 and posts(emu) == 2 and listings(emu) == 2
+    assert emu.jobs_created == 0 and posts(emu) == 2 and listings(emu) >= 2
 
 
 @pytest.mark.parametrize(
@@ -459,7 +463,7 @@ def test_slow_answer_past_the_timeout_on_submit_pays_once(emu, mk):
     # whatever the client does meanwhile (a real server does the same). The
     # client may adopt that job or raise SubmissionUncertainError; it must not
     # leave two paid jobs behind.
-    client = mk(max_retries=2, timeout=0.4)
+    client = mk(max_retries=2, timeout=0.4, settle_window=20.0)
     emu.inject("POST", GEN, delay=1.5, times=1)
     t0 = time.monotonic()
     try:

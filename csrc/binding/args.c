@@ -394,21 +394,35 @@ static int copy_path_setting(py_state *st, PyObject *o, const char *what, char *
 
 int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {
-        "api_key",         "api_secret",    "bearer_token", "base_url",    "project_id",
-        "timeout",         "max_retries",   "user_agent",   "ca_bundle",   "proxy",
-        "connect_timeout", "stall_timeout", "backoff_base", "backoff_max", NULL};
+    static char *kwlist[] = {"api_key",
+                             "api_secret",
+                             "bearer_token",
+                             "base_url",
+                             "project_id",
+                             "timeout",
+                             "max_retries",
+                             "user_agent",
+                             "ca_bundle",
+                             "proxy",
+                             "connect_timeout",
+                             "stall_timeout",
+                             "backoff_base",
+                             "backoff_max",
+                             "settle_window",
+                             "resend_uncertain",
+                             NULL};
     PyObject *key = NULL, *secret = NULL, *bearer = NULL, *base_url = NULL, *project_id = NULL;
     PyObject *timeout = NULL, *max_retries = NULL, *user_agent = NULL, *ca_bundle = NULL;
     PyObject *proxy = NULL, *connect_timeout = NULL, *stall_timeout = NULL;
     PyObject *backoff_base = NULL, *backoff_max = NULL;
+    PyObject *settle_window = NULL, *resend_uncertain = NULL;
     memset(cfg, 0, sizeof *cfg);
     uni1_options *o = &cfg->options;
     uni1_options_init(o);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$OOOOOOOOOOOO:Client", kwlist, &key, &secret,
-                                     &bearer, &base_url, &project_id, &timeout, &max_retries,
-                                     &user_agent, &ca_bundle, &proxy, &connect_timeout,
-                                     &stall_timeout, &backoff_base, &backoff_max))
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "|OO$OOOOOOOOOOOOOO:Client", kwlist, &key, &secret, &bearer, &base_url,
+            &project_id, &timeout, &max_retries, &user_agent, &ca_bundle, &proxy, &connect_timeout,
+            &stall_timeout, &backoff_base, &backoff_max, &settle_window, &resend_uncertain))
         return -1;
     long retries = o->max_retries;
     /* The types and the conversions are judged here; the ranges by the core
@@ -428,7 +442,11 @@ int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *k
         py_arg_seconds(st, PY_ARG_SETTING, stall_timeout, "stall_timeout", PY_ALLOW_NONE,
                        &o->stall_timeout) < 0 ||
         py_arg_seconds(st, PY_ARG_SETTING, backoff_base, "backoff_base", 0, &o->backoff_base) < 0 ||
-        py_arg_seconds(st, PY_ARG_SETTING, backoff_max, "backoff_max", 0, &o->backoff_max) < 0) {
+        py_arg_seconds(st, PY_ARG_SETTING, backoff_max, "backoff_max", 0, &o->backoff_max) < 0 ||
+        py_arg_seconds(st, PY_ARG_SETTING, settle_window, "settle_window", 0, &o->settle_window) <
+            0 ||
+        py_arg_flag(st, PY_ARG_SETTING, resend_uncertain, "resend_uncertain",
+                    &o->resend_uncertain) < 0) {
         py_settings_free(cfg);
         return -1;
     }

@@ -270,37 +270,82 @@ static PyGetSetDef client_getset[] = {
 
 static const char *const gen_names[] = {"prompt",        "source",     "image_refs", "aspect_ratio",
                                         "output_format", "web_search", "timeout",    NULL};
+static const char *const submit_names[] = {"prompt",       "source",        "image_refs",
+                                           "aspect_ratio", "output_format", "web_search",
+                                           "timeout",      "exclude",       NULL};
+
+/* A sequence of job ids as a NULL-terminated array of malloc'd copies (the
+ * core reads them with the GIL released); NULL with an exception set. */
+static char **copy_ids(py_state *st, PyObject *seq, const char *what, size_t *n)
+{
+    PyObject *t = seq ? PySequence_Tuple(seq) : PyTuple_New(0);
+    if (!t)
+        return NULL;
+    Py_ssize_t count = PyTuple_Size(t);
+    char **ids = calloc((size_t)count + 1, sizeof *ids);
+    int ok = ids != NULL;
+    if (!ok)
+        PyErr_NoMemory();
+    for (Py_ssize_t i = 0; ok && i < count; i++)
+        ok = py_copy_str(st, PyTuple_GetItem(t, i), what, 0, &ids[i]) == 0;
+    Py_DECREF(t);
+    if (!ok) {
+        for (Py_ssize_t i = 0; ids && i < count; i++)
+            free(ids[i]);
+        free(ids);
+        return NULL;
+    }
+    *n = (size_t)count;
+    return ids;
+}
+
+static void free_ids(char **ids, size_t n)
+{
+    for (size_t i = 0; ids && i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
 
 static PyObject *client_submit(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
                                PyObject *kwnames)
 {
     py_state *st = PyType_GetModuleState(cls);
     ClientObject *self = (ClientObject *)op;
-    static const py_argspec spec = {"_submit", gen_names, 6, 1};
-    PyObject *a[7];
+    static const py_argspec spec = {"_submit", submit_names, 6, 1};
+    PyObject *a[8];
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
         return NULL;
     double deadline;
     if (py_deadline(st, a[6], &deadline) < 0)
         return NULL;
-    py_gen_args g;
-    if (py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0)
+    size_t n_ex = 0;
+    char **ex = copy_ids(st, a[7], "exclude", &n_ex);
+    if (!ex)
         return NULL;
+    py_gen_args g;
+    if (py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0) {
+        free_ids(ex, n_ex);
+        return NULL;
+    }
     /* An invalid request never reaches the network. */
     if (py_gen_args_validate(st, &g) < 0) {
         py_gen_args_free(&g);
+        free_ids(ex, n_ex);
         return NULL;
     }
     py_call c;
     if (py_call_begin(&c, st, self, deadline) < 0) {
         py_gen_args_free(&g);
+        free_ids(ex, n_ex);
         return NULL;
     }
     uni1_job job;
     double cost = -1;
     py_call_allow_threads(&c);
-    uni1_status rc = uni1_generate(c.s, &g.params, &job, &cost);
+    uni1_status rc =
+        uni1_generate_excluding(c.s, &g.params, (const char *const *)ex, n_ex, &job, &cost);
     py_call_end_threads(&c);
+    free_ids(ex, n_ex);
     PyObject *result;
     if (rc != UNI1_OK) {
         result = py_call_fail(&c, rc, NULL, &g.params);
@@ -749,8 +794,9 @@ static PyMethodDef client_methods[] = {
      "or None. Jobs in exclude are never picked."},
     {"_submit", PY_CMETHOD(client_submit), PY_METHOD_FLAGS,
      "_submit(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
-     "web_search=False, *, timeout=None)\n--\n\n"
-     "POST the generation (asset ids only; validated first). Returns a Job."},
+     "web_search=False, *, timeout=None, exclude=())\n--\n\n"
+     "POST the generation (asset ids only; validated first). Returns a Job. After an "
+     "uncertain attempt, jobs in exclude are never adopted."},
     {"_estimate", PY_CMETHOD(client_estimate), PY_METHOD_FLAGS,
      "_estimate(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, timeout=None)\n--\n\n"
@@ -781,7 +827,7 @@ static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(api_key=None, api_secret=None, *, bearer_token=None, base_url=None, "
                 "project_id=None, timeout=60.0, max_retries=3, user_agent=None, ca_bundle=None, "
                 "proxy=None, connect_timeout=10.0, stall_timeout=None, backoff_base=0.5, "
-                "backoff_max=20.0)\n--\n\n"
+                "backoff_max=20.0, settle_window=20.0, resend_uncertain=True)\n--\n\n"
                 "Settings and a pool of connections; safe to share between threads.\n\n"
                 "Credentials are not read from the environment here: scenario_uni1.Client "
                 "(a Python subclass) resolves them."},

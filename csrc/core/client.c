@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ledger.h"
 #include "session.h"
 
 #define UNI1_OPTIONS_SANITY 0x756e6931u /* "uni1" */
@@ -50,6 +51,7 @@ uni1_status uni1_global_init(char *errbuf, size_t errlen)
 void uni1_global_cleanup(void)
 {
     if (global_ready) {
+        uni1__ledger_reset();
         curl_global_cleanup();
         global_ready = 0;
     }
@@ -71,6 +73,8 @@ void uni1_options_init(uni1_options *o)
     o->max_retries = 3;
     o->backoff_base = 0.5;
     o->backoff_max = 20.0;
+    o->settle_window = UNI1_SETTLE_WINDOW;
+    o->resend_uncertain = 1;
     o->sanity = UNI1_OPTIONS_SANITY;
 }
 
@@ -211,6 +215,11 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "max_retries must be within 0..100");
         return NULL;
     }
+    if (!(o->settle_window >= 0 && o->settle_window <= UNI1_SETTLE_WINDOW_MAX)) {
+        snprintf(errbuf, errlen, "settle_window must be within 0..%g seconds",
+                 UNI1_SETTLE_WINDOW_MAX);
+        return NULL;
+    }
     if (o->project_id && (has_ctl(o->project_id) || !*o->project_id)) {
         snprintf(errbuf, errlen, "project_id must be a non-empty printable string");
         return NULL;
@@ -277,6 +286,8 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
     c->backoff_base = o->backoff_base;
     c->backoff_max = o->backoff_max;
     c->max_retries = o->max_retries;
+    c->settle_window = o->settle_window;
+    c->resend_uncertain = o->resend_uncertain != 0;
     c->transport = o->transport;
     c->transport_userdata = o->transport_userdata;
     c->log = o->log;
@@ -317,96 +328,7 @@ void uni1_client_free(uni1_client *c)
     free(c->user_agent);
     free(c->ca_bundle);
     free(c->proxy);
-    free(c->known_ids);
-    free(c->inflight);
     free(c);
-}
-
-void uni1__inflight_begin(uni1_client *c, uint64_t hash)
-{
-    pthread_mutex_lock(&c->lock);
-    size_t i = 0;
-    while (i < c->n_inflight && c->inflight[i].hash != hash)
-        i++;
-    if (i == c->n_inflight) {
-        if (c->n_inflight == c->cap_inflight) {
-            size_t cap = c->cap_inflight ? 2 * c->cap_inflight : 8;
-            struct uni1_inflight *p = realloc(c->inflight, cap * sizeof *p);
-            if (!p) {
-                /* Without the record a twin may not wait for this one: the
-                 * worst case is an uncertain answer, never a double charge
-                 * (claims are still atomic). */
-                pthread_mutex_unlock(&c->lock);
-                return;
-            }
-            c->inflight = p;
-            c->cap_inflight = cap;
-        }
-        c->inflight[c->n_inflight].hash = hash;
-        c->inflight[c->n_inflight].sending = 0;
-        c->n_inflight++;
-    }
-    c->inflight[i].sending++;
-    pthread_mutex_unlock(&c->lock);
-}
-
-void uni1__inflight_end(uni1_client *c, uint64_t hash)
-{
-    pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->n_inflight; i++) {
-        if (c->inflight[i].hash == hash) {
-            if (--c->inflight[i].sending == 0)
-                c->inflight[i] = c->inflight[--c->n_inflight];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&c->lock);
-}
-
-unsigned uni1__inflight_sending(uni1_client *c, uint64_t hash)
-{
-    unsigned n = 0;
-    pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->n_inflight; i++)
-        if (c->inflight[i].hash == hash)
-            n = c->inflight[i].sending;
-    pthread_mutex_unlock(&c->lock);
-    return n;
-}
-
-static int known_locked(uni1_client *c, const char *id)
-{
-    for (size_t i = 0; i < c->known_len; i++)
-        if (strcmp(c->known_ids[i], id) == 0)
-            return 1;
-    return 0;
-}
-
-int uni1__is_known_job(uni1_client *c, const char *id)
-{
-    pthread_mutex_lock(&c->lock);
-    int found = known_locked(c, id);
-    pthread_mutex_unlock(&c->lock);
-    return found;
-}
-
-int uni1__claim_job(uni1_client *c, const char *id)
-{
-    int claimed = 0;
-    pthread_mutex_lock(&c->lock);
-    if (!known_locked(c, id)) {
-        if (!c->known_ids)
-            c->known_ids = calloc(UNI1_KNOWN_IDS, sizeof *c->known_ids);
-        if (c->known_ids) {
-            snprintf(c->known_ids[c->known_next], UNI1_ID_MAX, "%s", id);
-            c->known_next = (c->known_next + 1) % UNI1_KNOWN_IDS;
-            if (c->known_len < UNI1_KNOWN_IDS)
-                c->known_len++;
-            claimed = 1;
-        }
-    }
-    pthread_mutex_unlock(&c->lock);
-    return claimed;
 }
 
 const char *uni1_client_base_url(const uni1_client *c)

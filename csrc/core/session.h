@@ -21,6 +21,8 @@ struct uni1_client {
     double connect_timeout, request_timeout, stall_timeout;
     double backoff_base, backoff_max;
     int max_retries;
+    double settle_window; /* see uni1_options */
+    int resend_uncertain;
     uni1_transport_fn transport;
     void *transport_userdata;
     uni1_log_fn log;
@@ -40,19 +42,6 @@ struct uni1_client {
     uni1_session *graveyard;
     int leak_stale;
     uni1_client *reg_prev, *reg_next; /* all clients, under pool.c's registry lock */
-    /* Ids of jobs this client created or adopted, newest last (a ring), so
-     * that reconciling an uncertain submission never adopts a sibling job
-     * made from the same request. */
-    char (*known_ids)[UNI1_ID_MAX];
-    size_t known_len, known_next;
-    /* Generate requests now waiting for their answer, by body hash: an
-     * uncertain submission waits for its identical twins' answers before it
-     * reads the job list, so it cannot adopt a twin's job. */
-    struct uni1_inflight {
-        uint64_t hash;
-        unsigned sending;
-    } * inflight;
-    size_t n_inflight, cap_inflight;
 };
 
 /* Idle sessions a client keeps; more are cleaned up as they come back. */
@@ -65,18 +54,13 @@ void uni1__pool_free(uni1_client *c);
  * forked child can disown them. */
 void uni1__track_sockets(uni1_client *c, CURL *e);
 
-#define UNI1_KNOWN_IDS 4096
 /* The longest a 429's Retry-After / remainingSeconds is honoured (seconds);
  * the caller's deadline still bounds every wait. */
 #define UNI1_RETRY_AFTER_CAP 60.0
-int uni1__is_known_job(uni1_client *c, const char *id);
-/* Atomically: 1 and remembered when id was not known yet, else 0. Two
- * threads reconciling identical requests never adopt the same job. */
+/* Records in the process-wide ledger (ledger.h) that the job is held by a
+ * caller of this process: reconciling another submission never adopts it.
+ * 1 when it was free, 0 when already claimed, -1 out of memory. */
 int uni1__claim_job(uni1_client *c, const char *id);
-/* Counts of identical generate requests in flight (see struct uni1_client). */
-void uni1__inflight_begin(uni1_client *c, uint64_t hash);
-void uni1__inflight_end(uni1_client *c, uint64_t hash);
-unsigned uni1__inflight_sending(uni1_client *c, uint64_t hash);
 
 typedef struct uni1_response_meta {
     long status;

@@ -72,6 +72,14 @@ extern "C" {
 #define UNI1_MAX_REFS 9
 #define UNI1_MAX_REFS_WITH_SOURCE 8
 #define UNI1_ID_MAX 128 /* longest job or asset id we accept */
+/* The default settle window (uni1_options.settle_window), in seconds. A
+ * backend behind a gateway goes on with a request the gateway gave up on;
+ * jobs have been seen to appear 8 s after the gateway's 504. 20 s covers
+ * that 2.5 times over, for a backend under more load than when it was
+ * measured, at the cost of one listing every 2 s or so; and it only ever
+ * delays a submission that already failed, against a second paid job. */
+#define UNI1_SETTLE_WINDOW 20.0
+#define UNI1_SETTLE_WINDOW_MAX 3600.0
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                             */
@@ -208,8 +216,17 @@ typedef struct uni1_options {
     void *transport_userdata;
     uni1_log_fn log; /* NULL: no logging */
     void *log_userdata;
-    unsigned int sanity; /* set by uni1_options_init; lets the struct
-                            grow without breaking old callers */
+    double settle_window; /* seconds a generate request whose outcome
+                             is uncertain (sent, then a 5xx, a reset
+                             or a timeout) keeps looking for the job it
+                             may have created; default
+                             UNI1_SETTLE_WINDOW; 0 looks once. See
+                             uni1_generate. */
+    int resend_uncertain; /* 1 (default): when the whole window shows
+                             no such job, send the request again;
+                             0: answer UNI1_ERR_UNCERTAIN instead */
+    unsigned int sanity;  /* set by uni1_options_init; lets the struct
+                             grow without breaking old callers */
 } uni1_options;
 
 void uni1_options_init(uni1_options *o);
@@ -388,24 +405,49 @@ void uni1_parse_error_body(const char *buf, size_t len, uni1_error *out);
 /* POST /generate/custom/model_luma-uni-1-max. Validates first: an invalid
  * request sends nothing. *cost is -1 when the answer gives none.
  *
- * Exactly once: the POST is re-sent only when it certainly created no job
- * (the connection failed before the request went out, or HTTP 408/429). When
- * the outcome is uncertain (sent, then the connection dropped or timed out,
- * or a 5xx), the client lists recent jobs (GET /jobs) and adopts the one whose
- * metadata.input holds every field of this request, created after it was
- * sent (allowing 120 s of clock skew) and not already known to this client;
- * only if the listing shows none is the request sent again. If the listing
- * itself fails, the call returns UNI1_ERR_UNCERTAIN with sent_at set. An
- * adopted job comes back with *cost -1. */
+ * Exactly once. A generate request has no idempotency key: a POST that
+ * reached the server is a paid job. It is re-sent without a look only when it
+ * certainly created nothing (the connection failed before the request went
+ * out, or HTTP 408/429). Any other failure after the request was sent (a 5xx,
+ * a reset or dropped connection, a timeout) is uncertain: a backend goes on
+ * with a request its gateway or its client gave up on, and its job may show
+ * up in the job list seconds later. So the client looks at the list (GET
+ * /jobs, newest first) again and again for settle_window seconds from the
+ * failure (pauses of 0.25 s growing to 2 s), and adopts the first job that
+ *   - holds every field of this request in metadata.input,
+ *   - was created after the request was sent (allowing 120 s of clock skew),
+ *   - is not claimed by any client of this process (a job a client created,
+ *     adopted or re-attached to is claimed, process-wide), nor in exclude;
+ * and a look only counts while no identical request of this process (any
+ * client on the same server and project) is waiting for its answer: such a
+ * twin's job would match too. A look waits for those answers first, at most
+ * request_timeout seconds.
+ * Only when a look that started after the whole window still shows no such
+ * job is the request sent again (with resend_uncertain; then within
+ * max_retries) or UNI1_ERR_UNCERTAIN returned (without). UNI1_ERR_UNCERTAIN,
+ * with sent_at set, is also the answer when the list cannot be read, when a
+ * twin never got its answer, or when the deadline or the interrupt callback
+ * cut the window short: the request is never re-sent then. An adopted job
+ * comes back with *cost -1. */
 uni1_status uni1_generate(uni1_session *s, const uni1_generate_params *p, uni1_job *out,
                           double *cost);
+/* uni1_generate, where the reconciliation also never adopts the jobs whose
+ * ids are in exclude[0..n_exclude) (a caller's own record of jobs it holds,
+ * e.g. a journal written by an earlier process). exclude may be NULL when
+ * n_exclude is 0; the strings are borrowed for the call. */
+uni1_status uni1_generate_excluding(uni1_session *s, const uni1_generate_params *p,
+                                    const char *const *exclude, size_t n_exclude, uni1_job *out,
+                                    double *cost);
 /* Looks for the job that the generate request p, sent at sent_at (Unix time,
  * seconds), may have created: the reconciliation uni1_generate does after an
  * uncertain attempt, for callers that lost track of a submission (a process
  * that died between sending and recording the answer). Jobs whose ids are in
- * exclude, or that this client created or adopted, are never picked.
- * UNI1_OK with *found 1 and *out filled, or *found 0 when the recent job
- * list certainly holds no such job; an error when the list cannot be read. */
+ * exclude, or that any client of this process claimed, are never picked, and
+ * the look waits for identical requests in flight, as uni1_generate's does
+ * (one look, no settle window: the caller decides how long to look).
+ * UNI1_OK with *found 1 and *out filled (and claimed), or *found 0 when the
+ * recent job list certainly holds no such job; an error when the list cannot
+ * be read (UNI1_ERR_UNCERTAIN when a twin never got its answer). */
 uni1_status uni1_find_submitted_job(uni1_session *s, const uni1_generate_params *p, double sent_at,
                                     const char *const *exclude, size_t n_exclude, uni1_job *out,
                                     int *found);
