@@ -84,6 +84,11 @@ int uni1__claim_job(uni1_client *c, const char *id)
     return uni1__ledger_claim(server_key(c), id);
 }
 
+int uni1__is_known_job(uni1_client *c, const char *id)
+{
+    return uni1__ledger_is_claimed(server_key(c), id);
+}
+
 /* What a reconciliation looks for, and must not take. */
 typedef struct wanted {
     cJSON *body;     /* the request body */

@@ -61,6 +61,8 @@ void uni1__track_sockets(uni1_client *c, CURL *e);
  * caller of this process: reconciling another submission never adopts it.
  * 1 when it was free, 0 when already claimed, -1 out of memory. */
 int uni1__claim_job(uni1_client *c, const char *id);
+/* Whether the job is claimed (by any client of the process on c's server). */
+int uni1__is_known_job(uni1_client *c, const char *id);
 
 typedef struct uni1_response_meta {
     long status;
