@@ -304,7 +304,7 @@ class Client(_core.Client):
 
     def _upload_prepared(self, item: Upload, deadline: _Deadline) -> str:
         _debug("uploading %s (%s, %d bytes)", item.name, item.mime_type, item.size)
-        if not item.large:
+        if item.data is not None and not item.large:
             asset_id = self._upload(
                 item.data, item.name, item.mime_type, timeout=deadline.remaining()
             )
@@ -313,7 +313,7 @@ class Client(_core.Client):
             asset_id = self._upload_file(
                 item.path, item.name, item.mime_type, timeout=deadline.remaining()
             )
-        else:
+        elif item.data is not None:
             # Large bytes (given as such, or an encoded PIL image): the
             # multipart flow reads from a file, so they go to a temporary one.
             import tempfile
@@ -328,6 +328,8 @@ class Client(_core.Client):
                 )
             finally:
                 os.unlink(tmp)
+        else:
+            raise RuntimeError("an Upload holds either its data or a file")
         _debug("uploaded %s as %s", item.name, asset_id)
         return asset_id
 

@@ -5,9 +5,14 @@ the glue's building blocks, not public API.
 """
 
 import builtins
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, final
+
+from typing_extensions import Self, disjoint_base
+
+from ._image import Image
 
 __version__: str
 curl_version: str  # the linked libcurl, e.g. "7.88.1"
@@ -17,6 +22,7 @@ DEFAULT_BASE_URL: str
 
 class Uni1Error(Exception): ...
 class InvalidRequestError(Uni1Error, ValueError): ...
+class InvalidRequestTypeError(InvalidRequestError, TypeError): ...  # a bad argument's type
 class ConfigurationError(Uni1Error): ...
 
 class APIError(Uni1Error):
@@ -34,8 +40,8 @@ class RateLimitError(APIError):
     retry_after: float | None
 
 class ServerError(APIError): ...
-class ConnectionError(Uni1Error, builtins.ConnectionError): ...  # type: ignore[name-defined]
-class TimeoutError(Uni1Error, builtins.TimeoutError): ...  # type: ignore[name-defined]
+class ConnectionError(Uni1Error, builtins.ConnectionError): ...
+class TimeoutError(Uni1Error, builtins.TimeoutError): ...
 
 class SubmissionUncertainError(Uni1Error):
     request: dict[str, Any]  # the generate body that may have been accepted
@@ -64,19 +70,28 @@ def validate_generate(
 
 def _set_glue(
     *,
-    image_factory: Callable[..., Any],
+    image_factory: Callable[..., Image],
     path_factory: Callable[[str], Path],
-    default_client: Callable[[], Client],
-    progress_factory: Callable[[], Callable[[Job], None]],
+    client_for: Callable[[str | None, str | None], Client],
+    progress_factory: Callable[[], Callable[[Job], object]],
 ) -> None:
     """Called once by scenario_uni1/__init__.py.
 
     image_factory(data=bytes, mime_type=str, asset_id=str, width=int|None,
     height=int|None) builds an Image; path_factory builds a pathlib.Path;
-    default_client() returns the lazily built default client (used when
-    unpickling a Job); progress_factory() returns a callable used for
+    client_for(base_url, project_id) returns the client an unpickled Job binds
+    to at its first request; progress_factory() returns a callable used for
     wait(progress=True)."""
 
+def _timeout_seconds(timeout: float | None, /) -> float | None:
+    """A timeout checked by the rule every call uses: seconds, or None for none."""
+
+def _fs_path(
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes], what: str, *, setting: bool = False
+) -> bytes:
+    """A path checked by the rule every call uses, in the filesystem encoding."""
+
+@disjoint_base
 class Client:
     """Holds settings and a pool of connections; safe to share between threads.
 
@@ -94,7 +109,7 @@ class Client:
         timeout: float = 60.0,
         max_retries: int = 3,
         user_agent: str | None = None,
-        ca_bundle: str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
         proxy: str | None = None,
         connect_timeout: float = 10.0,
         stall_timeout: float | None = None,
@@ -153,32 +168,40 @@ class Client:
         aspect_ratio: str | None = None,
         output_format: str = "png",
         web_search: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> float: ...
-    def job(self, job_id: str) -> Job:
+    def job(self, job_id: str, *, timeout: float | None = None) -> Job:
         """Re-attach to a job by id (one GET)."""
     def list_jobs(
         self,
         *,
-        page_size: int = 0,
+        page_size: int | None = 0,
         pagination_token: str | None = None,
         status: str | None = None,
         type: str | None = None,
+        timeout: float | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
     def _upload(
         self, data: bytes, name: str, mime_type: str, *, timeout: float | None = None
     ) -> str:
         """POST /assets (small image); returns the asset id."""
     def _upload_file(
-        self, path: str, name: str, mime_type: str, *, timeout: float | None = None
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        mime_type: str,
+        *,
+        timeout: float | None = None,
     ) -> str:
         """The multipart POST /uploads flow (large images), the file read part by part,
         parts retried on transient failures; returns the asset id. GIL released.
         OSError when the file cannot be opened; APIError when the server refuses the
         upload or ends it "failed"."""
-    def get_asset(self, asset_id: str) -> dict[str, Any]:
+    def get_asset(self, asset_id: str, *, timeout: float | None = None) -> dict[str, Any]:
         """The asset object as the server sent it."""
     def close(self) -> None: ...
-    def __enter__(self) -> Client: ...
+    def __enter__(self) -> Self: ...
     def __exit__(self, *exc: object) -> None: ...
 
 @final
@@ -203,18 +226,30 @@ class Job:
     def raw(self) -> dict[str, Any]: ...
     @property
     def client(self) -> Client: ...
-    def refresh(self) -> Job: ...
+    def refresh(self, *, timeout: float | None = None) -> Job: ...
     def wait(
         self,
         timeout: float | None = None,
         *,
         progress: bool | Callable[[Job], object] | None = None,
     ) -> Job: ...
-    def images(self, *, timeout: float | None = None) -> list[Any]: ...
+    def images(self, *, timeout: float | None = None) -> list[Image]: ...
     def download(
-        self, dest: str | Path = ".", *, overwrite: bool = False, timeout: float | None = None
+        self,
+        dest: str | os.PathLike[str] = ".",
+        *,
+        overwrite: bool = False,
+        timeout: float | None = None,
     ) -> list[Path]: ...
-    def cancel(self) -> None: ...
+    def cancel(self, *, timeout: float | None = None) -> None: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
+    def __copy__(self) -> Job: ...
+    def __deepcopy__(self, memo: Any, /) -> Job: ...
 
-def _rebuild_job(job_id: str, raw_json: str, cost: float | None) -> Job: ...
+def _rebuild_job(
+    job_id: str,
+    raw_json: str | None = None,
+    cost: float | None = None,
+    base_url: str | None = None,
+    project_id: str | None = None,
+) -> Job: ...

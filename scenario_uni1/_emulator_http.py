@@ -57,7 +57,7 @@ def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "unknown")
 
 
-_date_cache = [0, ""]
+_date_cache: list = [0, ""]  # [unix second, its HTTP date]
 
 
 def http_date() -> str:
@@ -166,7 +166,7 @@ def _parse_chunked(buf: bytearray):
     Only chunk heads are scanned, so a re-scan per arriving packet is cheap.
     """
     pos = 0
-    pieces = []
+    pieces: list[bytes] = []
     while True:
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
@@ -356,7 +356,7 @@ class HttpConnection(asyncio.Protocol):
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise ValueError("bad request line")
-        headers = {}
+        headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep:

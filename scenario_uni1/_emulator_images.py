@@ -201,7 +201,7 @@ def _padded_png(png: bytes, total: int) -> Body:
 
 # --------------------------------------------------------------------------- JPEG
 
-_ZIGZAG = []
+_ZIGZAG: list[int] = []
 for _s in range(15):
     _cells = [(r, _s - r) for r in range(8) if 0 <= _s - r < 8]
     if _s % 2 == 0:

@@ -157,7 +157,7 @@ class Upload:
         self.path = path
         self.size = len(data) if data is not None else int(size or 0)
         self._owned = owned
-        self._sha256 = None
+        self._sha256: str | None = None
 
     @property
     def large(self) -> bool:
@@ -173,7 +173,7 @@ class Upload:
             h = hashlib.sha256()
             if self.data is not None:
                 h.update(self.data)
-            else:
+            elif self.path is not None:
                 with open(self.path, "rb") as f:
                     while chunk := f.read(_COPY_CHUNK):
                         h.update(chunk)

@@ -45,6 +45,12 @@ import time
 from . import _emulator_http as _http
 from . import _emulator_images as _img
 
+TYPE_CHECKING = False  # type checkers take the branch; nothing more is imported at run time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._client import Client
+
 __all__ = ["MODEL_ID", "Emulator", "Fault", "RecordedRequest", "main", "serve"]
 
 log = logging.getLogger("scenario_uni1.emulator")
@@ -490,7 +496,7 @@ class Emulator:
         self._port_wanted = port
         self._cdn_port_wanted = cdn_port
         self._credentials = (api_key, api_secret, bearer_token)
-        self._auth_ok = frozenset()
+        self._auth_ok: frozenset[str] = frozenset()
         self._refresh_auth()
         self.seed = seed
         self.ssl_context = ssl_context
@@ -516,10 +522,10 @@ class Emulator:
         self._seed_cursor = self._rng.getrandbits(32)
         self._url_secret = hashlib.sha256(b"uni1-emulator-cdn:%r:%d" % (seed, id(self))).digest()
         self._key_generation = 0
-        self._thread = None
-        self._loop = None
-        self._servers = []
-        self._sites = {}
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._servers: list = []
+        self._sites: dict = {}
         self.port = None
         self.cdn_port = None
         self.cdn2_port = None
@@ -546,7 +552,7 @@ class Emulator:
             if self._thread is not None:
                 return self
             ready = threading.Event()
-            box = {}
+            box: dict = {}
             thread = threading.Thread(
                 target=self._thread_main, args=(ready, box), name="uni1-emulator", daemon=True
             )
@@ -562,7 +568,7 @@ class Emulator:
         """Close every connection and listening socket and join the thread. Idempotent."""
         with self._life_lock:
             thread, loop = self._thread, self._loop
-            if thread is None:
+            if thread is None or loop is None:
                 return
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
@@ -658,7 +664,7 @@ class Emulator:
     def admin_url(self) -> str:
         return self.origin_url + "/_emulator"
 
-    def client(self, **kw):
+    def client(self, **kw: Any) -> Client:
         """A scenario_uni1.Client aimed at this emulator (extra keywords pass through)."""
         from scenario_uni1 import Client
 

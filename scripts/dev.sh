@@ -92,6 +92,9 @@ run_tests() {
     make fuzz-replay
     log "pytest against the emulator"
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+    log "typing: stubtest (scenario_uni1 and its _core stubs), mypy --strict on the README's examples"
+    "$VENV/bin/python" -m mypy.stubtest scenario_uni1 --allowlist tests/typing/stubtest-allowlist.txt
+    "$VENV/bin/python" tests/typing/check_readme.py
     sdist_check
     log "pytest with the extension built with ASan+UBSan"
     make asan PYTHON="$PWD/$VENV/bin/python"

@@ -788,36 +788,36 @@ static PyObject *client_exit(PyObject *op, PyObject *args)
 
 static PyMethodDef client_methods[] = {
     {"_find_job", PY_CMETHOD(client_find_job), PY_METHOD_FLAGS,
-     "_find_job(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
+     "_find_job($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, sent_at, exclude=(), timeout=None)\n--\n\n"
      "The job an interrupted submission of this request created (sent at sent_at, Unix time), "
      "or None. Jobs in exclude are never picked."},
     {"_submit", PY_CMETHOD(client_submit), PY_METHOD_FLAGS,
-     "_submit(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
+     "_submit($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, timeout=None, exclude=())\n--\n\n"
      "POST the generation (asset ids only; validated first). Returns a Job. After an "
-     "uncertain attempt, jobs in exclude are never adopted."},
-    {"_estimate", PY_CMETHOD(client_estimate), PY_METHOD_FLAGS,
-     "_estimate(prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
+     "uncertain attempt, jobs in exclude are never adopted."},    {"_estimate", PY_CMETHOD(client_estimate), PY_METHOD_FLAGS,
+     "_estimate($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, timeout=None)\n--\n\n"
      "The cost in creative units (a dry run: no job is created)."},
     {"job", PY_CMETHOD(client_job), PY_METHOD_FLAGS,
-     "job(job_id, *, timeout=None)\n--\n\nRe-attach to a job by id (one GET)."},
+     "job($self, job_id, *, timeout=None)\n--\n\nRe-attach to a job by id (one GET)."},
     {"list_jobs", PY_CMETHOD(client_list_jobs), PY_METHOD_FLAGS,
-     "list_jobs(*, page_size=0, pagination_token=None, status=None, type=None, "
+     "list_jobs($self, *, page_size=0, pagination_token=None, status=None, type=None, "
      "timeout=None)\n--\n\n"
      "One page of jobs: (list of job dicts, next pagination token or None)."},
     {"_upload", PY_CMETHOD(client_upload), PY_METHOD_FLAGS,
-     "_upload(data, name, mime_type, *, timeout=None)\n--\n\n"
+     "_upload($self, data, name, mime_type, *, timeout=None)\n--\n\n"
      "POST /assets (a small image); returns the asset id."},
     {"_upload_file", PY_CMETHOD(client_upload_file), PY_METHOD_FLAGS,
-     "_upload_file(path, name, mime_type, *, timeout=None)\n--\n\n"
+     "_upload_file($self, path, name, mime_type, *, timeout=None)\n--\n\n"
      "Uploads a file through POST /uploads (multipart, for large images), read from the "
      "file in parts; returns the asset id."},
     {"get_asset", PY_CMETHOD(client_get_asset), PY_METHOD_FLAGS,
-     "get_asset(asset_id, *, timeout=None)\n--\n\nThe asset object as the server sent it."},
+     "get_asset($self, asset_id, *, timeout=None)\n--\n\nThe asset object as the server sent it."},
     {"close", client_close, METH_NOARGS,
-     "close()\n--\n\nRelease connections. Later calls raise ConfigurationError; calls running "
+     "close($self, /)\n--\n\nRelease connections. Later calls raise ConfigurationError; calls "
+     "running "
      "in other threads stop."},
     {"__enter__", PY_CMETHOD(client_enter), PY_METHOD_FLAGS, NULL},
     {"__exit__", client_exit, METH_VARARGS, NULL},

@@ -791,22 +791,22 @@ done:
 
 static PyMethodDef job_methods[] = {
     {"refresh", PY_CMETHOD(job_refresh), PY_METHOD_FLAGS,
-     "refresh(*, timeout=None)\n--\n\nOne GET; updates the job in place and returns it."},
+     "refresh($self, *, timeout=None)\n--\n\nOne GET; updates the job in place and returns it."},
     {"wait", PY_CMETHOD(job_wait), PY_METHOD_FLAGS,
-     "wait(timeout=None, *, progress=None)\n--\n\n"
+     "wait($self, timeout=None, *, progress=None)\n--\n\n"
      "Poll until a terminal status (GIL released; Ctrl-C works). Returns the job.\n\n"
      "timeout is one deadline for the whole wait (TimeoutError). progress is True (a progress "
      "display), False/None, or a callable taking the job, called after each poll. Raises "
      "JobFailedError or JobCanceledError when the job ends badly."},
     {"images", PY_CMETHOD(job_images), PY_METHOD_FLAGS,
-     "images(*, timeout=None)\n--\n\nWait if needed, then fetch every asset into memory: a "
+     "images($self, *, timeout=None)\n--\n\nWait if needed, then fetch every asset into memory: a "
      "list of Image."},
     {"download", PY_CMETHOD(job_download), PY_METHOD_FLAGS,
-     "download(dest='.', *, overwrite=False, timeout=None)\n--\n\n"
+     "download($self, dest='.', *, overwrite=False, timeout=None)\n--\n\n"
      "Wait if needed, then stream every asset to <dest>/<asset_id>.<ext>, atomically. "
      "Returns the paths."},
     {"cancel", PY_CMETHOD(job_cancel), PY_METHOD_FLAGS,
-     "cancel(*, timeout=None)\n--\n\nAsk the server to cancel, and stop the waits running "
+     "cancel($self, *, timeout=None)\n--\n\nAsk the server to cancel, and stop the waits running "
      "on this job now (they raise JobCanceledError). A refusal raises APIError."},
     {"__reduce__", py_job_reduce, METH_NOARGS, NULL},
     {"__copy__", py_job_copy, METH_NOARGS,

@@ -346,6 +346,9 @@ static int create_exceptions(PyObject *m, py_state *st)
                       "retryable, trace_id).",
                       st->Uni1Error, api_attrs) < 0)
         return -1;
+    /* A hand-made APIError is not known to be retryable. */
+    if (PyObject_SetAttrString(st->APIError, "retryable", Py_False) < 0)
+        return -1;
     if (add_exception(m, &st->AuthenticationError, "AuthenticationError",
                       "HTTP 401: the credentials were refused.", st->APIError, NULL) < 0 ||
         add_exception(m, &st->PermissionDeniedError, "PermissionDeniedError",
@@ -550,7 +553,7 @@ static PyMethodDef module_methods[] = {
      "_set_glue(*, image_factory, path_factory, client_for, progress_factory)\n--\n\n"
      "Hooks from the Python package (called once by scenario_uni1/__init__.py)."},
     {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,
-     "_rebuild_job(job_id, raw_json, cost, base_url=None, project_id=None)\n--\n\n"
+     "_rebuild_job(job_id, raw_json=None, cost=None, base_url=None, project_id=None)\n--\n\n"
      "Unpickle a Job. It binds at its first request to a client for base_url and project_id "
      "(None: the default client)."},
     {NULL, NULL, 0, NULL}};
