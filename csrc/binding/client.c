@@ -796,7 +796,8 @@ static PyMethodDef client_methods[] = {
      "_submit($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, timeout=None, exclude=())\n--\n\n"
      "POST the generation (asset ids only; validated first). Returns a Job. After an "
-     "uncertain attempt, jobs in exclude are never adopted."},    {"_estimate", PY_CMETHOD(client_estimate), PY_METHOD_FLAGS,
+     "uncertain attempt, jobs in exclude are never adopted."},
+    {"_estimate", PY_CMETHOD(client_estimate), PY_METHOD_FLAGS,
      "_estimate($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, timeout=None)\n--\n\n"
      "The cost in creative units (a dry run: no job is created)."},
