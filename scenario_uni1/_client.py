@@ -194,6 +194,10 @@ class Client(_core.Client):
             resend_uncertain=resend_uncertain,
         )
         _live[next(_live_ids)] = self
+        # How long a POST's job may show up after the POST failed (the core
+        # checked the value); the journal waits that long for a dead
+        # process's POST too.
+        self._settle_window = float(settle_window)
         # The submission journal (see _journal.py). Job.download (C) calls its
         # download hooks through this attribute; None without a journal.
         self._journal = None

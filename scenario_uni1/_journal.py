@@ -46,8 +46,10 @@ created after the send (minus clock skew) and not owned by another row
 job and it is sent again, but only once the POST, had it reached the server,
 would have landed: a server finishes a request whose client went away, so
 "not in the list yet" right after a crash proves nothing. The wait is the
-client's request timeout (1 s to 120 s), polling the list every second; only
-a re-run that follows the crash within that time waits at all. After a failed
+client's request timeout (1 s to 120 s: the longest the dead process would
+have waited for the answer) plus its settle window (how long after a failed
+POST its job may still appear, see Client), polling the list every second;
+only a re-run that follows the crash within that time waits at all. After a failed
 send the row is deleted only when the answer proves nothing was created (a
 validation error, HTTP 4xx other than 408/429); any other error keeps it for
 the next run to reconcile.
@@ -108,7 +110,8 @@ _MAX_CLAIMS = 3
 # declared "never created" only once the server has had the time to finish
 # that POST (a server goes on with a request whose client went away): the
 # client's request timeout, the longest the dead process would have waited for
-# the answer, within these bounds. Until then the job list is polled.
+# the answer, within these bounds, plus the client's settle window (a job may
+# appear that long after its POST failed). Until then the job list is polled.
 _SETTLE_MIN = 1.0
 _SETTLE_MAX = 120.0
 _SETTLE_POLL = 1.0
@@ -440,7 +443,8 @@ class Journal:
     def _settle_for(self, client) -> float:
         if self.settle_time is not None:
             return float(self.settle_time)
-        return min(max(float(client.timeout), _SETTLE_MIN), _SETTLE_MAX)
+        timeout = min(max(float(client.timeout), _SETTLE_MIN), _SETTLE_MAX)
+        return timeout + client._settle_window
 
     def owns(self, job_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM submissions WHERE job_id = ?", (job_id,)))

@@ -20,6 +20,7 @@ the moment the late job appears, so that a second paid job cannot go unseen.
 from __future__ import annotations
 
 import inspect
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -304,3 +305,80 @@ def test_the_journal_excludes_its_jobs_from_the_cores_reconciliation(emu, tmp_pa
     assert seen and all(first.id in ids for ids in seen)
     assert second.id != first.id
     assert emu.jobs_created == 2
+
+
+def test_journal_waits_a_settle_window_past_the_timeout_for_a_dead_process_post(emu, tmp_path):
+    # A process died while its POST was in flight; the backend creates the job
+    # 2.5 s after the POST arrived: past the dead client's 1 s timeout, within
+    # its timeout plus its settle window. The re-run must adopt that job, not
+    # take "not there at the timeout" for "never created" and pay again.
+    from scenario_uni1 import _journal
+
+    journal = str(tmp_path / "journal.db")
+    prompt = "landed after the timeout"
+    request = {
+        "prompt": prompt,
+        "source": None,
+        "image_refs": [],
+        "aspect_ratio": None,
+        "output_format": "png",
+        "web_search": False,
+    }
+    fp = _journal.fingerprint({**request, "project_id": None})
+    emu.inject("POST", GEN, delay=2.5, times=1)
+    with emu.client(journal=journal) as c:
+        c._journal._begin_sending(fp, 1, request)  # as the dead process left it
+    poster = threading.Thread(target=_post_from_elsewhere, args=(emu, prompt))
+    poster.start()  # the dead process's POST, on its way
+    try:
+        with emu.client(journal=journal, timeout=1.0, settle_window=3.0) as c:
+            job = c.generate(prompt)
+    finally:
+        poster.join(10)
+    assert emu.jobs_created == 1, f"{emu.jobs_created} jobs paid for one item"
+    assert posts(emu) == 1
+    assert list(emu.jobs) == [job.id]
+
+
+CTRL_C_CHILD = """
+import sys, time
+import scenario_uni1 as uni1
+url, key, secret = sys.argv[1:4]
+c = uni1.Client(key, secret, base_url=url, backoff_base=0.02)
+print("READY", flush=True)
+try:
+    c._submit("interrupted while settling")
+    print("RETURNED", flush=True)
+except KeyboardInterrupt:
+    print("KI", time.monotonic(), flush=True)
+except uni1.Uni1Error as exc:
+    print("ERROR", type(exc).__name__, flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_the_settle_window_stops_at_once_and_never_resends(emu):
+    import signal
+    import subprocess
+
+    emu.inject("POST", GEN, status=504, times=None)  # nothing is ever created
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_CHILD, emu.url, emu.api_key, emu.api_secret],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        deadline = time.monotonic() + 10
+        while posts(emu) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)  # well inside the default 20 s window
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline().split()
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert line and line[0] == "KI", f"child said {line!r}"
+    assert float(line[1]) - t0 < 0.5
+    assert posts(emu) == 1 and emu.jobs_created == 0

@@ -796,7 +796,7 @@ CHILD = textwrap.dedent(
     ]
 
     journal, out = sys.argv[1], sys.argv[2]
-    with uni1.Client(journal=journal, timeout=3) as client:
+    with uni1.Client(journal=journal, timeout=3, settle_window=1) as client:
         for i, prompt in enumerate(PROMPTS):
             job = client.generate(prompt)
             for path in job.download(out, timeout=30):

@@ -388,22 +388,13 @@ static PyObject *client_find_job(PyObject *op, PyTypeObject *cls, PyObject *cons
     double deadline;
     if (py_deadline(st, a[8], &deadline) < 0)
         return NULL;
-    PyObject *excl = a[7] ? PySequence_Tuple(a[7]) : PyTuple_New(0);
-    if (!excl)
+    size_t n_ex = 0;
+    char **ex = copy_ids(st, a[7], "exclude", &n_ex);
+    if (!ex)
         return NULL;
-    Py_ssize_t n_ex = PyTuple_Size(excl);
-    char **ex = calloc((size_t)n_ex + 1, sizeof *ex);
-    int ok = ex != NULL;
-    for (Py_ssize_t i = 0; ok && i < n_ex; i++)
-        ok = py_copy_str(st, PyTuple_GetItem(excl, i), "exclude", 0, &ex[i]) == 0;
-    Py_DECREF(excl);
     py_gen_args g;
-    if (!ok || py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0) {
-        if (!ex)
-            PyErr_NoMemory();
-        for (Py_ssize_t i = 0; ex && i < n_ex; i++)
-            free(ex[i]);
-        free(ex);
+    if (py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0) {
+        free_ids(ex, n_ex);
         return NULL;
     }
     PyObject *result = NULL;
@@ -413,7 +404,7 @@ static PyObject *client_find_job(PyObject *op, PyTypeObject *cls, PyObject *cons
         int found = 0;
         py_call_allow_threads(&c);
         uni1_status rc = uni1_find_submitted_job(c.s, &g.params, sent_at, (const char *const *)ex,
-                                                 (size_t)n_ex, &job, &found);
+                                                 n_ex, &job, &found);
         py_call_end_threads(&c);
         if (rc != UNI1_OK || PyErr_Occurred()) {
             result = py_call_fail(&c, rc, NULL, NULL);
@@ -427,9 +418,7 @@ static PyObject *client_find_job(PyObject *op, PyTypeObject *cls, PyObject *cons
         py_call_finish(&c);
     }
     py_gen_args_free(&g);
-    for (Py_ssize_t i = 0; i < n_ex; i++)
-        free(ex[i]);
-    free(ex);
+    free_ids(ex, n_ex);
     return result;
 }
 
