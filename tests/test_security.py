@@ -346,7 +346,8 @@ def _log_everything(emu, client, tmp_path):
 
 def test_debug_logs_hold_no_credentials_or_signed_urls(emu, caplog, tmp_path):
     caplog.set_level(logging.DEBUG, logger="scenario_uni1")
-    with emu.client(timeout=10.0, max_retries=2) as client:  # created with DEBUG on
+    # created with DEBUG on; a short settle window: the 503's POST made no job
+    with emu.client(timeout=10.0, max_retries=2, settle_window=0.5) as client:
         _log_everything(emu, client, tmp_path)
     records = [r for r in caplog.records if r.name == "scenario_uni1"]
     text = "\n".join(r.getMessage() for r in records) + caplog.text
