@@ -198,11 +198,11 @@ def _client_for(base_url: "str | None", project_id: "str | None") -> "Client":
     """
     if base_url is None:
         return default_client()
-    client = _default
-    if client is not None and _serves(client, base_url, project_id):
-        return client
-    from ._client import Client, live_client
+    from ._client import Client, live_client, serves
 
+    client = _default
+    if client is not None and serves(client, base_url, project_id):
+        return client
     client = live_client(base_url, project_id)
     if client is not None:
         return client
@@ -212,7 +212,7 @@ def _client_for(base_url: "str | None", project_id: "str | None") -> "Client":
             client = default_client()
         except _load_core().ConfigurationError:
             client = None
-        if client is not None and _serves(client, base_url, project_id):
+        if client is not None and serves(client, base_url, project_id):
             return client
     with _default_lock:
         client = _built_for_jobs.get((base_url, project_id))
@@ -220,10 +220,6 @@ def _client_for(base_url: "str | None", project_id: "str | None") -> "Client":
             client = Client(base_url=base_url, project_id=project_id)
             _built_for_jobs[(base_url, project_id)] = client
         return client
-
-
-def _serves(client: "Client", base_url: str, project_id: "str | None") -> bool:
-    return not client.closed and client.base_url == base_url and client.project_id == project_id
 
 
 def _reset_default_client() -> None:

@@ -99,10 +99,15 @@ _live: "weakref.WeakValueDictionary[int, Client]" = weakref.WeakValueDictionary(
 _live_ids = itertools.count()
 
 
+def serves(client: "Client", base_url: str, project_id: str | None) -> bool:
+    """Whether an unpickled job of base_url and project_id may bind to client."""
+    return not client.closed and client.base_url == base_url and client.project_id == project_id
+
+
 def live_client(base_url: str, project_id: str | None) -> "Client | None":
     """The oldest open client for base_url and project_id, or None."""
     for client in list(_live.values()):
-        if not client.closed and client.base_url == base_url and client.project_id == project_id:
+        if serves(client, base_url, project_id):
             return client
     return None
 

@@ -2,7 +2,6 @@
  * scenario_uni1.Client (Python) subclasses it and resolves credentials from
  * the environment. Methods find the module state through their defining
  * class (METH_METHOD), never through type(self), which may be a subclass. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
