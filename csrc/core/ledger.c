@@ -10,10 +10,12 @@
 
 #define LEDGER_BUCKETS 4096 /* a power of two */
 
+/* The id is kept inline: the ring is one allocation, made once, so the
+ * heap does not grow with every job a long-running process submits. */
 typedef struct claim {
     uint64_t server, hash;
-    char *id;
     int next; /* next index in the bucket's chain, -1 at its end */
+    char id[UNI1_ID_MAX];
 } claim;
 
 typedef struct twin {
@@ -95,16 +97,14 @@ static void unlink_locked(int victim)
     while (*link != victim)
         link = &claims[*link].next;
     *link = claims[victim].next;
-    free(claims[victim].id);
-    claims[victim].id = NULL;
+    claims[victim].id[0] = '\0';
 }
 
 int uni1__ledger_claim(uint64_t server, const char *job_id)
 {
+    if (!job_id || strlen(job_id) >= UNI1_ID_MAX)
+        return -1; /* never an id the core accepts; not recordable */
     uint64_t hash = claim_hash(server, job_id);
-    char *copy = uni1__strdup(job_id);
-    if (!copy)
-        return -1;
     int result = -1;
     enter();
     if (!claims) {
@@ -122,13 +122,14 @@ int uni1__ledger_claim(uint64_t server, const char *job_id)
             n_claims++;
         next_claim = (next_claim + 1) % UNI1_LEDGER_CLAIMS;
         size_t b = hash & (LEDGER_BUCKETS - 1);
-        claims[slot] = (claim){server, hash, copy, buckets[b]};
+        claims[slot].server = server;
+        claims[slot].hash = hash;
+        claims[slot].next = buckets[b];
+        memcpy(claims[slot].id, job_id, strlen(job_id) + 1);
         buckets[b] = slot;
-        copy = NULL;
         result = 1;
     }
     pthread_mutex_unlock(&lock);
-    free(copy);
     return result;
 }
 
@@ -227,8 +228,6 @@ int uni1__ledger_watch_end(uint64_t request, uint64_t ticket)
 void uni1__ledger_reset(void)
 {
     enter();
-    for (size_t i = 0; claims && i < UNI1_LEDGER_CLAIMS; i++)
-        free(claims[i].id);
     free(claims);
     claims = NULL;
     n_claims = next_claim = 0;
