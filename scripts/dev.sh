@@ -17,6 +17,20 @@ PY="${PYTHON:-python3}"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
+# The test layers, each timed: `layer NAME` closes the one before it.
+LAYER_TIMES=()
+LAYER_NAME=""
+LAYER_START=$SECONDS
+layer() {
+    if [ -n "$LAYER_NAME" ]; then
+        LAYER_TIMES+=("$(printf '%6d s  %s' $((SECONDS - LAYER_START)) "$LAYER_NAME")")
+    fi
+    LAYER_NAME="$1"
+    LAYER_START=$SECONDS
+    [ -n "$1" ] && log "$1"
+    return 0
+}
+
 install_debs() {
     local missing=()
     for p in $DEBS; do
@@ -80,25 +94,29 @@ PYEOF
 }
 
 run_tests() {
+    layer "setup: Debian packages, .venv, pip install -e .[test]"
     setup
     export PATH="$PWD/$VENV/bin:$PATH"
-    log "style: clang-format and ruff"
+    layer "style: clang-format and ruff"
     make format-check RUFF="$PWD/$VENV/bin/ruff"
-    log "C tests of the core (cmocka)"
+    layer "C tests of the core (cmocka)"
     make ctest
-    log "C tests under valgrind memcheck"
+    layer "C tests under valgrind memcheck"
     make valgrind
-    log "fuzz targets: corpus replay under ASan+UBSan"
+    layer "fuzz targets: corpus replay under ASan+UBSan"
     make fuzz-replay
-    log "pytest against the emulator"
+    layer "pytest against the emulator"
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
-    log "typing: stubtest (scenario_uni1 and its _core stubs), mypy --strict on the README's examples"
+    layer "typing: stubtest (scenario_uni1 and its _core stubs), mypy --strict on the README's examples"
     "$VENV/bin/python" -m mypy.stubtest scenario_uni1 --allowlist tests/typing/stubtest-allowlist.txt
     "$VENV/bin/python" tests/typing/check_readme.py
+    layer "sdist: build, install in a fresh venv, tests from the unpacked tree"
     sdist_check
-    log "pytest with the extension built with ASan+UBSan"
+    layer "pytest with the extension built with ASan+UBSan"
     make asan PYTHON="$PWD/$VENV/bin/python"
-    log "all layers passed"
+    layer ""
+    log "all layers passed, in $SECONDS s:"
+    printf '%s\n' "${LAYER_TIMES[@]}" >&2
 }
 
 case "${1:-}" in

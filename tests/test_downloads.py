@@ -77,3 +77,59 @@ def test_one_failing_asset_leaves_no_partial_file(uni1_emulator, tmp_path):
     for n in names:  # whatever was saved is whole
         with PILImage.open(tmp_path / n) as im:
             im.verify()
+
+
+# A full disk, as a child process meets it: the file size limit (RLIMIT_FSIZE)
+# makes write(2) fail with EFBIG past `limit` bytes of any one file (Python
+# ignores SIGXFSZ),
+# which the core sees exactly as it sees ENOSPC. The job crosses as a pickle
+# and binds to a client built from the child's environment.
+_FULL_DISK_CHILD = """
+import os, pickle, resource, sys
+import scenario_uni1 as uni1
+job = pickle.loads(bytes.fromhex(sys.argv[1]))
+dest, limit = sys.argv[2], int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+try:
+    job.download(dest)
+except OSError as e:
+    print("OSError", e.errno)
+else:
+    print("saved")
+"""
+
+
+def _download_in_full_disk_child(emu, job, dest, limit):
+    import errno
+    import pickle
+    import subprocess
+    import sys
+
+    from conftest import PACKAGE_PARENT
+
+    env = dict(os.environ, **emu.env(), PYTHONPATH=PACKAGE_PARENT)
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, pickle.dumps(job).hex(), str(dest), str(limit)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split(), errno
+
+
+def test_full_disk_fails_cleanly_and_publishes_nothing(uni1_emulator, tmp_path):
+    emu = uni1_emulator
+    emu.outputs_per_job = 3
+    job = emu.client().generate("a full disk", aspect_ratio="16:9")
+    job.wait(timeout=30)
+    sizes = [len(img.data) for img in job.images()]
+    # the limit is per file: each transfer runs out of room half way
+    words, errno = _download_in_full_disk_child(emu, job, tmp_path, min(sizes) // 2)
+    assert words[0] == "OSError" and int(words[1]) in (errno.EFBIG, errno.ENOSPC), words
+    assert os.listdir(tmp_path) == []  # no partial file, no temporary file
+    # the same download with room to spare gets every file
+    words, _ = _download_in_full_disk_child(emu, job, tmp_path, 64 << 20)
+    assert words == ["saved"]
+    assert len(os.listdir(tmp_path)) == 3

@@ -99,6 +99,19 @@ static PyObject *raise_with_attrs(PyObject *type, PyObject *message, ...)
     return NULL;
 }
 
+/* OSError(errnum, message): OSError's constructor picks the subclass the
+ * errno stands for (FileExistsError, PermissionError, ...), so callers can
+ * catch what they would catch from open(). */
+static PyObject *raise_os_error(int errnum, const char *message)
+{
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iN", errnum, py_str(message));
+    if (exc) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
 static PyObject *http_error_class(py_state *st, long status)
 {
     switch (status) {
@@ -245,15 +258,11 @@ PyObject *py_raise_core(py_state *st, uni1_status status, const uni1_error *err,
     case UNI1_ERR_NOMEM:
         return raise_with_attrs(PyExc_MemoryError, py_str(m), NULL);
     case UNI1_ERR_IO:
-        return raise_with_attrs(PyExc_OSError, py_str(m), NULL);
-    case UNI1_ERR_EXISTS: {
-        PyObject *exc = PyObject_CallFunction(PyExc_FileExistsError, "iN", EEXIST, py_str(m));
-        if (exc) {
-            PyErr_SetObject(PyExc_FileExistsError, exc);
-            Py_DECREF(exc);
-        }
-        return NULL;
-    }
+        if (err->os_errno == 0)
+            return raise_with_attrs(PyExc_OSError, py_str(m), NULL);
+        return raise_os_error(err->os_errno, m);
+    case UNI1_ERR_EXISTS:
+        return raise_os_error(EEXIST, m);
     case UNI1_ERR_INTERRUPTED:
         if (extra && extra->stop == PY_STOP_CANCEL && job)
             return raise_job_error(

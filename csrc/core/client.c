@@ -383,6 +383,19 @@ uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
     return st;
 }
 
+uni1_status uni1__fail_os(uni1_session *s, int errnum, const char *fmt, ...)
+{
+    s->err.status = UNI1_ERR_IO;
+    s->err.os_errno = errnum;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(s->err.message, sizeof s->err.message, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof s->err.message)
+        snprintf(s->err.message + n, sizeof s->err.message - (size_t)n, ": %s", strerror(errnum));
+    return UNI1_ERR_IO;
+}
+
 uni1_status uni1__same_id(uni1_session *s, const char *path, const char *what, const char *asked,
                           const char *got)
 {

@@ -189,17 +189,17 @@ static uni1_status finish_file(uni1_session *s, uni1_status st, int fd, int dfd,
     /* The temporary file is 0600; a saved image gets the mode any new file
      * would get (0666 less the umask), like curl -o or open(). */
     if (st == UNI1_OK && fchmod(fd, 0666 & ~process_umask()) != 0)
-        st = uni1__fail(s, UNI1_ERR_IO, "chmod %s: %s", final, strerror(errno));
+        st = uni1__fail_os(s, errno, "chmod %s", final);
     if (st == UNI1_OK && fsync(fd) != 0)
-        st = uni1__fail(s, UNI1_ERR_IO, "fsync %s: %s", final, strerror(errno));
+        st = uni1__fail_os(s, errno, "fsync %s", final);
     if (close(fd) != 0 && st == UNI1_OK)
-        st = uni1__fail(s, UNI1_ERR_IO, "close %s: %s", final, strerror(errno));
+        st = uni1__fail_os(s, errno, "close %s", final);
     if (st == UNI1_OK && publish(dfd, tmp, name, overwrite) != 0) {
         if (errno == EEXIST)
             st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite=True to replace it)",
                             final);
         else
-            st = uni1__fail(s, UNI1_ERR_IO, "cannot rename into %s: %s", final, strerror(errno));
+            st = uni1__fail_os(s, errno, "cannot rename into %s", final);
     }
     if (st != UNI1_OK) {
         unlinkat(dfd, tmp, 0);
@@ -216,7 +216,7 @@ static uni1_status open_dir(uni1_session *s, const char *dir, int *dfd)
 {
     *dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (*dfd < 0)
-        return uni1__fail(s, UNI1_ERR_IO, "cannot open the directory %s: %s", dir, strerror(errno));
+        return uni1__fail_os(s, errno, "cannot open the directory %s", dir);
     return UNI1_OK;
 }
 
@@ -242,7 +242,7 @@ static uni1_status asset_to_dirfd(uni1_session *s, const uni1_asset *asset, int 
         return st;
     int fd = make_temp(dfd, name, tmp, sizeof tmp);
     if (fd < 0)
-        return uni1__fail(s, UNI1_ERR_IO, "cannot create a file in %s: %s", dir, strerror(errno));
+        return uni1__fail_os(s, errno, "cannot create a file in %s", dir);
     uni1_asset fresh;
     memset(&fresh, 0, sizeof fresh);
     const uni1_asset *cur = asset;

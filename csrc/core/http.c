@@ -179,8 +179,7 @@ uni1_status uni1__map_curl(uni1_session *s, CURLcode rc, const uni1_response_met
             return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: response larger than %zu bytes", what,
                               sink->cap);
         if (sink && sink->failed == 2)
-            return uni1__fail(s, UNI1_ERR_IO, "%s: cannot write the file (%s)", what,
-                              strerror(sink->saved_errno));
+            return uni1__fail_os(s, sink->saved_errno, "%s: cannot write the file", what);
         return uni1__fail(s, UNI1_ERR_NOMEM, "%s: out of memory", what);
     case CURLE_OUT_OF_MEMORY:
         return uni1__fail(s, UNI1_ERR_NOMEM, "%s: out of memory", what);

@@ -136,6 +136,10 @@ struct uni1_session {
 uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void uni1__reset_error(uni1_session *s);
+/* UNI1_ERR_IO for a failed system call: the message is the formatted text,
+ * ": ", and strerror(errnum); errnum is kept in the error's os_errno. */
+uni1_status uni1__fail_os(uni1_session *s, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void uni1__log(uni1_session *s, uni1_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

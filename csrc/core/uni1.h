@@ -130,6 +130,8 @@ typedef struct uni1_error {
     double retry_after; /* seconds the server asked us to wait (the
                            larger of Retry-After and remainingSeconds),
                            or -1 when it gave none */
+    int os_errno;       /* UNI1_ERR_IO: the errno of the system call that
+                           failed (ENOSPC, EACCES, ...), or 0 */
     double sent_at;     /* UNI1_ERR_UNCERTAIN: when the request that
                            may have created a job was sent (Unix time,
                            seconds); 0 otherwise */

@@ -354,8 +354,7 @@ static uni1_status read_part(uni1_session *s, int fd, unsigned char *buf, size_t
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return uni1__fail(s, UNI1_ERR_IO, "upload of %s: cannot read the file: %s", name,
-                              strerror(errno));
+            return uni1__fail_os(s, errno, "upload of %s: cannot read the file", name);
         }
         if (n == 0)
             return uni1__fail(s, UNI1_ERR_IO,
