@@ -194,17 +194,8 @@ uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcod
         } else if (now - moved_at >= s->client->stall_timeout) {
             break; /* not an error: the unfinished ones go to the second pass */
         }
-        if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
-            s->last_interrupt_check = now;
-            if (s->interrupt(s->interrupt_userdata)) {
-                st = uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
-                break;
-            }
-        }
-        int ms = UNI1_WAKE_INTERVAL_MS;
-        if (s->deadline > 0 && (s->deadline - now) * 1000.0 < ms)
-            ms = (int)((s->deadline - now) * 1000.0) + 1;
-        curl_multi_poll(s->multi, NULL, 0, ms, NULL);
+        if ((st = uni1__loop_wait(s, now)) != UNI1_OK)
+            break;
     }
     for (size_t i = 0; i < added; i++) {
         long code = 0;

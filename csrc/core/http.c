@@ -204,6 +204,20 @@ curl_off_t uni1__bytes_moved(CURL *easy)
     return down + up;
 }
 
+uni1_status uni1__loop_wait(uni1_session *s, double now)
+{
+    if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
+        s->last_interrupt_check = now;
+        if (s->interrupt(s->interrupt_userdata))
+            return uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
+    }
+    int ms = UNI1_WAKE_INTERVAL_MS;
+    if (s->deadline > 0 && (s->deadline - now) * 1000.0 < ms)
+        ms = (int)((s->deadline - now) * 1000.0) + 1;
+    curl_multi_poll(s->multi, NULL, 0, ms, NULL);
+    return UNI1_OK;
+}
+
 /* watch_stall: fail when no byte moves for the client's stall_timeout (with
  * sub-second precision; libcurl's own low-speed check counts whole seconds).
  * API requests leave it off: a server may think for a while before its first
@@ -258,20 +272,8 @@ uni1_status uni1__run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *
                 break;
             }
         }
-        if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
-            s->last_interrupt_check = now;
-            if (s->interrupt(s->interrupt_userdata)) {
-                st = uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
-                break;
-            }
-        }
-        int ms = UNI1_WAKE_INTERVAL_MS;
-        if (s->deadline > 0) {
-            double left_s = s->deadline - now;
-            if (left_s * 1000.0 < ms)
-                ms = (int)(left_s * 1000.0) + 1;
-        }
-        curl_multi_poll(s->multi, NULL, 0, ms, NULL);
+        if ((st = uni1__loop_wait(s, now)) != UNI1_OK)
+            break;
     }
     curl_off_t req_size = 0;
     curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &req_size);

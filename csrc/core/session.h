@@ -212,6 +212,12 @@ void uni1__setup_download(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_
 uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcode *results,
                                uni1_response_meta *metas);
 
+/* The end of one turn of a transfer loop (single or parallel): the interrupt
+ * callback, at most every UNI1_WAKE_INTERVAL_MS, then a wait on the
+ * session's multi handle bounded by that interval and the deadline. UNI1_OK,
+ * or UNI1_ERR_INTERRUPTED with the session error set. */
+uni1_status uni1__loop_wait(uni1_session *s, double now);
+
 /* The pause between two attempts: uni1__sleep, after which the session
  * error still describes the attempt that failed (UNI1_OK), or says why the
  * pause was cut short (deadline, interrupt; the old error body is dropped). */
