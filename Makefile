@@ -28,7 +28,7 @@ CORE_PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS))
 CORE_PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(CORE_PKGS))
 
 # The pure core: no network, linked by every test and fuzz target.
-CORE_PURE_SRCS := $(CORE_DIR)/status.c $(CORE_DIR)/parse.c $(CORE_DIR)/body.c $(CORE_DIR)/cdn.c
+CORE_PURE_SRCS := $(CORE_DIR)/status.c $(CORE_DIR)/json.c $(CORE_DIR)/parse.c $(CORE_DIR)/body.c $(CORE_DIR)/cdn.c
 # The rest of the core (client.c, http.c, ops.c, ...): every other .c file.
 CORE_NET_SRCS  := $(filter-out $(CORE_PURE_SRCS),$(sort $(wildcard $(CORE_DIR)/*.c)))
 

@@ -42,7 +42,7 @@ int uni1__is_url_id(const char *s);
 int uni1__copy_trunc(char *dst, size_t dstlen, const char *src);
 
 /* The document-level rules every parser of server data applies first
- * (parse.c): well-formed UTF-8 without raw NUL bytes, nesting within cJSON's
+ * (json.c): well-formed UTF-8 without raw NUL bytes, nesting within cJSON's
  * limit, a private NUL-padded copy for cJSON, the escape \u0000 rewritten to
  * \ufffd so cJSON cannot cut a string short, and one JSON value with nothing
  * but whitespace after it. `what` names the document in messages. On success
@@ -64,6 +64,10 @@ const struct cJSON *uni1__envelope(const struct cJSON *root, const char *name, c
 int uni1__take_id(const struct cJSON *obj, const char *what, const char *key, const char *alt_key,
                   char out[UNI1_ID_MAX], char *err, size_t errlen);
 
+/* A finite number, or a string holding exactly one (as some servers send
+ * "remainingSeconds": "30"). The string goes through cJSON too, which reads
+ * numbers independently of the C locale. Returns 1 and sets *out, or 0. */
+int uni1__number_liberal(const struct cJSON *v, double *out);
 /* Whether s is printable ASCII without spaces, at most max bytes: the test
  * for anything that ends up in a URL or a request line. */
 int uni1__is_url_text(const char *s, size_t max);
