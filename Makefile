@@ -191,13 +191,13 @@ RUFF      ?= ruff
 .PHONY: format format-check
 format:
 	clang-format -i $(C_SOURCES)
-	$(RUFF) format scenario_uni1 tests
-	$(RUFF) check --fix scenario_uni1 tests
+	$(RUFF) format scenario_uni1 tests bench
+	$(RUFF) check --fix scenario_uni1 tests bench
 
 format-check:
 	clang-format --dry-run --Werror $(C_SOURCES)
-	$(RUFF) format --check scenario_uni1 tests
-	$(RUFF) check scenario_uni1 tests
+	$(RUFF) format --check scenario_uni1 tests bench
+	$(RUFF) check scenario_uni1 tests bench
 
 # --- Housekeeping ---------------------------------------------------------
 
@@ -235,3 +235,10 @@ asan:
 	  assert os.path.realpath(c.__file__).startswith(os.getcwd()), c.__file__; \
 	  print('sanitized build:', c.__file__)"
 	cd $(ASAN_BUILD) && $(ASAN_RUN) $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+# make bench: every figure of shared/benchmarks.md against scenario-sdk (the
+# `bench` extra), written to bench/RESULTS.md (~15 min on 2 cores; BENCH_ARGS=--quick
+# for ~3 min). Needs the extension built in place.
+.PHONY: bench
+bench:
+	$(PYTHON) -m bench $(BENCH_ARGS)

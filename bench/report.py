@@ -1,0 +1,171 @@
+"""Rows of the results table, and the Markdown page around them (machine, versions, date)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import math
+import os
+import platform
+import statistics
+import sys
+
+TITLES = {
+    "P3": "1,000 jobs × 2 s at concurrency 100: wall / ideal; client CPU",
+    "P9": "10,000 jobs in flight in one process: engine threads, RSS, CPU per job",
+    "P10": "asyncio loop lag of a 5 ms ticker while 200 generations run",
+}
+TARGETS = {
+    "P3": "≤ 1.10 × ideal; CPU ≤ 1/10 of the SDK",
+    "P9": "one engine thread; ≤ 150 MiB; CPU/job ≤ P2",
+    "P10": "p99 ≤ 20 ms",
+}
+NOT_ENGINE = "not measured: needs the engine (issue 7)"
+
+
+def _fmt(x):
+    if x is None:
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
+    if x == 0:
+        return "0"
+    mag = abs(x)
+    if mag >= 100:
+        return f"{x:.0f}"
+    if mag >= 10:
+        return f"{x:.1f}"
+    if mag >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def _mmm(xs):
+    xs = sorted(xs)
+    return f"{_fmt(xs[0])} / **{_fmt(statistics.median(xs))}** / {_fmt(xs[-1])}"
+
+
+def row(
+    fig,
+    what,
+    ours,
+    sdk,
+    target_text,
+    target=None,
+    higher=False,
+    absolute=None,
+    base=None,
+    base_name=None,
+    strict=False,
+    extra=None,
+):
+    """ours/sdk: the runs' values. target: a ratio bound (ours over sdk, or over `base` when given);
+    absolute: a bound on our median itself. higher: the bound is a floor."""
+    mo = statistics.median(ours)
+    ms = statistics.median(sdk)
+    if higher:  # P4: the figure itself is the ratio that has the target
+        ratio_txt = f"ours {_fmt(mo)}, SDK {_fmt(ms)}"
+        met = mo >= target
+    else:
+        den = statistics.median(base) if base else ms
+        ratio = mo / den if den else float("inf")
+        ratio_txt = f"{ratio:.3g}"
+        if base:
+            ratio_txt = f"ours {ratio:.3g}, SDK {ms / den:.3g} (× {base_name} {_fmt(den)})"
+        elif ms:
+            ratio_txt += f" (SDK/ours {ms / mo:.3g})" if mo else ""
+        met = True
+        if target is not None:
+            met = ratio < target if strict else ratio <= target
+        if absolute is not None:
+            met = met and mo <= absolute
+        if target is None and absolute is None:
+            met = None
+    return {
+        "fig": fig,
+        "what": what + (f" — {extra}" if extra else ""),
+        "ours": _mmm(ours),
+        "sdk": _mmm(sdk),
+        "ratio": ratio_txt,
+        "target": target_text,
+        "met": {True: "met", False: "**missed**", None: "–"}[met],
+        "values": {"ours": list(ours), "sdk": list(sdk)},
+    }
+
+
+def na(fig, what, target_text):
+    return {
+        "fig": fig,
+        "what": what,
+        "ours": NOT_ENGINE,
+        "sdk": "–",
+        "ratio": "–",
+        "target": target_text,
+        "met": "–",
+        "values": None,
+    }
+
+
+def machine():
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {mem}, {cpu}, {platform.system()} {platform.release()}"
+
+
+def versions():
+    import scenario_uni1
+    from scenario_uni1 import _core
+
+    def v(name):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (
+        f"Python {platform.python_version()} ({sys.implementation.name}); libcurl {_core.curl_version}; "
+        f"scenario_uni1 {scenario_uni1.__version__}; scenario-sdk {v('scenario-sdk')}; httpx {v('httpx')}; "
+        f"pydantic {v('pydantic')}"
+    )
+
+
+def render(rows, notes, *, quick, runs, seconds):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        "# Benchmarks: scenario_uni1 against scenario-sdk",
+        "",
+        f"- date: {now}; `python -m bench{' --quick' if quick else ''}`, {runs} runs per figure and client, "
+        f"{seconds / 60:.1f} min in all",
+        f"- machine: {machine()}",
+        f"- versions: {versions()}",
+        "- setup: the emulator runs in the driver process; each client runs in its own fresh subprocess, so its "
+        "CPU and RSS are read alone. Cells are min / **median** / max of the runs; the ratio is ours over the "
+        "SDK's on the medians (unless the row says otherwise).",
+        "- the SDK has no helper to wait for a job or to fetch an asset's bytes: the loop its docs suggest is "
+        "written in bench/clients.py (GET /jobs/{id} at once, then every 3 s, as its JS helper polls; "
+        "GET /assets/{id} for the signed URL; one shared `httpx.Client` for the CDN; file: temp file, fsync, rename).",
+        "",
+        "| id | figure | scenario_uni1 | scenario-sdk | ratio | target | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['fig']} | {r['what']} | {r['ours']} | {r['sdk']} | {r['ratio']} | {r['target']} "
+            f"| {r['met']} |"
+        )
+    out += ["", "## How each figure is taken", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(out)
