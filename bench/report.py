@@ -65,7 +65,7 @@ def row(
     ms = statistics.median(sdk)
     if higher:  # P4: the figure itself is the ratio that has the target
         ratio_txt = f"ours {_fmt(mo)}, SDK {_fmt(ms)}"
-        met = mo >= target
+        met = "met" if mo >= target else "**missed**"
     else:
         den = statistics.median(base) if base else ms
         ratio = mo / den if den else float("inf")
@@ -74,13 +74,13 @@ def row(
             ratio_txt = f"ours {ratio:.3g}, SDK {ms / den:.3g} (× {base_name} {_fmt(den)})"
         elif ms:
             ratio_txt += f" (SDK/ours {ms / mo:.3g})" if mo else ""
-        met = True
+        parts = []
         if target is not None:
-            met = ratio < target if strict else ratio <= target
+            ok = ratio < target if strict else ratio <= target
+            parts.append("ratio " + ("met" if ok else "**missed**"))
         if absolute is not None:
-            met = met and mo <= absolute
-        if target is None and absolute is None:
-            met = None
+            parts.append(f"≤ {_fmt(absolute)} " + ("met" if mo <= absolute else "**missed**"))
+        met = ", ".join(parts) if parts else None
     return {
         "fig": fig,
         "what": what + (f" — {extra}" if extra else ""),
@@ -88,7 +88,7 @@ def row(
         "sdk": _mmm(sdk),
         "ratio": ratio_txt,
         "target": target_text,
-        "met": {True: "met", False: "**missed**", None: "–"}[met],
+        "met": met or "–",
         "values": {"ours": list(ours), "sdk": list(sdk)},
     }
 
