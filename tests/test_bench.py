@@ -49,8 +49,11 @@ def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
         for cell in cells[2:4]:
             nums = re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", cell.replace("*", ""))
             assert len(nums) == 3, cells
-        ratio = float(cells[4].split()[0])
-        assert ratio > 0, cells
+        float(
+            cells[4].split()[0]
+        )  # a number (a wall-time difference may come out below the bare interpreter's)
+    for cells in (by_fig["P1"][0], by_fig["P7"][0]):  # import time and RSS per job are positive
+        assert float(cells[4].split()[0]) > 0, cells
     # the memory figure is bytes per job, a sane size for both clients
     p7 = by_fig["P7"][0]
     for cell in p7[2:4]:
