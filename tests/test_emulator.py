@@ -28,13 +28,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import scenario_uni1.emulator as emulator_mod
-from scenario_uni1 import _emulator_images as images
+from scenario_uni1.emulator import images
 from scenario_uni1.emulator import Emulator
 
 GENERATE = "/v1/generate/custom/model_luma-uni-1-max"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 RATIOS = ("1:3", "9:16", "2:3", "3:4", "1:1", "4:3", "3:2", "16:9", "3:1")
-PACKAGE_ROOT = str(Path(emulator_mod.__file__).resolve().parent.parent)
+PACKAGE_ROOT = str(Path(emulator_mod.__file__).resolve().parents[2])
 
 
 # ------------------------------------------------------------------ helpers

@@ -16,7 +16,7 @@ import pytest
 from conftest import png_bytes, submitted_bodies
 
 import scenario_uni1 as uni1
-from scenario_uni1 import _emulator_images as images
+from scenario_uni1.emulator import images
 from scenario_uni1._inputs import MAX_INLINE_UPLOAD, Upload, resolve
 
 BIG = 12_000_000  # two parts: 8 MiB and the rest

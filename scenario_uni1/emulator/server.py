@@ -42,14 +42,14 @@ import string
 import threading
 import time
 
-from . import _emulator_http as _http
-from . import _emulator_images as _img
+from . import http as _http
+from . import images as _img
 
 TYPE_CHECKING = False  # type checkers take the branch; nothing more is imported at run time
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._client import Client
+    from .._client import Client
 
 __all__ = ["MODEL_ID", "Emulator", "Fault", "RecordedRequest", "main", "serve"]
 
@@ -2069,6 +2069,3 @@ def main(argv=None) -> int:
     )
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
