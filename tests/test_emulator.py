@@ -27,9 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+import scenario_uni1 as uni1
 import scenario_uni1.emulator as emulator_mod
-from scenario_uni1.emulator import images
-from scenario_uni1.emulator import Emulator
+from scenario_uni1.emulator import Emulator, images
 
 GENERATE = "/v1/generate/custom/model_luma-uni-1-max"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -448,6 +448,88 @@ def test_too_many_jobs_in_flight_is_429():
         assert e.jobs_created == 2
         e.advance(6)
         assert call(e, "POST", GENERATE, {"prompt": "x"}).status == 200
+
+
+def _post_all_at_once(emu, n):
+    """n POSTs of generate, each on its own connection, released together."""
+    barrier = threading.Barrier(n)
+    replies = [None] * n
+
+    def one(k):
+        barrier.wait()
+        replies[k] = call(emu, "POST", GENERATE, {"prompt": f"concurrent {k}"})
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return replies
+
+
+def test_concurrency_ceiling_refuses_the_third_concurrent_post():
+    with Emulator(job_duration=0.6) as e:
+        e.max_in_flight = 2  # the knob's other name, set on a running emulator
+        assert e.max_jobs_in_flight == 2 and e.stats()["knobs"]["max_jobs_in_flight"] == 2
+        replies = _post_all_at_once(e, 3)
+        assert sorted(r.status for r in replies) == [200, 200, 429]
+        refused = next(r for r in replies if r.status == 429)
+        assert refused.json == {
+            "reason": "Too many jobs in progress",
+            "details": {"actionName": "generate", "actionLimit": 2},
+        }
+        # Nothing created, nothing billed: two jobs, two charges, no asset.
+        assert e.jobs_created == 2 and len(e.jobs) == 2 and e.assets == {}
+        ids = [r.json["job"]["jobId"] for r in replies if r.status == 200]
+        assert sum(r.json["creativeUnitsCost"] for r in replies if r.status == 200) == 20
+        assert call(e, "POST", GENERATE, {"prompt": "still full"}).status == 429
+        deadline = time.monotonic() + 10
+        while get_job(e, ids[0])["status"] != "success":  # real time, no advance()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        reply = call(e, "POST", GENERATE, {"prompt": "a slot is free"})
+        assert reply.status == 200, reply.data
+        assert e.jobs_created == 3
+
+
+def test_concurrency_ceiling_set_late_counts_the_jobs_already_in_flight():
+    with Emulator(job_duration=30) as e:
+        submit(e)
+        submit(e)
+        e.max_jobs_in_flight = 2
+        reply = call(e, "POST", GENERATE, {"prompt": "x"})
+        assert reply.status == 429, reply.data
+        assert reply.json["details"] == {"actionName": "generate", "actionLimit": 2}
+        assert e.jobs_created == 2
+        e.max_jobs_in_flight = None
+        assert call(e, "POST", GENERATE, {"prompt": "x"}).status == 200
+
+
+def test_concurrency_ceiling_and_our_client_retries_the_post_then_gives_up():
+    # Today the client treats this 429 like any other: the POST created nothing, so it
+    # is resent after a backoff, max_retries times, without reconciling by listing.
+    with Emulator(job_duration=0.2, max_jobs_in_flight=1) as e:
+        e.next_job_outcome("stuck")
+        submit(e)  # holds the only slot for ever
+        e.clear_requests()
+        with e.client(max_retries=2, backoff_base=0.02, backoff_max=0.2, timeout=10) as client:
+            with pytest.raises(uni1.RateLimitError) as info:
+                client._submit("over the ceiling")
+        assert info.value.status_code == 429
+        assert "Too many jobs in progress" in str(info.value)
+        assert e.request_count("POST", GENERATE) == 3  # the first try and 2 retries
+        assert e.request_count("GET", r"^/v1/jobs/?$") == 0
+        assert e.jobs_created == 1
+
+
+def test_emulator_command_takes_the_concurrency_ceiling(monkeypatch):
+    import scenario_uni1.emulator.command as command
+
+    seen = []
+    monkeypatch.setattr(command, "serve", lambda *a, **kw: seen.append(kw))
+    assert emulator_mod.main(["--port", "0", "--max-in-flight", "3"]) == 0
+    assert emulator_mod.main(["--port", "0"]) == 0
+    assert [kw["max_jobs_in_flight"] for kw in seen] == [3, None]
 
 
 # ------------------------------------------------------------------ assets and the CDN

@@ -16,8 +16,8 @@ import pytest
 from conftest import png_bytes, submitted_bodies
 
 import scenario_uni1 as uni1
-from scenario_uni1.emulator import images
 from scenario_uni1._inputs import MAX_INLINE_UPLOAD, Upload, resolve
+from scenario_uni1.emulator import images
 
 BIG = 12_000_000  # two parts: 8 MiB and the rest
 PART = 8 * 1024 * 1024

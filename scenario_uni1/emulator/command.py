@@ -22,6 +22,7 @@ def serve(
     image_long_side: int = 256,
     asset_size_bytes: int | None = None,
     max_recorded_requests: int | None = 10000,
+    max_jobs_in_flight: int | None = None,
     ssl_context=None,
     out=None,
 ) -> None:
@@ -48,6 +49,7 @@ def serve(
         image_long_side=image_long_side,
         asset_size_bytes=asset_size_bytes,
         max_recorded_requests=max_recorded_requests,
+        max_jobs_in_flight=max_jobs_in_flight,
         ssl_context=ssl_context,
     )
     stop = threading.Event()
@@ -102,6 +104,14 @@ def main(argv=None) -> int:
     p.add_argument("--image-long-side", type=int, default=256)
     p.add_argument("--asset-size-bytes", type=int, default=None)
     p.add_argument("--max-recorded-requests", type=int, default=10000)
+    p.add_argument(
+        "--max-in-flight",
+        "--max-jobs-in-flight",
+        dest="max_jobs_in_flight",
+        type=int,
+        default=None,
+        help="with N jobs not yet terminal, POST /generate answers 429 (default: no ceiling)",
+    )
     a = p.parse_args(argv)
     serve(
         a.port,
@@ -117,5 +127,6 @@ def main(argv=None) -> int:
         image_long_side=a.image_long_side,
         asset_size_bytes=a.asset_size_bytes,
         max_recorded_requests=a.max_recorded_requests,
+        max_jobs_in_flight=a.max_jobs_in_flight,
     )
     return 0

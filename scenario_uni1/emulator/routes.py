@@ -183,6 +183,7 @@ class Routes(Uploads):
         now = self.now()
         limit = self.max_jobs_in_flight
         if limit is not None:
+            # The team's concurrency ceiling: refused before anything is created or billed.
             self._inflight = [j for j in self._inflight if self._state(j, now)[0] not in TERMINAL]
             if len(self._inflight) >= limit:
                 return _json(
@@ -226,8 +227,9 @@ class Routes(Uploads):
         self._jobs[job.id] = job
         self._job_list.append(job)
         self._jobs_created += 1
-        if limit is not None:
-            self._inflight.append(job)
+        # Kept without a ceiling too, so that one set on a running emulator counts the
+        # jobs already in flight (pruned when the ceiling is checked).
+        self._inflight.append(job)
         return _json(
             200,
             {

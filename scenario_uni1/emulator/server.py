@@ -110,8 +110,11 @@ class Emulator(Routes, Faults):
       job_duration (s, 2.0; 0 = success on the first GET), url_ttl (s, 86400),
       outputs_per_job (1), image_long_side (256 px), asset_size_bytes (None: pad
       generated images to this exact size), upload_duration (s, 0.3),
-      record_requests (True), max_body_bytes (10 MiB), max_jobs_in_flight (None:
-      no 429), cancellable (False: custom jobs refuse cancel, as live),
+      record_requests (True), max_body_bytes (10 MiB), max_jobs_in_flight (None;
+      also `max_in_flight`: the team's concurrency ceiling, with N jobs not yet
+      terminal a POST /generate is a 429 {"reason", "details": {"actionName":
+      "generate", "actionLimit": N}} that creates and bills nothing),
+      cancellable (False: custom jobs refuse cancel, as live),
       base_cost (10), cost_per_reference (2).
 
     seed (constructor only): None (the default) draws job, asset and upload ids
@@ -287,6 +290,15 @@ class Emulator(Routes, Faults):
             await server.wait_closed()
         self._servers = []
         self._sites = {}
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """The concurrency ceiling (another name for the knob max_jobs_in_flight)."""
+        return self.max_jobs_in_flight
+
+    @max_in_flight.setter
+    def max_in_flight(self, value: int | None) -> None:
+        self.max_jobs_in_flight = value
 
     # ------------------------------------------------------------------ addresses
     def _origin(self, scheme_ctx, port):
