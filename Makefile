@@ -228,9 +228,10 @@ asan:
 	mkdir -p $(ASAN_BUILD)
 	UNI1_SANITIZE=1 UNI1_WERROR=1 $(PYTHON) setup.py -q build_ext \
 	  --build-lib $(ASAN_BUILD) --build-temp $(ASAN_BUILD)/tmp
-	cp scenario_uni1/*.py scenario_uni1/_core.pyi scenario_uni1/py.typed $(ASAN_BUILD)/scenario_uni1/
-	cp -r tests $(ASAN_BUILD)/tests
-	rm -rf $(ASAN_BUILD)/tests/c $(ASAN_BUILD)/tests/fuzz
+	# The Python sources beside the sanitized extension (every subpackage,
+	# the stubs), the tests, and what the tests read (README.md, bench/).
+	tar -cf - --exclude=__pycache__ --exclude='*.so' --exclude=tests/c --exclude=tests/fuzz \
+	  scenario_uni1 tests bench README.md | tar -C $(ASAN_BUILD) -xf -
 	cd $(ASAN_BUILD) && $(ASAN_RUN) $(PYTHON) -c "import os, scenario_uni1._core as c; \
 	  assert os.path.realpath(c.__file__).startswith(os.getcwd()), c.__file__; \
 	  print('sanitized build:', c.__file__)"
