@@ -143,14 +143,14 @@ def versions():
     )
 
 
-def render(rows, notes, *, quick, runs, seconds):
+def render(rows, notes, *, quick, runs, seconds, load):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "# Benchmarks: scenario_uni1 against scenario-sdk",
         "",
         f"- date: {now}; `python -m bench{' --quick' if quick else ''}`, {runs} runs per figure and client, "
         f"{seconds / 60:.1f} min in all",
-        f"- machine: {machine()}",
+        f"- machine: {machine()}; load average (1 min) {load[0]:.1f} at the start, {load[1]:.1f} at the end",
         f"- versions: {versions()}",
         "- setup: the emulator runs in the driver process; each client runs in its own fresh subprocess, so its "
         "CPU and RSS are read alone. Cells are min / **median** / max of the runs; the ratio is ours over the "
