@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import resource
+import signal
 import sys
 import threading
 import time
@@ -114,6 +115,9 @@ def p4(client, a):
 
 
 def p5(client, a):
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler: put it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     c = make(client)
     job = c.submit("bench p5")
     if a["case"] == "download":
