@@ -321,8 +321,8 @@ class Bench:
             f"P6: the emulator pads the generated PNG to {mib} MiB (asset_size_bytes) and builds the "
             "body on each CDN GET (its CPU is on the same 2 cores); `curl -sS -o FILE URL` on the "
             "same signed URL, then an fsync of the file, timed together; our client and the SDK loop "
-            "fsync before the rename. RSS growth: ru_maxrss after the download minus the RSS just "
-            "before it."
+            "fsync before the rename. RSS growth: the peak RSS of the download (VmHWM, reset through "
+            "/proc/self/clear_refs just before it) minus the RSS just before it."
         )
         return rows
 
