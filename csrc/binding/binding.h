@@ -261,4 +261,23 @@ PyObject *py_job_deepcopy(PyObject *op, PyObject *memo);
 PyObject *py_job_new_unbound(py_state *st, PyObject *base_url, PyObject *project_id, uni1_job *job,
                              double cost);
 
+/* Client methods for assets (assets.c), METH_METHOD|METH_FASTCALL|METH_KEYWORDS. */
+PyObject *py_client_upload(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                           PyObject *kwnames);
+PyObject *py_client_upload_file(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                                size_t nargs, PyObject *kwnames);
+PyObject *py_client_get_asset(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                              PyObject *kwnames);
+
+/* Job.images() and Job.download() (results.c), same calling convention. */
+PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                        PyObject *kwnames);
+PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                          PyObject *kwnames);
+/* Shared by job.c and results.c: the last job JSON as a dict; the wait loop
+ * (0, or -1 with an exception). */
+typedef char py_id[UNI1_ID_MAX];
+PyObject *py_job_raw_dict(JobObject *self, py_state *st);
+int py_job_wait_impl(JobObject *self, py_state *st, double deadline, PyObject *progress);
+
 #endif

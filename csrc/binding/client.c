@@ -555,192 +555,6 @@ done:
     return result;
 }
 
-static PyObject *client_upload(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
-                               PyObject *kwnames)
-{
-    py_state *st = PyType_GetModuleState(cls);
-    ClientObject *self = (ClientObject *)op;
-    static const char *const names[] = {"data", "name", "mime_type", "timeout", NULL};
-    static const py_argspec spec = {"_upload", names, 3, 3};
-    PyObject *a[4];
-    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
-        return NULL;
-    double deadline;
-    if (py_deadline(st, a[3], &deadline) < 0)
-        return NULL;
-    /* The core reads the data with the GIL released: give it a copy of its
-     * own (the core base64-encodes it anyway, so this costs little). */
-    PyObject *data;
-    if (PyUnicode_Check(a[0])) {
-        PyErr_SetString(st->InvalidRequestTypeError, "_upload: data must be bytes, not str");
-        return NULL;
-    }
-    data = PyBytes_Check(a[0]) ? Py_NewRef(a[0]) : PyBytes_FromObject(a[0]);
-    if (!data)
-        return NULL;
-    char *name = NULL, *mime = NULL, *buf = NULL;
-    char *src = NULL;
-    Py_ssize_t len = 0;
-    PyObject *result = NULL;
-    if (PyBytes_AsStringAndSize(data, &src, &len) < 0 ||
-        py_copy_str(st, a[1], "name", 0, &name) < 0 ||
-        py_copy_str(st, a[2], "mime_type", 0, &mime) < 0)
-        goto done;
-    buf = malloc(len > 0 ? (size_t)len : 1);
-    if (!buf) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    memcpy(buf, src, (size_t)len);
-    Py_CLEAR(data);
-    py_call c;
-    if (py_call_begin(&c, st, self, deadline) < 0)
-        goto done;
-    uni1_asset asset;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_upload_image(c.s, buf, (size_t)len, name, mime, &asset);
-    py_call_end_threads(&c);
-    if (rc != UNI1_OK || PyErr_Occurred())
-        py_call_fail(&c, rc, NULL, NULL);
-    else
-        result = PyUnicode_FromString(asset.id);
-    uni1_asset_clear(&asset);
-    py_call_finish(&c);
-done:
-    Py_XDECREF(data);
-    free(buf);
-    free(name);
-    free(mime);
-    return result;
-}
-
-/* An upload the server ended "failed" (the core's UNI1_ERR_HTTP with no HTTP
- * status): an APIError whose message is the server's reason, without the
- * "HTTP <n>" of a refused request. */
-static PyObject *raise_upload_failed(py_state *st, const uni1_error *err)
-{
-    PyObject *msg = py_str(err->message[0] ? err->message : "the upload failed on the server");
-    if (!msg)
-        return NULL;
-    PyObject *body = err->body
-                         ? PyUnicode_DecodeUTF8(err->body, (Py_ssize_t)err->body_len, "replace")
-                         : Py_NewRef(Py_None);
-    PyObject *exc = body ? PyObject_CallFunctionObjArgs(st->APIError, msg, NULL) : NULL;
-    if (exc && PyObject_SetAttrString(exc, "reason", msg) == 0 &&
-        PyObject_SetAttrString(exc, "body", body) == 0 &&
-        PyObject_SetAttrString(exc, "retryable", Py_False) == 0)
-        PyErr_SetObject(st->APIError, exc);
-    Py_XDECREF(exc);
-    Py_XDECREF(body);
-    Py_DECREF(msg);
-    return NULL;
-}
-
-static PyObject *client_upload_file(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                                    size_t nargs, PyObject *kwnames)
-{
-    py_state *st = PyType_GetModuleState(cls);
-    ClientObject *self = (ClientObject *)op;
-    static const char *const names[] = {"path", "name", "mime_type", "timeout", NULL};
-    static const py_argspec spec = {"_upload_file", names, 3, 3};
-    PyObject *a[4];
-    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
-        return NULL;
-    double deadline;
-    if (py_deadline(st, a[3], &deadline) < 0)
-        return NULL;
-    PyObject *path_bytes = NULL; /* the path in the filesystem encoding */
-    if (py_arg_path(st, PY_ARG_CALL, a[0], "path", &path_bytes) < 0)
-        return NULL;
-    char *path = NULL, *name = NULL, *mime = NULL;
-    PyObject *result = NULL;
-    const char *fs_path = PyBytes_AsString(path_bytes);
-    if (!fs_path || py_copy_str(st, a[1], "name", 0, &name) < 0 ||
-        py_copy_str(st, a[2], "mime_type", 0, &mime) < 0)
-        goto done;
-    /* A C copy: the core runs with the GIL released. */
-    path = malloc(strlen(fs_path) + 1);
-    if (!path) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    memcpy(path, fs_path, strlen(fs_path) + 1);
-    py_call c;
-    if (py_call_begin(&c, st, self, deadline) < 0)
-        goto done;
-    uni1_asset asset;
-    memset(&asset, 0, sizeof asset);
-    uni1_status rc = UNI1_OK;
-    int os_errno = 0, not_regular = 0;
-    py_call_allow_threads(&c);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0)
-        os_errno = errno;
-    else if (!S_ISREG(sb.st_mode))
-        not_regular = 1;
-    else
-        rc = uni1_upload_file(c.s, fd, (long long)sb.st_size, name, mime, &asset);
-    if (fd >= 0)
-        close(fd);
-    py_call_end_threads(&c);
-    if (os_errno) {
-        errno = os_errno;
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, a[0]);
-    } else if (not_regular) {
-        PyErr_Format(st->InvalidRequestError, "_upload_file: %R is not a regular file", a[0]);
-    } else if (rc == UNI1_ERR_HTTP && uni1_session_error(c.s)->http_status == 0 &&
-               !PyErr_Occurred()) {
-        raise_upload_failed(st, uni1_session_error(c.s));
-    } else if (rc != UNI1_OK || PyErr_Occurred()) {
-        py_call_fail(&c, rc, NULL, NULL);
-    } else {
-        result = PyUnicode_FromString(asset.id);
-    }
-    uni1_asset_clear(&asset);
-    py_call_finish(&c);
-done:
-    Py_XDECREF(path_bytes);
-    free(path);
-    free(name);
-    free(mime);
-    return result;
-}
-
-static PyObject *client_get_asset(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                                  size_t nargs, PyObject *kwnames)
-{
-    py_state *st = PyType_GetModuleState(cls);
-    ClientObject *self = (ClientObject *)op;
-    static const char *const names[] = {"asset_id", "timeout", NULL};
-    static const py_argspec spec = {"get_asset", names, 1, 1};
-    PyObject *a[2];
-    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
-        return NULL;
-    double deadline;
-    char *asset_id;
-    if (py_deadline(st, a[1], &deadline) < 0 || py_copy_str(st, a[0], "asset_id", 0, &asset_id) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    py_call c;
-    if (py_call_begin(&c, st, self, deadline) < 0) {
-        free(asset_id);
-        return NULL;
-    }
-    uni1_asset asset;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_get_asset(c.s, asset_id, &asset);
-    py_call_end_threads(&c);
-    if (rc != UNI1_OK || PyErr_Occurred())
-        py_call_fail(&c, rc, NULL, NULL);
-    else
-        result = py_json_loads(st, asset.raw_json, asset.raw_json ? asset.raw_len : 0);
-    uni1_asset_clear(&asset);
-    py_call_finish(&c);
-    free(asset_id);
-    return result;
-}
-
 static PyObject *client_close(PyObject *op, PyObject *unused)
 {
     (void)unused;
@@ -795,14 +609,14 @@ static PyMethodDef client_methods[] = {
      "list_jobs($self, *, page_size=0, pagination_token=None, status=None, type=None, "
      "timeout=None)\n--\n\n"
      "One page of jobs: (list of job dicts, next pagination token or None)."},
-    {"_upload", PY_CMETHOD(client_upload), PY_METHOD_FLAGS,
+    {"_upload", PY_CMETHOD(py_client_upload), PY_METHOD_FLAGS,
      "_upload($self, data, name, mime_type, *, timeout=None)\n--\n\n"
      "POST /assets (a small image); returns the asset id."},
-    {"_upload_file", PY_CMETHOD(client_upload_file), PY_METHOD_FLAGS,
+    {"_upload_file", PY_CMETHOD(py_client_upload_file), PY_METHOD_FLAGS,
      "_upload_file($self, path, name, mime_type, *, timeout=None)\n--\n\n"
      "Uploads a file through POST /uploads (multipart, for large images), read from the "
      "file in parts; returns the asset id."},
-    {"get_asset", PY_CMETHOD(client_get_asset), PY_METHOD_FLAGS,
+    {"get_asset", PY_CMETHOD(py_client_get_asset), PY_METHOD_FLAGS,
      "get_asset($self, asset_id, *, timeout=None)\n--\n\nThe asset object as the server sent it."},
     {"close", client_close, METH_NOARGS,
      "close($self, /)\n--\n\nRelease connections. Later calls raise ConfigurationError; calls "

@@ -12,8 +12,6 @@
 #define PY_METHOD_FLAGS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
 #define PY_CMETHOD(f) ((PyCFunction)(void (*)(void))(f))
 
-typedef char py_id[UNI1_ID_MAX];
-
 static py_state *job_state(PyObject *op)
 {
     return PyType_GetModuleState(Py_TYPE(op));
@@ -63,7 +61,7 @@ static void job_replace(JobObject *self, uni1_job *fresh)
     Py_CLEAR(self->raw_cache);
 }
 
-static PyObject *job_raw_dict(JobObject *self, py_state *st)
+PyObject *py_job_raw_dict(JobObject *self, py_state *st)
 {
     if (!self->raw_cache) {
         if (self->job.raw_json)
@@ -139,7 +137,7 @@ static PyObject *get_cost(PyObject *op, void *closure)
 static PyObject *get_raw(PyObject *op, void *closure)
 {
     (void)closure;
-    return job_raw_dict((JobObject *)op, job_state(op));
+    return py_job_raw_dict((JobObject *)op, job_state(op));
 }
 
 static PyObject *get_client(PyObject *op, void *closure)
@@ -207,7 +205,7 @@ static int raise_terminal(py_state *st, JobObject *self)
 }
 
 /* Polls until a terminal state. 0 on success, -1 with an exception. */
-static int job_wait_impl(JobObject *self, py_state *st, double deadline, PyObject *progress)
+int py_job_wait_impl(JobObject *self, py_state *st, double deadline, PyObject *progress)
 {
     switch (self->job.state) {
     case UNI1_JOB_SUCCESS:
@@ -292,7 +290,7 @@ static PyObject *job_wait(PyObject *op, PyTypeObject *cls, PyObject *const *args
         }
         progress = Py_NewRef(a[1]);
     }
-    int rc = job_wait_impl((JobObject *)op, st, deadline, progress);
+    int rc = py_job_wait_impl((JobObject *)op, st, deadline, progress);
     Py_XDECREF(progress);
     if (rc < 0)
         return NULL;
@@ -373,422 +371,6 @@ static PyObject *job_cancel(PyObject *op, PyTypeObject *cls, PyObject *const *ar
     return result;
 }
 
-/* ---- fetching the results ------------------------------------------------ */
-
-/* Waits unless the job already succeeded; copies the asset ids. */
-static int ready_assets(JobObject *self, py_state *st, double deadline, py_id **ids, size_t *n)
-{
-    *ids = NULL;
-    *n = 0;
-    if (self->job.state != UNI1_JOB_SUCCESS && job_wait_impl(self, st, deadline, NULL) < 0)
-        return -1;
-    size_t count = self->job.n_assets;
-    if (count == 0)
-        return 0;
-    *ids = malloc(count * sizeof **ids);
-    if (!*ids) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (size_t i = 0; i < count; i++)
-        snprintf((*ids)[i], sizeof(py_id), "%s", self->job.asset_ids[i]);
-    *n = count;
-    return 0;
-}
-
-/* A protocol failure found by the binding (no session error to read). */
-static PyObject *raise_no_url(py_state *st, const uni1_asset *asset)
-{
-    uni1_error e;
-    memset(&e, 0, sizeof e);
-    e.status = UNI1_ERR_PROTOCOL;
-    e.retry_after = -1;
-    snprintf(e.message, sizeof e.message, "asset %s has no URL (status %s)", asset->id,
-             asset->status[0] ? asset->status : "unknown");
-    return py_raise_core(st, UNI1_ERR_PROTOCOL, &e, NULL);
-}
-
-static PyObject *make_image(py_state *st, const uni1_asset *asset, const uni1_buffer *buf,
-                            const char *content_type)
-{
-    char mime[64];
-    const char *src = asset->mime_type[0] ? asset->mime_type : content_type;
-    size_t k = 0;
-    for (; src[k] && src[k] != ';' && src[k] != ' ' && k < sizeof mime - 1; k++)
-        mime[k] = src[k];
-    mime[k] = 0;
-    if (!mime[0])
-        snprintf(mime, sizeof mime, "application/octet-stream");
-    PyObject *kw = PyDict_New();
-    if (!kw)
-        return NULL;
-    PyObject *vals[5] = {
-        PyBytes_FromStringAndSize(buf->data ? (const char *)buf->data : "", (Py_ssize_t)buf->len),
-        PyUnicode_FromString(mime),
-        PyUnicode_FromString(asset->id),
-        asset->width > 0 ? PyLong_FromLong(asset->width) : Py_NewRef(Py_None),
-        asset->height > 0 ? PyLong_FromLong(asset->height) : Py_NewRef(Py_None),
-    };
-    static const char *const keys[5] = {"data", "mime_type", "asset_id", "width", "height"};
-    int ok = 1;
-    for (int i = 0; i < 5; i++) {
-        if (!vals[i] || PyDict_SetItemString(kw, keys[i], vals[i]) < 0)
-            ok = 0;
-        Py_XDECREF(vals[i]);
-    }
-    PyObject *empty = ok ? PyTuple_New(0) : NULL;
-    PyObject *img = empty ? PyObject_Call(st->image_factory, empty, kw) : NULL;
-    Py_XDECREF(empty);
-    Py_DECREF(kw);
-    return img;
-}
-
-static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t n);
-static void expect_job_format(uni1_asset *asset, const char *ext);
-
-static PyObject *job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
-                            PyObject *kwnames)
-{
-    py_state *st = PyType_GetModuleState(cls);
-    JobObject *self = (JobObject *)op;
-    static const char *const names[] = {"timeout", NULL};
-    static const py_argspec spec = {"images", names, 0, 0};
-    PyObject *a[1];
-    double deadline;
-    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
-        py_deadline(st, a[0], &deadline) < 0)
-        return NULL;
-    if (!st->image_factory) {
-        PyErr_SetString(PyExc_RuntimeError, "images() needs the scenario_uni1 package (import it)");
-        return NULL;
-    }
-    ClientObject *client = py_job_client(st, self);
-    if (!client)
-        return NULL;
-    py_id *ids;
-    size_t n;
-    if (ready_assets(self, st, deadline, &ids, &n) < 0)
-        return NULL;
-    if (n == 0)
-        return PyList_New(0);
-    uni1_asset *assets = calloc(n, sizeof *assets);
-    uni1_buffer *bufs = calloc(n, sizeof *bufs);
-    char(*ctypes)[64] = calloc(n, sizeof *ctypes);
-    PyObject *result = NULL;
-    py_call c;
-    if (!assets || !bufs || !ctypes) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    char fallback[16];
-    fallback_extension(self, st, fallback, sizeof fallback);
-    if (py_call_begin(&c, st, client, deadline) < 0)
-        goto done;
-    uni1_status rc = UNI1_OK;
-    size_t failed_at = n;
-    py_call_allow_threads(&c);
-    for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
-        rc = uni1_get_asset(c.s, ids[i], &assets[i]);
-        if (rc == UNI1_OK && !assets[i].url) {
-            failed_at = i;
-            break;
-        }
-        expect_job_format(&assets[i], fallback);
-        if (rc == UNI1_OK)
-            rc = uni1_download_asset_to_buffer(c.s, &assets[i], &bufs[i], ctypes[i],
-                                               sizeof ctypes[i]);
-    }
-    py_call_end_threads(&c);
-    if (rc != UNI1_OK || PyErr_Occurred()) {
-        py_call_fail(&c, rc, NULL, NULL);
-    } else if (failed_at < n) {
-        raise_no_url(st, &assets[failed_at]);
-    } else {
-        result = PyList_New((Py_ssize_t)n);
-        for (size_t i = 0; result && i < n; i++) {
-            PyObject *img = make_image(st, &assets[i], &bufs[i], ctypes[i]);
-            if (!img || PyList_SetItem(result, (Py_ssize_t)i, img) < 0)
-                Py_CLEAR(result);
-        }
-    }
-    py_call_finish(&c);
-done:
-    for (size_t i = 0; i < n; i++) {
-        if (assets)
-            uni1_asset_clear(&assets[i]);
-        if (bufs)
-            uni1_buffer_clear(&bufs[i]);
-    }
-    free(assets);
-    free(bufs);
-    free(ctypes);
-    free(ids);
-    return result;
-}
-
-/* The file extension when the asset has no usable mime type: the format the
- * job asked for (metadata.input.outputFormat, else metadata.output's; PNG,
- * the server's default, when the input leaves it out), else "bin". */
-static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t n)
-{
-    snprintf(ext, n, "bin");
-    PyObject *raw = job_raw_dict(self, st);
-    if (!raw) {
-        PyErr_Clear();
-        return;
-    }
-    PyObject *meta = PyDict_Check(raw) ? PyDict_GetItemString(raw, "metadata") : NULL;
-    PyObject *input = meta && PyDict_Check(meta) ? PyDict_GetItemString(meta, "input") : NULL;
-    PyObject *output = meta && PyDict_Check(meta) ? PyDict_GetItemString(meta, "output") : NULL;
-    PyObject *fmt =
-        input && PyDict_Check(input) ? PyDict_GetItemString(input, "outputFormat") : NULL;
-    if (!fmt && output && PyDict_Check(output))
-        fmt = PyDict_GetItemString(output, "outputFormat");
-    const char *s = fmt && PyUnicode_Check(fmt)    ? PyUnicode_AsUTF8AndSize(fmt, NULL)
-                    : input && PyDict_Check(input) ? "png"
-                                                   : NULL;
-    if (!s) {
-        PyErr_Clear();
-    } else if (strcmp(s, "png") == 0 || strcmp(s, "PNG") == 0) {
-        snprintf(ext, n, "png");
-    } else if (strcmp(s, "jpeg") == 0 || strcmp(s, "jpg") == 0 || strcmp(s, "JPEG") == 0) {
-        snprintf(ext, n, "jpg");
-    } else if (strcmp(s, "webp") == 0) {
-        snprintf(ext, n, "webp");
-    }
-    Py_DECREF(raw);
-}
-
-static const char *extension_for(const char *mime, const char *fallback)
-{
-    if (strncmp(mime, "image/png", 9) == 0)
-        return "png";
-    if (strncmp(mime, "image/jpeg", 10) == 0 || strncmp(mime, "image/jpg", 9) == 0)
-        return "jpg";
-    if (strncmp(mime, "image/webp", 10) == 0)
-        return "webp";
-    return fallback;
-}
-
-/* An asset record without a usable image type gets the one the job asked
- * for, so the core checks the bytes against it (a proxy's HTML error page
- * is never saved as an image). */
-static void expect_job_format(uni1_asset *asset, const char *ext)
-{
-    if (strcmp(extension_for(asset->mime_type, "bin"), "bin") != 0 ||
-        strcmp(asset->mime_type, "image/gif") == 0)
-        return;
-    if (strcmp(ext, "png") == 0)
-        snprintf(asset->mime_type, sizeof asset->mime_type, "image/png");
-    else if (strcmp(ext, "jpg") == 0)
-        snprintf(asset->mime_type, sizeof asset->mime_type, "image/jpeg");
-    else if (strcmp(ext, "webp") == 0)
-        snprintf(asset->mime_type, sizeof asset->mime_type, "image/webp");
-}
-
-static int make_dirs(py_state *st, PyObject *path)
-{
-    if (!st->os_makedirs) {
-        PyObject *os = PyImport_ImportModule("os");
-        if (!os)
-            return -1;
-        st->os_makedirs = PyObject_GetAttrString(os, "makedirs");
-        Py_DECREF(os);
-        if (!st->os_makedirs)
-            return -1;
-    }
-    PyObject *kw = Py_BuildValue("{s:O}", "exist_ok", Py_True);
-    PyObject *args = kw ? PyTuple_Pack(1, path) : NULL;
-    PyObject *r = args ? PyObject_Call(st->os_makedirs, args, kw) : NULL;
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
-    if (!r)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-static PyObject *job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
-                              PyObject *kwnames)
-{
-    py_state *st = PyType_GetModuleState(cls);
-    JobObject *self = (JobObject *)op;
-    static const char *const names[] = {"dest", "overwrite", "timeout", NULL};
-    static const py_argspec spec = {"download", names, 1, 0};
-    PyObject *a[3];
-    double deadline;
-    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
-        py_deadline(st, a[2], &deadline) < 0)
-        return NULL;
-    int overwrite = 0;
-    if (py_arg_flag(st, PY_ARG_CALL, a[1], "overwrite", &overwrite) < 0)
-        return NULL;
-    /* Before the directory is made: a closed client creates nothing. */
-    ClientObject *client = py_job_client(st, self);
-    if (!client)
-        return NULL;
-    PyObject *dest_bytes = NULL;
-    PyObject *dot = NULL;
-    if (!a[0]) {
-        dot = PyUnicode_FromString(".");
-        if (!dot)
-            return NULL;
-    }
-    if (py_arg_path(st, PY_ARG_CALL, a[0] ? a[0] : dot, "dest", &dest_bytes) < 0) {
-        Py_XDECREF(dot);
-        return NULL;
-    }
-    Py_XDECREF(dot);
-    PyObject *result = NULL;
-    py_id *ids = NULL;
-    size_t n = 0;
-    char(*paths)[PATH_MAX] = NULL;
-    char *dir = NULL;
-    uni1_asset *assets = NULL;
-    char(*fnames)[UNI1_ID_MAX + 16] = NULL;
-    size_t *todo = NULL;
-    PyObject *journal = NULL;
-    const char *d = PyBytes_AsString(dest_bytes);
-    if (!d)
-        goto done;
-    dir = strdup(*d ? d : ".");
-    if (!dir) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (size_t len = strlen(dir); len > 1 && dir[len - 1] == '/'; len--)
-        dir[len - 1] = 0;
-    /* mkdir -p first: a bad destination fails before minutes of waiting. */
-    if (make_dirs(st, dest_bytes) < 0)
-        goto done;
-    if (ready_assets(self, st, deadline, &ids, &n) < 0)
-        goto done;
-    char fallback[16];
-    fallback_extension(self, st, fallback, sizeof fallback);
-    result = PyList_New(0);
-    if (!result || n == 0)
-        goto done;
-    paths = calloc(n, sizeof *paths);
-    if (!paths) {
-        PyErr_NoMemory();
-        Py_CLEAR(result);
-        goto done;
-    }
-    assets = calloc(n, sizeof *assets);
-    fnames = calloc(n, sizeof *fnames);
-    todo = calloc(n, sizeof *todo);
-    if (!assets || !fnames || !todo) {
-        PyErr_NoMemory();
-        Py_CLEAR(result);
-        goto done;
-    }
-    py_call c;
-    if (py_call_begin(&c, st, client, deadline) < 0) {
-        Py_CLEAR(result);
-        goto done;
-    }
-    uni1_status rc = UNI1_OK;
-    py_call_allow_threads(&c);
-    for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
-        rc = uni1_get_asset(c.s, ids[i], &assets[i]);
-        expect_job_format(&assets[i], fallback);
-    }
-    py_call_end_threads(&c);
-    if (rc != UNI1_OK || PyErr_Occurred()) {
-        py_call_fail(&c, rc, NULL, NULL);
-        py_call_finish(&c);
-        Py_CLEAR(result);
-        goto done;
-    }
-    /* With a journal (scenario_uni1.Client(journal=...)), a file it recorded
-     * as finished and still intact is not fetched again. */
-    journal = PyObject_GetAttrString((PyObject *)client, "_journal");
-    if (!journal)
-        PyErr_Clear();
-    else if (journal == Py_None)
-        Py_CLEAR(journal);
-    size_t n_todo = 0;
-    for (size_t i = 0; i < n; i++) {
-        snprintf(fnames[i], sizeof fnames[i], "%s.%s", ids[i],
-                 extension_for(assets[i].mime_type, fallback));
-        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, fnames[i]);
-        int skip = 0;
-        if (journal) {
-            PyObject *r = PyObject_CallMethod(journal, "download_skip", "sss", self->job.id, ids[i],
-                                              paths[i]);
-            skip = r ? PyObject_IsTrue(r) : -1;
-            Py_XDECREF(r);
-            if (skip < 0) {
-                py_call_finish(&c);
-                Py_CLEAR(result);
-                goto done;
-            }
-        }
-        if (!skip)
-            todo[n_todo++] = i;
-    }
-    if (n_todo) {
-        uni1_asset *a = calloc(n_todo, sizeof *a);
-        const char **nm = calloc(n_todo, sizeof *nm);
-        char **out = calloc(n_todo, sizeof *out);
-        if (!a || !nm || !out) {
-            free(a);
-            free(nm);
-            free(out);
-            PyErr_NoMemory();
-            py_call_finish(&c);
-            Py_CLEAR(result);
-            goto done;
-        }
-        for (size_t k = 0; k < n_todo; k++) {
-            a[k] = assets[todo[k]]; /* shallow: assets keeps ownership */
-            nm[k] = fnames[todo[k]];
-            out[k] = paths[todo[k]];
-        }
-        py_call_allow_threads(&c);
-        rc = uni1_download_assets_to_dir(c.s, a, n_todo, dir, nm, overwrite, out, sizeof paths[0]);
-        py_call_end_threads(&c);
-        free(a);
-        free(nm);
-        free(out);
-    }
-    if (rc != UNI1_OK || PyErr_Occurred()) {
-        py_call_fail(&c, rc, NULL, NULL);
-        Py_CLEAR(result);
-    }
-    py_call_finish(&c);
-    for (size_t k = 0; result && journal && k < n_todo; k++) {
-        PyObject *r = PyObject_CallMethod(journal, "download_done", "sss", self->job.id,
-                                          ids[todo[k]], paths[todo[k]]);
-        if (!r)
-            Py_CLEAR(result);
-        Py_XDECREF(r);
-    }
-    for (size_t i = 0; result && i < n; i++) {
-        PyObject *p = PyUnicode_DecodeFSDefault(paths[i]);
-        PyObject *item = p && st->path_factory
-                             ? PyObject_CallFunctionObjArgs(st->path_factory, p, NULL)
-                             : Py_XNewRef(p);
-        Py_XDECREF(p);
-        if (!item || PyList_Append(result, item) < 0)
-            Py_CLEAR(result);
-        Py_XDECREF(item);
-    }
-done:
-    Py_DECREF(dest_bytes);
-    Py_XDECREF(journal);
-    free(dir);
-    free(ids);
-    free(paths);
-    if (assets)
-        for (size_t i = 0; i < n; i++)
-            uni1_asset_clear(&assets[i]);
-    free(assets);
-    free(fnames);
-    free(todo);
-    return result;
-}
-
 static PyMethodDef job_methods[] = {
     {"refresh", PY_CMETHOD(job_refresh), PY_METHOD_FLAGS,
      "refresh($self, *, timeout=None)\n--\n\nOne GET; updates the job in place and returns it."},
@@ -798,10 +380,10 @@ static PyMethodDef job_methods[] = {
      "timeout is one deadline for the whole wait (TimeoutError). progress is True (a progress "
      "display), False/None, or a callable taking the job, called after each poll. Raises "
      "JobFailedError or JobCanceledError when the job ends badly."},
-    {"images", PY_CMETHOD(job_images), PY_METHOD_FLAGS,
+    {"images", PY_CMETHOD(py_job_images), PY_METHOD_FLAGS,
      "images($self, *, timeout=None)\n--\n\nWait if needed, then fetch every asset into memory: a "
      "list of Image."},
-    {"download", PY_CMETHOD(job_download), PY_METHOD_FLAGS,
+    {"download", PY_CMETHOD(py_job_download), PY_METHOD_FLAGS,
      "download($self, dest='.', *, overwrite=False, timeout=None)\n--\n\n"
      "Wait if needed, then stream every asset to <dest>/<asset_id>.<ext>, atomically. "
      "Returns the paths."},
