@@ -151,6 +151,25 @@ def test_http_errors_map_to_classes(emu):
     assert info.value.retry_after == 7.0 and info.value.retryable
 
 
+def test_http_error_reason_comes_from_the_answer_not_its_wording(emu):
+    # The binding knows whether the server gave a message from a field of the
+    # core's error, not by comparing the text with "HTTP <n>": a server whose
+    # message happens to read "HTTP 404" still has its reason reported.
+    client = _core.Client(emu.api_key, emu.api_secret, base_url=emu.url, max_retries=0)
+    emu.inject("GET", r"^/v1/jobs/", status=404, body={"message": "HTTP 404"}, times=None)
+    with pytest.raises(uni1.NotFoundError) as info:
+        client.job("job_abc")
+    assert info.value.reason == "HTTP 404"
+    assert str(info.value) == "HTTP 404: HTTP 404"
+    emu.clear_faults()
+    emu.inject("GET", r"^/v1/jobs/", status=404, body=b"", times=None)
+    with pytest.raises(uni1.NotFoundError) as info:
+        client.job("job_abc")
+    assert info.value.reason is None
+    assert str(info.value) == "HTTP 404"
+    client.close()
+
+
 def test_malformed_answer_is_api_error(emu, client):
     emu.inject("GET", r"^/v1/jobs/", status=200, body="this is not json", times=None)
     with pytest.raises(uni1.APIError, match="^malformed response from server") as info:

@@ -68,28 +68,6 @@ done:
     return result;
 }
 
-/* An upload the server ended "failed" (the core's UNI1_ERR_HTTP with no HTTP
- * status): an APIError whose message is the server's reason, without the
- * "HTTP <n>" of a refused request. */
-static PyObject *raise_upload_failed(py_state *st, const uni1_error *err)
-{
-    PyObject *msg = py_str(err->message[0] ? err->message : "the upload failed on the server");
-    if (!msg)
-        return NULL;
-    PyObject *body = err->body
-                         ? PyUnicode_DecodeUTF8(err->body, (Py_ssize_t)err->body_len, "replace")
-                         : Py_NewRef(Py_None);
-    PyObject *exc = body ? PyObject_CallFunctionObjArgs(st->APIError, msg, NULL) : NULL;
-    if (exc && PyObject_SetAttrString(exc, "reason", msg) == 0 &&
-        PyObject_SetAttrString(exc, "body", body) == 0 &&
-        PyObject_SetAttrString(exc, "retryable", Py_False) == 0)
-        PyErr_SetObject(st->APIError, exc);
-    Py_XDECREF(exc);
-    Py_XDECREF(body);
-    Py_DECREF(msg);
-    return NULL;
-}
-
 PyObject *py_client_upload_file(PyObject *op, PyTypeObject *cls, PyObject *const *args,
                                 size_t nargs, PyObject *kwnames)
 {
@@ -143,9 +121,6 @@ PyObject *py_client_upload_file(PyObject *op, PyTypeObject *cls, PyObject *const
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, a[0]);
     } else if (not_regular) {
         PyErr_Format(st->InvalidRequestError, "_upload_file: %R is not a regular file", a[0]);
-    } else if (rc == UNI1_ERR_HTTP && uni1_session_error(c.s)->http_status == 0 &&
-               !PyErr_Occurred()) {
-        raise_upload_failed(st, uni1_session_error(c.s));
     } else if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, NULL, NULL);
     } else {

@@ -6,9 +6,10 @@
  * type is a heap type made from a spec, every access goes through functions.
  *
  * FILES
- *   module.c  module init/exec, module state, the exceptions, the one function
- *             that maps a failed core call to an exception, module functions
+ *   module.c  module init/exec, module state, module functions
  *             (validate_generate, _set_glue, _rebuild_job).
+ *   errors.c  the exception classes, and the one function that maps a failed
+ *             core call to an exception (from uni1_error's fields only).
  *   args.c    argument parsing for vectorcall methods, and the conversions of
  *             Python arguments to C buffers the binding owns.
  *   call.c    one network call: session acquire/release, the GIL released
@@ -144,13 +145,18 @@ int py_wait_progress(void *userdata, const uni1_job *job);
 /* The core's log callback; userdata is the ClientObject (call.c). */
 void py_log_forward(void *userdata, uni1_log_level level, const char *message);
 
-/* ---- module.c ------------------------------------------------------------ */
+/* ---- errors.c ------------------------------------------------------------ */
 
 /* THE mapping from a failed core call to a Python exception. If a Python
  * exception is already pending (Ctrl-C, a callback that raised) it wins and
  * nothing is mapped. Always returns NULL. */
 PyObject *py_raise_core(py_state *st, uni1_status status, const uni1_error *err,
                         const py_error_extra *extra);
+/* Creates the exception classes into st and adds them to the module m. */
+int py_errors_init(PyObject *m, py_state *st);
+
+/* ---- module.c ------------------------------------------------------------ */
+
 /* json.loads(buf[:len]) */
 PyObject *py_json_loads(py_state *st, const char *buf, size_t len);
 /* A str from UTF-8 the server sent (invalid bytes replaced). */

@@ -376,6 +376,7 @@ void uni1__reset_error(uni1_session *s)
 uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
 {
     s->err.status = st;
+    s->err.source = UNI1_MSG_CORE;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->err.message, sizeof s->err.message, fmt, ap);
@@ -386,6 +387,7 @@ uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
 uni1_status uni1__fail_os(uni1_session *s, int errnum, const char *fmt, ...)
 {
     s->err.status = UNI1_ERR_IO;
+    s->err.source = UNI1_MSG_CORE;
     s->err.os_errno = errnum;
     va_list ap;
     va_start(ap, fmt);

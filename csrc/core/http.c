@@ -358,6 +358,7 @@ static uni1_status http_error(uni1_session *s, const char *method, const char *p
     uni1_parse_error_body(body ? body : "", body ? body_len : 0, &s->err);
     if (retry_after > s->err.retry_after)
         s->err.retry_after = retry_after;
+    s->err.source = s->err.message[0] ? UNI1_MSG_SERVER : UNI1_MSG_NONE;
     if (!s->err.message[0])
         snprintf(s->err.message, sizeof s->err.message, "HTTP %ld", status);
     uni1__log(s, UNI1_LOG_DEBUG, "%s %s -> %ld: %s", method, path, status, s->err.message);

@@ -118,6 +118,23 @@ const char *uni1_status_name(uni1_status st);
  * is only looked at for UNI1_ERR_HTTP. Never true for 400/401/403/404. */
 int uni1_status_is_retryable(uni1_status st, long http_status);
 
+/* Who worded uni1_error.message. A caller that words its own text (the
+ * Python binding: "HTTP 404: <reason>", an upload that failed) decides from
+ * this field, never by reading the message. */
+typedef enum uni1_message_source {
+    UNI1_MSG_CORE = 0, /* the core's account of what failed and where (every
+                          status; for UNI1_ERR_HTTP, an answer of the CDN, e.g.
+                          "download: HTTP 403 from host") */
+    UNI1_MSG_SERVER,   /* UNI1_ERR_HTTP: the API's own message, from its error
+                          body */
+    UNI1_MSG_NONE,     /* UNI1_ERR_HTTP: the API's error answer carried no
+                          message; message is just "HTTP <n>", for logs */
+    UNI1_MSG_UPLOAD    /* UNI1_ERR_HTTP with http_status 0: no error answer,
+                          the server ended an upload "failed"; message names
+                          the upload and gives the server's reason, body holds
+                          the upload record */
+} uni1_message_source;
+
 /* The last error of a session. */
 typedef struct uni1_error {
     uni1_status status;
@@ -135,6 +152,8 @@ typedef struct uni1_error {
     double sent_at;     /* UNI1_ERR_UNCERTAIN: when the request that
                            may have created a job was sent (Unix time,
                            seconds); 0 otherwise */
+    /* Who worded message: the binding's mapping reads this, not the text. */
+    uni1_message_source source;
 } uni1_error;
 
 /* Clock used for deadlines: seconds, monotonic, arbitrary origin. */

@@ -535,6 +535,7 @@ static uni1_status wait_imported(uni1_session *s, uni1_upload *up, const char *i
                 uni1__reset_error(s);
                 uni1__fail(s, UNI1_ERR_HTTP, "upload of %s failed on the server: %s", name,
                            up->error_message ? up->error_message : "no reason given");
+                s->err.source = UNI1_MSG_UPLOAD;
                 if (up->raw_json) {
                     s->err.body = uni1__memdup(up->raw_json, up->raw_len);
                     s->err.body_len = s->err.body ? up->raw_len : 0;

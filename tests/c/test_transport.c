@@ -473,12 +473,35 @@ static void test_client_errors_not_retried(void **state)
         const uni1_error *e = uni1_session_error(s);
         assert_int_equal(e->http_status, codes[i]);
         assert_string_equal(e->message, "nope");
+        assert_int_equal(e->source, UNI1_MSG_SERVER);
         assert_string_equal(e->trace_id, "tr-1");
         assert_non_null(e->body);
         assert_int_equal(f.calls, 1);
         uni1_session_release(s);
         uni1_client_free(c);
     }
+}
+
+/* No message in the answer: the core says so in a field (the text "HTTP 404"
+ * is only for logs), and a later failure of the core's own is its own. */
+static void test_http_error_without_message(void **state)
+{
+    (void)state;
+    fake f = {0};
+    add(&f, UNI1_OK, 404, "");
+    add(&f, UNI1_OK, 200, "not json");
+    uni1_client *c = make_client(&f, NULL, NULL);
+    uni1_session *s = uni1_session_acquire(c);
+    uni1_job job;
+    assert_int_equal(uni1_get_job(s, "job_abc", &job), UNI1_ERR_HTTP);
+    const uni1_error *e = uni1_session_error(s);
+    assert_int_equal(e->http_status, 404);
+    assert_int_equal(e->source, UNI1_MSG_NONE);
+    assert_string_equal(e->message, "HTTP 404");
+    assert_int_equal(uni1_get_job(s, "job_abc", &job), UNI1_ERR_PROTOCOL);
+    assert_int_equal(uni1_session_error(s)->source, UNI1_MSG_CORE);
+    uni1_session_release(s);
+    uni1_client_free(c);
 }
 
 static void test_retries_give_up_after_max(void **state)
@@ -788,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_estimate_uses_query_not_body),
         cmocka_unit_test(test_get_job_retries_transient),
         cmocka_unit_test(test_client_errors_not_retried),
+        cmocka_unit_test(test_http_error_without_message),
         cmocka_unit_test(test_retries_give_up_after_max),
         cmocka_unit_test(test_malformed_answer_is_protocol_error),
         cmocka_unit_test(test_hostile_ids_refused_before_request),

@@ -841,6 +841,7 @@ static void test_flow_failed_upload(void **state)
     assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a), UNI1_ERR_HTTP);
     const uni1_error *e = uni1_session_error(s);
     assert_int_equal(e->http_status, 0);
+    assert_int_equal(e->source, UNI1_MSG_UPLOAD);
     assert_string_equal(e->message,
                         "upload of big.png failed on the server: Unsupported or corrupt image");
     assert_non_null(e->body);
