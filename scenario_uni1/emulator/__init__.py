@@ -26,7 +26,8 @@ can be steered over HTTP under /_emulator/ (see `Emulator._admin`).
 
 Inside, data flows one way, each module importing only those below it:
     command -> server (Emulator: lifecycle, origins, knobs, admin)
-            -> routes (API: auth, generate, jobs, assets) | faults (inject, outcomes)
+            -> routes (API: auth, generate, jobs, assets)
+               | chaos (random faults on every route) -> faults (inject, outcomes)
             -> uploads (multipart flow) -> cdn (signed URLs, downloads, part PUTs)
             -> state (records, ids, clock) -> wire (constants, JSON answers)
             -> http (the asyncio HTTP/1.1 server), images (generated and sniffed images)
@@ -34,6 +35,7 @@ The route modules are layers of the one Emulator class (each a base class of the
 next), so a request is handled without a hop between objects.
 """
 
+from .chaos import Chaos
 from .command import main, serve
 from .faults import Fault
 from .server import EMULATOR_CHOICES as EMULATOR_CHOICES
@@ -43,4 +45,4 @@ from .state import RecordedRequest
 from .wire import GENERATE_PATH as GENERATE_PATH
 from .wire import MODEL_ID
 
-__all__ = ["MODEL_ID", "Emulator", "Fault", "RecordedRequest", "main", "serve"]
+__all__ = ["MODEL_ID", "Chaos", "Emulator", "Fault", "RecordedRequest", "main", "serve"]

@@ -15,9 +15,11 @@ here because they act on the connection.
 
 The application side is a "site" object with these methods:
     on_headers(req) -> None | "drop" | HttpResponse   (after the head is parsed)
+    on_request(req)                                     (the body is in; may set req.fault)
     record(req)                                         (once per request with a body read)
     handle(req) -> HttpResponse                         (synchronous, on the loop)
-    handle_late(req)                                    (a fault's create_after: answer dropped)
+    schedule_late(req, delay)                           (a fault's create_after: handled
+                                                         `delay` s later, answer dropped)
     fault_response(req, fault) -> HttpResponse
     redirect_response(req) -> HttpResponse
 and the attributes `origin` (a name) and `connections` (a set).
@@ -371,6 +373,8 @@ class HttpConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ answering
     def _dispatch(self, req: HttpRequest):
+        if req.fault is None:
+            self.site.on_request(req)
         self.site.record(req)
         if req.fault is not None:
             self._start(self._faulted(req, req.fault))
@@ -472,7 +476,7 @@ class HttpConnection(asyncio.Protocol):
         if late is not None:
             # The backend behind the gateway goes on: it processes the request
             # later, whatever the client was told (see Emulator.inject).
-            asyncio.get_running_loop().call_later(late, site.handle_late, req)
+            site.schedule_late(req, late)
         if action == "drop_after":
             try:
                 if late is None:

@@ -13,7 +13,7 @@ import threading
 
 from . import http as _http
 from . import images as _img
-from .faults import Faults
+from .chaos import ChaosFaults
 from .routes import Routes
 from .wire import _copy, _json, _read_json
 
@@ -81,12 +81,25 @@ class _Site:
     def handle(self, req):
         return self.emulator._handle(self, req)
 
+    def on_request(self, req):
+        self.emulator._on_request(self, req)
+
+    def schedule_late(self, req, delay):
+        emulator = self.emulator
+        with emulator._lock:
+            emulator._late_pending += 1
+        asyncio.get_running_loop().call_later(delay, self.handle_late, req)
+
     def handle_late(self, req):
         """Process a request whose answer was already given (a fault's create_after)."""
+        emulator = self.emulator
         try:
-            self.emulator._handle(self, req)
+            emulator._handle(self, req)
         except Exception:
             log.exception("emulator late handler failed for %s %s", req.method, req.path)
+        finally:
+            with emulator._lock:
+                emulator._late_pending -= 1
 
     def record(self, req):
         with self.emulator._lock:
@@ -102,7 +115,7 @@ class _Site:
 # ============================================================================ emulator
 
 
-class Emulator(Routes, Faults):
+class Emulator(Routes, ChaosFaults):
     """The local Scenario API. Start it with `with Emulator() as emu:` or start()/stop().
 
     Knobs (attributes, also constructor keywords; change them at any time, a job
@@ -170,6 +183,7 @@ class Emulator(Routes, Faults):
         self.base_cost = base_cost
         self.cost_per_reference = cost_per_reference
         self._initial_knobs = {k: getattr(self, k) for k in KNOBS}
+        self._late_pending = 0  # create_after requests not processed yet (survives reset)
         self._max_recorded = max_recorded_requests
 
         self._lock = threading.RLock()
@@ -452,6 +466,23 @@ class Emulator(Routes, Faults):
             return {u.id: self._upload_json(u, now) for u in self._uploads.values()}
 
     @property
+    def late_pending(self) -> int:
+        """Requests a create_after fault will still process (a POST's job is yet to come)."""
+        return self._late_pending
+
+    def created_jobs(self) -> list:
+        """(job id, the generate request's JSON body) of every job created, oldest first."""
+        with self._lock:
+            return [(j.id, _copy(j.input)) for j in self._job_list]
+
+    def asset_bytes(self, asset_id: str, fmt: str | None = None) -> bytes:
+        """The bytes the CDN serves for an asset (in `fmt`, a conversion; KeyError if unknown)."""
+        with self._lock:
+            asset = self._assets[asset_id]
+            body = asset.body() if fmt is None else self._converted(asset, fmt)
+        return body.tobytes()
+
+    @property
     def cdn_authorization_seen(self) -> int:
         """How many CDN requests carried an Authorization header (should stay 0)."""
         return self._cdn_auth_seen
@@ -467,6 +498,8 @@ class Emulator(Routes, Faults):
                 "uploads": len(self._uploads),
                 "faults": [f.as_dict() for f in self._faults],
                 "pending_outcomes": len(self._outcomes),
+                "late_pending": self._late_pending,
+                "chaos": None if self._chaos is None else self._chaos.as_dict(),
                 "cdn_authorization_seen": self._cdn_auth_seen,
                 "knobs": {k: getattr(self, k) for k in KNOBS},
             }
@@ -496,6 +529,7 @@ class Emulator(Routes, Faults):
         GET  /_emulator/requests?limit=N   the last N recorded requests (bodies as text)
         POST /_emulator/faults             body: inject() keywords; DELETE clears all
         POST /_emulator/outcomes           body: next_job_outcome() keywords
+        POST /_emulator/chaos              body: chaos() keywords; DELETE stops it
         POST /_emulator/config             body: {knob: value}
         POST /_emulator/reset | /expire_urls | /advance {"seconds": s}
         """
@@ -536,6 +570,12 @@ class Emulator(Routes, Faults):
                 return _json(200, {"fault": fault.as_dict()})
             if name == "faults" and method == "DELETE":
                 self.clear_faults()
+                return _json(200, {"ok": True})
+            if name == "chaos" and method == "POST":
+                chaos = self.chaos(**body)
+                return _json(200, {"chaos": None if chaos is None else chaos.as_dict()})
+            if name == "chaos" and method == "DELETE":
+                self.chaos(None)
                 return _json(200, {"ok": True})
             if name == "outcomes" and method == "POST":
                 self.next_job_outcome(**body)

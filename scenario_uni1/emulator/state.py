@@ -207,6 +207,7 @@ class State:
             self._cdn_auth_seen = 0
             self._offset = 0.0
             self._inflight = []
+            self._chaos = None
 
     def advance(self, seconds: float) -> None:
         """Move the emulator's clock forward (jobs progress, URLs expire)."""
