@@ -143,6 +143,11 @@ def _install_glue(core) -> None:
             client_for=_client_for,
             progress_factory=_progress_factory,
         )
+        # Engine threads take the GIL for generation events; at exit they
+        # must stop doing so before the interpreter goes away.
+        import atexit
+
+        atexit.register(core._at_exit)
         _glue_installed = True
 
 

@@ -160,6 +160,28 @@ class Client:
         timeout: float | None = None,
     ) -> Job | None:
         """The job an interrupted submission of this request created, or None."""
+    def _start(
+        self,
+        prompt: str | None,
+        source: str | int | None = None,
+        image_refs: Sequence[str | int] = (),
+        aspect_ratio: str | None = None,
+        output_format: str = "png",
+        web_search: bool = False,
+        *,
+        uploads: Sequence[tuple[bytes | None, str | os.PathLike[str] | None, str, str]] = (),
+        download: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+        timeout: float | None = None,
+        job: Job | None = None,
+        fetch: bool = True,
+        sent_after: float | None = None,
+        exclude: Sequence[str] = (),
+        on_submitted: Callable[[Generation], object] | None = None,
+    ) -> Generation:
+        """Starts the whole pipeline on the client's engine; returns at once."""
+    def _engine_fd(self) -> int: ...
+    def _engine_drain(self) -> None: ...
     def _estimate(
         self,
         prompt: str,
@@ -253,3 +275,26 @@ def _rebuild_job(
     base_url: str | None = None,
     project_id: str | None = None,
 ) -> Job: ...
+
+@final
+class Generation:
+    """A generation running on the client's engine (made by Client._start)."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def progress(self) -> float: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def job(self) -> Job | None: ...
+    @property
+    def error(self) -> BaseException | None: ...
+    @property
+    def client(self) -> Client: ...
+    def result(self, timeout: float | None = None) -> Any: ...
+    def cancel(self) -> bool: ...
+    def add_done_callback(self, fn: Callable[[Generation], object], /) -> None: ...
+
+def wait_first(gens: Sequence[Generation], timeout: float | None = None) -> bool: ...
+def _at_exit() -> None: ...

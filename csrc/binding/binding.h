@@ -38,6 +38,7 @@
 typedef struct py_state {
     PyTypeObject *client_type;
     PyTypeObject *job_type;
+    PyTypeObject *generation_type;
 
     PyObject *Uni1Error;
     PyObject *InvalidRequestError;
@@ -285,5 +286,25 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
 typedef char py_id[UNI1_ID_MAX];
 PyObject *py_job_raw_dict(JobObject *self, py_state *st);
 int py_job_wait_impl(JobObject *self, py_state *st, double deadline, PyObject *progress);
+
+/* ---- generation.c ---------------------------------------------------------- */
+
+extern PyType_Spec py_generation_spec;
+/* Client._start, ._engine_fd, ._engine_drain; module-level wait_first and
+ * _at_exit. */
+PyObject *py_client_start(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                          PyObject *kwnames);
+/* A Generation running gs on the client's engine (NULL with an exception). */
+PyObject *py_generation_new(py_state *st, ClientObject *client, const uni1_gen_spec *gs, int fetch,
+                            int to_files, PyObject *attach, PyObject *on_submitted);
+PyObject *py_client_engine_fd(PyObject *op, PyObject *unused);
+PyObject *py_client_engine_drain(PyObject *op, PyObject *unused);
+PyObject *py_wait_first(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames);
+PyObject *py_at_exit(PyObject *module, PyObject *unused);
+/* results.c: an Image of fetched bytes; the file type a job asked for. */
+PyObject *py_make_image(py_state *st, const uni1_asset *asset, const uni1_buffer *buf,
+                        const char *content_type);
+void py_job_fallback_ext(JobObject *self, py_state *st, char *ext, size_t n);
 
 #endif

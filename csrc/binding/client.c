@@ -599,6 +599,18 @@ static PyMethodDef client_methods[] = {
      "web_search=False, *, timeout=None, exclude=())\n--\n\n"
      "POST the generation (asset ids only; validated first). Returns a Job. After an "
      "uncertain attempt, jobs in exclude are never adopted."},
+    {"_start", PY_CMETHOD(py_client_start), PY_METHOD_FLAGS,
+     "_start($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
+     "web_search=False, *, uploads=(), download=None, overwrite=False, timeout=None, job=None, "
+     "fetch=True, sent_after=None, exclude=(), on_submitted=None)\n--\n\n"
+     "Starts the whole pipeline (uploads, submit, wait, fetch) on the client's engine and "
+     "returns a Generation at once. source and image_refs entries are asset ids or indexes "
+     "into uploads ((data, path, name, mime_type) tuples)."},
+    {"_engine_fd", py_client_engine_fd, METH_NOARGS,
+     "_engine_fd($self, /)\n--\n\nA file descriptor readable once a generation ended since "
+     "the last _engine_drain()."},
+    {"_engine_drain", py_client_engine_drain, METH_NOARGS,
+     "_engine_drain($self, /)\n--\n\nClears the readiness of _engine_fd()."},
     {"_estimate", PY_CMETHOD(client_estimate), PY_METHOD_FLAGS,
      "_estimate($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, timeout=None)\n--\n\n"

@@ -210,6 +210,12 @@ static PyMethodDef module_methods[] = {
      "_fs_path(path, what, *, setting=False)\n--\n\n"
      "A path argument checked as every call checks it, as bytes in the filesystem "
      "encoding; ConfigurationError for a setting, else InvalidRequestError."},
+    {"wait_first", (PyCFunction)(void (*)(void))py_wait_first, METH_FASTCALL | METH_KEYWORDS,
+     "wait_first(gens, timeout=None)\n--\n\n"
+     "Blocks (GIL released, Ctrl-C works) until one of the generations is done; False when the "
+     "timeout passed first."},
+    {"_at_exit", py_at_exit, METH_NOARGS,
+     "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling Python."},
     {"_set_glue", (PyCFunction)(void (*)(void))set_glue, METH_FASTCALL | METH_KEYWORDS,
      "_set_glue(*, image_factory, path_factory, client_for, progress_factory)\n--\n\n"
      "Hooks from the Python package (called once by scenario_uni1/__init__.py)."},
@@ -284,6 +290,9 @@ static int module_exec(PyObject *m)
     st->job_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &py_job_spec, NULL);
     if (!st->job_type || PyModule_AddType(m, st->job_type) < 0)
         return -1;
+    st->generation_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &py_generation_spec, NULL);
+    if (!st->generation_type || PyModule_AddType(m, st->generation_type) < 0)
+        return -1;
     return add_constants(m);
 }
 
@@ -294,6 +303,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
         return 0;
     Py_VISIT(st->client_type);
     Py_VISIT(st->job_type);
+    Py_VISIT(st->generation_type);
     Py_VISIT(st->Uni1Error);
     Py_VISIT(st->InvalidRequestError);
     Py_VISIT(st->InvalidRequestTypeError);
@@ -326,6 +336,7 @@ static int module_clear(PyObject *m)
         return 0;
     Py_CLEAR(st->client_type);
     Py_CLEAR(st->job_type);
+    Py_CLEAR(st->generation_type);
     Py_CLEAR(st->Uni1Error);
     Py_CLEAR(st->InvalidRequestError);
     Py_CLEAR(st->InvalidRequestTypeError);

@@ -42,8 +42,8 @@ static PyObject *raise_no_url(py_state *st, const uni1_asset *asset)
     return py_raise_core(st, UNI1_ERR_PROTOCOL, &e, NULL);
 }
 
-static PyObject *make_image(py_state *st, const uni1_asset *asset, const uni1_buffer *buf,
-                            const char *content_type)
+PyObject *py_make_image(py_state *st, const uni1_asset *asset, const uni1_buffer *buf,
+                        const char *content_type)
 {
     char mime[64];
     const char *src = asset->mime_type[0] ? asset->mime_type : content_type;
@@ -77,7 +77,6 @@ static PyObject *make_image(py_state *st, const uni1_asset *asset, const uni1_bu
     return img;
 }
 
-static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t n);
 static void expect_job_format(uni1_asset *asset, const char *ext);
 
 PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
@@ -115,7 +114,7 @@ PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, 
         goto done;
     }
     char fallback[16];
-    fallback_extension(self, st, fallback, sizeof fallback);
+    py_job_fallback_ext(self, st, fallback, sizeof fallback);
     if (py_call_begin(&c, st, client, deadline) < 0)
         goto done;
     uni1_status rc = UNI1_OK;
@@ -140,7 +139,7 @@ PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, 
     } else {
         result = PyList_New((Py_ssize_t)n);
         for (size_t i = 0; result && i < n; i++) {
-            PyObject *img = make_image(st, &assets[i], &bufs[i], ctypes[i]);
+            PyObject *img = py_make_image(st, &assets[i], &bufs[i], ctypes[i]);
             if (!img || PyList_SetItem(result, (Py_ssize_t)i, img) < 0)
                 Py_CLEAR(result);
         }
@@ -163,7 +162,7 @@ done:
 /* The file extension when the asset has no usable mime type: the format the
  * job asked for (metadata.input.outputFormat, else metadata.output's; PNG,
  * the server's default, when the input leaves it out), else "bin". */
-static void fallback_extension(JobObject *self, py_state *st, char *ext, size_t n)
+void py_job_fallback_ext(JobObject *self, py_state *st, char *ext, size_t n)
 {
     snprintf(ext, n, "bin");
     PyObject *raw = py_job_raw_dict(self, st);
@@ -298,7 +297,7 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
     if (ready_assets(self, st, deadline, &ids, &n) < 0)
         goto done;
     char fallback[16];
-    fallback_extension(self, st, fallback, sizeof fallback);
+    py_job_fallback_ext(self, st, fallback, sizeof fallback);
     result = PyList_New(0);
     if (!result || n == 0)
         goto done;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ledger.h"
+#include "engine.h"
 #include "session.h"
 
 #define UNI1_OPTIONS_SANITY 0x756e6931u /* "uni1" */
@@ -317,6 +318,7 @@ void uni1_client_free(uni1_client *c)
 {
     if (!c)
         return;
+    uni1__engine_free(c); /* its tasks give their sessions back first */
     uni1__pool_free(c);
     pthread_mutex_destroy(&c->lock);
     free(c->base_url);
@@ -428,11 +430,16 @@ uni1_status uni1__sleep(uni1_session *s, double seconds)
         capped = 1;
     }
     for (;;) {
-        if (s->interrupt && s->interrupt(s->interrupt_userdata))
+        if (uni1__stopped(s))
             return uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
         double left = until - uni1_monotonic();
         if (!(left > 0))
             break;
+        if (s->task) {
+            /* In the engine: a timer, not a thread asleep. */
+            uni1__engine_park(s->task, until);
+            continue;
+        }
         /* Saturate in floating point before converting: any `seconds` (even
          * one whose milliseconds overflow an int) sleeps in bounded steps. */
         double step_ms = left * 1000.0 + 1.0;
@@ -444,6 +451,13 @@ uni1_status uni1__sleep(uni1_session *s, double seconds)
     if (capped)
         return uni1__fail(s, UNI1_ERR_TIMEOUT, "deadline reached");
     return UNI1_OK;
+}
+
+int uni1__stopped(uni1_session *s)
+{
+    if (s->task)
+        return uni1__task_cancelled(s->task);
+    return s->interrupt && s->interrupt(s->interrupt_userdata);
 }
 
 uni1_status uni1__retry_pause(uni1_session *s, double seconds)

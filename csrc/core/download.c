@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "session.h"
 #include "uni1_internal.h"
 
@@ -144,9 +145,12 @@ uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcod
 {
     size_t added = 0, left = n;
     uni1_status st = UNI1_OK;
+    uni1_xfer *xs = calloc(n ? n : 1, sizeof *xs);
+    if (!xs)
+        return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         results[i] = CURLE_FAILED_INIT;
-        if (curl_multi_add_handle(s->multi, easies[i]) != CURLM_OK) {
+        if (uni1__loop_add(s, easies[i], &xs[i]) != CURLM_OK) {
             st = uni1__fail(s, UNI1_ERR_NOMEM, "download: cannot start a transfer");
             break;
         }
@@ -160,22 +164,15 @@ uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcod
     curl_off_t moved = 0;
     double moved_at = s->last_interrupt_check;
     while (st == UNI1_OK && left > 0) {
-        int running = 0;
-        CURLMcode mc = curl_multi_perform(s->multi, &running);
+        CURLMcode mc = uni1__loop_pump(s);
         if (mc != CURLM_OK) {
             st = uni1__fail(s, UNI1_ERR_NOMEM, "download: %s", curl_multi_strerror(mc));
             break;
         }
-        CURLMsg *msg;
-        int queued;
-        while ((msg = curl_multi_info_read(s->multi, &queued))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            for (size_t i = 0; i < added; i++) {
-                if (easies[i] == msg->easy_handle && results[i] == CURLE_FAILED_INIT) {
-                    results[i] = msg->data.result;
-                    left--;
-                }
+        for (size_t i = 0; i < added; i++) {
+            if (xs[i].done && results[i] == CURLE_FAILED_INIT) {
+                results[i] = xs[i].result;
+                left--;
             }
         }
         if (left == 0)
@@ -194,15 +191,19 @@ uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcod
         } else if (now - moved_at >= s->client->stall_timeout) {
             break; /* not an error: the unfinished ones go to the second pass */
         }
-        if ((st = uni1__loop_wait(s, now)) != UNI1_OK)
+        double wake_at = moved_at + s->client->stall_timeout;
+        if (s->deadline > 0 && s->deadline < wake_at)
+            wake_at = s->deadline;
+        if ((st = uni1__loop_wait(s, now, wake_at)) != UNI1_OK)
             break;
     }
     for (size_t i = 0; i < added; i++) {
         long code = 0;
         curl_easy_getinfo(easies[i], CURLINFO_RESPONSE_CODE, &code);
         metas[i].status = code;
-        curl_multi_remove_handle(s->multi, easies[i]);
+        uni1__loop_remove(s, easies[i]);
     }
+    free(xs);
     return st;
 }
 

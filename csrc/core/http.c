@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "session.h"
 #include "uni1_internal.h"
 
@@ -204,8 +205,57 @@ curl_off_t uni1__bytes_moved(CURL *easy)
     return down + up;
 }
 
-uni1_status uni1__loop_wait(uni1_session *s, double now)
+CURLMcode uni1__loop_add(uni1_session *s, CURL *e, uni1_xfer *x)
 {
+    x->task = s->task;
+    x->done = 0;
+    x->result = CURLE_OK;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
+    return s->task ? uni1__engine_add(s->task, e) : curl_multi_add_handle(s->multi, e);
+}
+
+void uni1__loop_remove(uni1_session *s, CURL *e)
+{
+    if (s->task)
+        uni1__engine_remove(s->task, e);
+    else
+        curl_multi_remove_handle(s->multi, e);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+}
+
+CURLMcode uni1__loop_pump(uni1_session *s)
+{
+    if (s->task)
+        return CURLM_OK; /* the engine drives its multi handle */
+    int running = 0;
+    CURLMcode mc = curl_multi_perform(s->multi, &running);
+    if (mc != CURLM_OK)
+        return mc;
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(s->multi, &left))) {
+        uni1_xfer *x = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x) {
+            x->done = 1;
+            x->result = msg->data.result;
+        }
+    }
+    return CURLM_OK;
+}
+
+uni1_status uni1__loop_wait(uni1_session *s, double now, double wake_at)
+{
+    if (s->task) {
+        if (uni1__task_cancelled(s->task))
+            return uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
+        uni1__engine_park(s->task, wake_at);
+        if (uni1__task_cancelled(s->task))
+            return uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
+        return UNI1_OK;
+    }
     if (s->interrupt && now - s->last_interrupt_check >= UNI1_WAKE_INTERVAL_MS / 1000.0) {
         s->last_interrupt_check = now;
         if (s->interrupt(s->interrupt_userdata))
@@ -225,40 +275,29 @@ uni1_status uni1__loop_wait(uni1_session *s, double now)
 uni1_status uni1__run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *m,
                                const uni1_sink *sink, const char *what, int watch_stall)
 {
-    CURLMcode mc = curl_multi_add_handle(s->multi, easy);
+    uni1_xfer x;
+    CURLMcode mc = uni1__loop_add(s, easy, &x);
     if (mc != CURLM_OK)
         return uni1__fail(s, UNI1_ERR_NOMEM, "%s: %s", what, curl_multi_strerror(mc));
     s->requests++;
     uni1_status st = UNI1_OK;
-    int running = 1;
-    CURLcode result = CURLE_OK;
-    int done = 0;
     s->last_interrupt_check = uni1_monotonic();
     curl_off_t moved = 0;
     double moved_at = s->last_interrupt_check;
-    while (!done) {
-        mc = curl_multi_perform(s->multi, &running);
+    for (;;) {
+        mc = uni1__loop_pump(s);
         if (mc != CURLM_OK) {
             st = uni1__fail(s, UNI1_ERR_NOMEM, "%s: %s", what, curl_multi_strerror(mc));
             break;
         }
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(s->multi, &left))) {
-            if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) {
-                result = msg->data.result;
-                done = 1;
-            }
-        }
-        if (done || !running) {
-            done = 1;
+        if (x.done)
             break;
-        }
         double now = uni1_monotonic();
         if (s->deadline > 0 && now >= s->deadline) {
             st = uni1__fail(s, UNI1_ERR_TIMEOUT, "%s: deadline reached", what);
             break;
         }
+        double wake_at = s->deadline;
         if (watch_stall) {
             curl_off_t b = uni1__bytes_moved(easy);
             if (b != moved) {
@@ -271,8 +310,11 @@ uni1_status uni1__run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *
                                 now - moved_at);
                 break;
             }
+            double check = moved_at + s->client->stall_timeout;
+            if (wake_at <= 0 || check < wake_at)
+                wake_at = check;
         }
-        if ((st = uni1__loop_wait(s, now)) != UNI1_OK)
+        if ((st = uni1__loop_wait(s, now, wake_at)) != UNI1_OK)
             break;
     }
     curl_off_t req_size = 0;
@@ -285,10 +327,10 @@ uni1_status uni1__run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
         m->status = code;
     }
-    curl_multi_remove_handle(s->multi, easy);
+    uni1__loop_remove(s, easy);
     if (st != UNI1_OK)
         return st;
-    return uni1__map_curl(s, result, m, sink, what);
+    return uni1__map_curl(s, x.result, m, sink, what);
 }
 
 void uni1__set_common(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink *sink)

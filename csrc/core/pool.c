@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "session.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -47,14 +48,20 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&registry_lock);
-    for (uni1_client *c = registry; c; c = c->reg_next)
+    for (uni1_client *c = registry; c; c = c->reg_next) {
         pthread_mutex_lock(&c->lock);
+        uni1__engine_atfork_prepare(c);
+    }
+    uni1__engine_global_atfork(0);
 }
 
 static void atfork_parent(void)
 {
-    for (uni1_client *c = registry; c; c = c->reg_next)
+    uni1__engine_global_atfork(1);
+    for (uni1_client *c = registry; c; c = c->reg_next) {
+        uni1__engine_atfork_parent(c);
         pthread_mutex_unlock(&c->lock);
+    }
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -84,10 +91,12 @@ static void atfork_child(void)
         }
         c->free_sessions = NULL;
         c->n_free = 0;
+        uni1__engine_atfork_child(c);
         pthread_mutex_unlock(&c->lock);
     }
     if (sink >= 0)
         close(sink);
+    uni1__engine_global_atfork(2);
     pthread_mutex_unlock(&registry_lock);
 }
 

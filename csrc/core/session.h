@@ -42,6 +42,7 @@ struct uni1_client {
     uni1_session *graveyard;
     int leak_stale;
     uni1_client *reg_prev, *reg_next; /* all clients, under pool.c's registry lock */
+    struct uni1_engine *engine;       /* engine.c: made at the first task, under lock */
 };
 
 /* Idle sessions a client keeps; more are cleaned up as they come back. */
@@ -130,6 +131,7 @@ struct uni1_session {
     int last_request_sent; /* the last attempt's request reached the wire */
     unsigned int rng;      /* jitter state, seeded per session */
     unsigned generation;   /* the client's generation when this was made */
+    uni1_task *task;       /* the engine task running on this session, or NULL */
 };
 
 /* Error helpers: set the session's error (status + formatted message). */
@@ -153,6 +155,9 @@ uni1_status uni1__same_id(uni1_session *s, const char *path, const char *what, c
  * UNI1_WAKE_INTERVAL_MS to run the interrupt callback. UNI1_OK, or
  * UNI1_ERR_INTERRUPTED / UNI1_ERR_TIMEOUT (deadline reached first). */
 uni1_status uni1__sleep(uni1_session *s, double seconds);
+/* Whether the caller asked the session to stop: the interrupt callback on a
+ * caller's thread, uni1_task_cancel in the engine. */
+int uni1__stopped(uni1_session *s);
 
 /* One API request, with retries when `idempotent`. path is relative to the
  * base URL and starts with '/'; query (may be NULL) is "a=b&c=d" without
@@ -212,11 +217,21 @@ void uni1__setup_download(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_
 uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcode *results,
                                uni1_response_meta *metas);
 
-/* The end of one turn of a transfer loop (single or parallel): the interrupt
- * callback, at most every UNI1_WAKE_INTERVAL_MS, then a wait on the
- * session's multi handle bounded by that interval and the deadline. UNI1_OK,
- * or UNI1_ERR_INTERRUPTED with the session error set. */
-uni1_status uni1__loop_wait(uni1_session *s, double now);
+/* The transfer loop of a session, the same code on a caller's thread and in
+ * the engine. loop_add hands an easy handle to the session's own multi handle
+ * or to the engine's (its CURLOPT_PRIVATE becomes x, which says when it
+ * ended); loop_pump, on a caller's thread, runs the session's multi handle
+ * and marks finished transfers (in the engine, the engine does that);
+ * loop_wait ends one turn: on a caller's thread the interrupt callback (at
+ * most every UNI1_WAKE_INTERVAL_MS) then a poll bounded by that interval and
+ * the deadline; in the engine a park until a transfer of the task ends, the
+ * task is cancelled or wake_at (> 0) comes. UNI1_OK, or UNI1_ERR_INTERRUPTED
+ * with the session error set. */
+struct uni1_xfer;
+CURLMcode uni1__loop_add(uni1_session *s, CURL *e, struct uni1_xfer *x);
+void uni1__loop_remove(uni1_session *s, CURL *e);
+CURLMcode uni1__loop_pump(uni1_session *s);
+uni1_status uni1__loop_wait(uni1_session *s, double now, double wake_at);
 
 /* The pause between two attempts: uni1__sleep, after which the session
  * error still describes the attempt that failed (UNI1_OK), or says why the

@@ -662,6 +662,174 @@ int uni1_upload_plan(long long size, long long *part_size);
 uni1_status uni1_upload_file(uni1_session *s, int fd, long long size, const char *name,
                              const char *mime_type, uni1_asset *out);
 
+/* ------------------------------------------------------------------------ */
+/* The engine: many operations in flight from threads that never block      */
+/* ------------------------------------------------------------------------ */
+
+/* Every client has an engine: one thread, started at the client's first task,
+ * that runs every task of the client and drives all their transfers on one
+ * libcurl multi handle (connections are shared between tasks). A task is a
+ * function given a session, like a call on the caller's own thread; it may
+ * call every blocking function of this header on that session, and where
+ * such a function would wait (a transfer, a pause between polls or retries)
+ * the task gives the engine thread to the others instead. So the same code
+ * serves both uses: a caller's thread, or 10,000 tasks on one thread.
+ *
+ * Tasks run as fibers: each has a stack of its own (UNI1_FIBER_STACK of
+ * address space; memory only for the pages it touches) while it runs, from
+ * its start to its end. A task's function must not block on anything but the
+ * session (no sleep(), no locks held across a call into this library).
+ *
+ * Threading: uni1_task_start, _cancel, _done, _release, uni1_tasks_wait,
+ * uni1_engine_fd and _drain may be called from any thread. The task function
+ * and the done callback run on the engine thread, with every signal blocked.
+ *
+ * Ownership: uni1_task_start returns a reference the caller gives back with
+ * uni1_task_release (at any time: the task runs on regardless). The
+ * userdata belong to the caller and must outlive the task's end (the done
+ * callback is the last use).
+ *
+ * Deadline: an absolute uni1_monotonic() time (0: none), the session's
+ * deadline inside the task. Cancellation: uni1_task_cancel makes every wait
+ * of the task return UNI1_ERR_INTERRUPTED at once.
+ *
+ * Fork: a child has no engine thread. Its first task starts a new engine;
+ * tasks of the parent are done in the child (uni1_task_forked) and their
+ * function never ends there. Closing: uni1_client_free cancels every task and
+ * waits for them to end. */
+typedef struct uni1_task uni1_task;
+/* s is NULL only when the engine could not give the task a session or a
+ * stack (out of memory): the function must then record that and return. */
+typedef void (*uni1_task_fn)(uni1_session *s, void *userdata);
+/* Called on the engine thread once the function returned and the task is
+ * done (uni1_task_done is 1 and waiters are woken before this is called). */
+typedef void (*uni1_task_done_fn)(uni1_task *t, void *userdata);
+
+/* Queues fn(session, userdata) on the client's engine; no I/O on the
+ * calling thread. NULL when out of memory, when no thread could be started,
+ * or when the client is being freed. */
+uni1_task *uni1_task_start(uni1_client *c, uni1_task_fn fn, void *userdata, double deadline,
+                           uni1_task_done_fn done, void *done_userdata);
+int uni1_task_done(const uni1_task *t);
+/* 1 when t was started by the parent of this (forked) process. */
+int uni1_task_forked(const uni1_task *t);
+void uni1_task_cancel(uni1_task *t);
+void uni1_task_release(uni1_task *t);
+/* Blocks until one of tasks[0..n) is done or `seconds` passed: its index,
+ * or -1. Any thread, tasks of any clients. */
+int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds);
+/* A file descriptor that becomes readable once a task of the client ended
+ * since the last uni1_engine_drain (for event loops: poll it, drain it, then
+ * look at uni1_task_done of the tasks you wait for). -1 when out of memory.
+ * Owned by the client. */
+int uni1_engine_fd(uni1_client *c);
+void uni1_engine_drain(uni1_client *c);
+
+/* ------------------------------------------------------------------------ */
+/* Generations: the whole pipeline of one image request, on the engine      */
+/* ------------------------------------------------------------------------ */
+
+/* A generation uploads the local inputs, submits the request (with
+ * uni1_generate's exactly-once rules), waits for the job and fetches its
+ * images into memory or a directory: every step as one engine task
+ * (pipeline.c). Its state can be read from any thread at any time; its
+ * results once it is done. */
+typedef struct uni1_gen_input {
+    const char *asset_id;      /* an existing asset: nothing to upload; or */
+    const unsigned char *data; /* bytes to upload (copied at start); or */
+    size_t len;
+    const char *path;             /* a file to upload (opened in the task) */
+    const char *name, *mime_type; /* for uploads */
+} uni1_gen_input;
+
+typedef struct uni1_gen_spec {
+    const char *prompt;
+    int source;            /* index into inputs, or -1 */
+    const int *image_refs; /* indexes into inputs */
+    size_t n_image_refs;
+    const char *aspect_ratio;
+    uni1_format output_format;
+    int web_search;
+    const uni1_gen_input *inputs; /* each uploaded at most once */
+    size_t n_inputs;
+    const char *job_id;       /* attach: no upload, no POST; the wait starts here */
+    int fetch;                /* 0: done once the job is terminal (no download) */
+    const char *download_dir; /* NULL: images into memory */
+    int overwrite;
+    double sent_after;          /* > 0 (Unix time): a POST of this request may
+                                   have been sent then by a process that died;
+                                   look for its job (request_timeout + settle
+                                   window after it) before sending */
+    const char *const *exclude; /* job ids never to adopt */
+    size_t n_exclude;
+    const char *fallback_ext; /* "png", "jpg", "webp": the file type when the
+                                 asset record gives none (attach); NULL: the
+                                 request's output_format */
+    double deadline;          /* absolute uni1_monotonic() time, 0: none */
+} uni1_gen_spec;
+
+typedef enum uni1_gen_stage {
+    UNI1_GEN_PENDING = 0,
+    UNI1_GEN_UPLOADING,
+    UNI1_GEN_SUBMITTING,
+    UNI1_GEN_WAITING, /* the job's own status is in the snapshot */
+    UNI1_GEN_DOWNLOADING,
+    UNI1_GEN_DONE,
+    UNI1_GEN_FAILED,
+    UNI1_GEN_CANCELED
+} uni1_gen_stage;
+
+typedef enum uni1_gen_event { UNI1_GEN_SUBMITTED = 1, UNI1_GEN_ENDED } uni1_gen_event;
+
+typedef struct uni1_generation uni1_generation;
+/* Called on the engine thread: SUBMITTED once the job id is known (before
+ * the wait), ENDED once the generation is done (after waiters woke). */
+typedef void (*uni1_gen_event_fn)(uni1_generation *g, uni1_gen_event ev, void *userdata);
+
+typedef struct uni1_gen_snapshot {
+    uni1_gen_stage stage;
+    char job_id[UNI1_ID_MAX]; /* "" before submission */
+    char job_status[32];      /* the job's status while waiting */
+    double progress;          /* 0..1: the job's, then the download's */
+    int done;
+} uni1_gen_snapshot;
+
+/* One output once done: the asset record and either the file written
+ * (path) or the bytes (data, content_type). Owned by the generation. */
+typedef struct uni1_gen_output {
+    uni1_asset asset;
+    char *path;
+    uni1_buffer data;
+    char content_type[64];
+} uni1_gen_output;
+
+/* Starts a generation (no I/O on the calling thread; the spec is copied).
+ * NULL when out of memory; *status says why otherwise (UNI1_ERR_INVALID for
+ * a spec that breaks the contract, with the message in err). */
+uni1_generation *uni1_generation_start(uni1_client *c, const uni1_gen_spec *spec,
+                                       uni1_gen_event_fn on_event, void *userdata,
+                                       uni1_status *status, char *err, size_t errlen);
+void uni1_generation_snapshot(uni1_generation *g, uni1_gen_snapshot *out);
+/* The engine task (for uni1_tasks_wait; owned by the generation). */
+uni1_task *uni1_generation_task(uni1_generation *g);
+/* Stops the pipeline: nothing more is downloaded; a submitted job still
+ * running is cancelled on the server. 0 when it was already done. */
+int uni1_generation_cancel(uni1_generation *g);
+/* Once done (uni1_task_done): UNI1_OK and the outputs, or the failure with
+ * its error (owned by the generation). The job is the last one seen (id
+ * empty when nothing was submitted). */
+uni1_status uni1_generation_status(const uni1_generation *g);
+const uni1_error *uni1_generation_error(const uni1_generation *g);
+const uni1_job *uni1_generation_job(const uni1_generation *g);
+double uni1_generation_cost(const uni1_generation *g);
+size_t uni1_generation_n_outputs(const uni1_generation *g);
+const uni1_gen_output *uni1_generation_output(const uni1_generation *g, size_t i);
+/* Frees a generation; one still running is cancelled first and freed when
+ * its task ends (no event is delivered after this call). */
+void uni1_generation_free(uni1_generation *g);
+/* The file extension for a MIME type ("png", "jpg", "webp"), else fallback. */
+const char *uni1_extension_for(const char *mime, const char *fallback);
+
 #ifdef __cplusplus
 }
 #endif

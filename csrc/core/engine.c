@@ -1,0 +1,607 @@
+/* The engine: one thread per client that runs every task of that client as a
+ * fiber and drives all their transfers on one libcurl multi handle.
+ *
+ * Threads other than the engine's only touch a task through its atomics and
+ * the engine's lock: uni1_task_start queues it, uni1_task_cancel flags it and
+ * queues a poke, waiters sleep on the process-wide completion condition. The
+ * engine thread alone resumes fibers, owns the multi handle, the run queue
+ * and the timer heap, so none of those need a lock.
+ *
+ * One turn of the loop: take queued tasks and pokes; resume every runnable
+ * fiber until it parks; curl_multi_perform; every finished transfer makes
+ * its task runnable; so does every timer that is due; then, when nothing is
+ * runnable, curl_multi_poll until the next timer or libcurl's own timeout (a
+ * curl_multi_wakeup from another thread cuts it short). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fiber.h"
+#include "session.h"
+
+struct uni1_task {
+    uni1_client *client;
+    uni1_engine *eng;
+    uni1_task_fn fn;
+    void *userdata;
+    uni1_task_done_fn done_fn;
+    void *done_userdata;
+    double deadline;
+    atomic_int cancel;
+    atomic_int done;
+    atomic_int refs;
+    /* Engine thread only. */
+    uni1_fiber *fiber;
+    uni1_session *session;
+    int runnable;
+    double wake_at;
+    size_t heap_at; /* index in the timer heap, or SIZE_MAX */
+    uni1_task *next_run;
+    uni1_task *live_prev, *live_next;
+    /* Under the engine's lock. */
+    int poked;
+    uni1_task *next_queued;
+};
+
+struct uni1_engine {
+    uni1_client *client;
+    pthread_mutex_t mu;
+    pthread_t thread;
+    int started;
+    int stopping;
+    uni1_task *queued; /* started, not yet picked up (LIFO) */
+    uni1_task *poked;  /* cancelled, to wake (LIFO) */
+    CURLM *multi;
+    /* Completion signal for event loops: a pipe whose read end is readable
+     * once a task ended since the last drain. */
+    int fds[2];
+    atomic_int signalled;
+    /* Engine thread only. */
+    uni1_task *run_head, *run_tail;
+    uni1_task **heap;
+    size_t n_heap, cap_heap;
+    uni1_task *live;
+    size_t n_live;
+};
+
+/* Every waiter of the process sleeps on one condition, broadcast at each
+ * completion: waiting for any of a set of tasks (of any clients) is then a
+ * plain loop. */
+static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cv;
+static pthread_once_t done_once = PTHREAD_ONCE_INIT;
+
+static void done_cv_init(void)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&done_cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* ---- timers (a binary min-heap on wake_at) ------------------------------ */
+
+static void heap_swap(uni1_engine *e, size_t i, size_t j)
+{
+    uni1_task *t = e->heap[i];
+    e->heap[i] = e->heap[j];
+    e->heap[j] = t;
+    e->heap[i]->heap_at = i;
+    e->heap[j]->heap_at = j;
+}
+
+static void heap_up(uni1_engine *e, size_t i)
+{
+    while (i > 0 && e->heap[(i - 1) / 2]->wake_at > e->heap[i]->wake_at) {
+        heap_swap(e, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(uni1_engine *e, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < e->n_heap && e->heap[l]->wake_at < e->heap[m]->wake_at)
+            m = l;
+        if (r < e->n_heap && e->heap[r]->wake_at < e->heap[m]->wake_at)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(e, i, m);
+        i = m;
+    }
+}
+
+static int heap_push(uni1_engine *e, uni1_task *t)
+{
+    if (e->n_heap == e->cap_heap) {
+        size_t cap = e->cap_heap ? 2 * e->cap_heap : 64;
+        uni1_task **h = realloc(e->heap, cap * sizeof *h);
+        if (!h)
+            return -1;
+        e->heap = h;
+        e->cap_heap = cap;
+    }
+    t->heap_at = e->n_heap;
+    e->heap[e->n_heap++] = t;
+    heap_up(e, t->heap_at);
+    return 0;
+}
+
+static void heap_remove(uni1_engine *e, uni1_task *t)
+{
+    size_t i = t->heap_at;
+    if (i == SIZE_MAX)
+        return;
+    t->heap_at = SIZE_MAX;
+    e->n_heap--;
+    if (i == e->n_heap)
+        return;
+    e->heap[i] = e->heap[e->n_heap];
+    e->heap[i]->heap_at = i;
+    heap_down(e, i);
+    heap_up(e, i);
+}
+
+/* ---- the run queue ------------------------------------------------------ */
+
+static void make_runnable(uni1_engine *e, uni1_task *t)
+{
+    if (t->runnable || atomic_load(&t->done))
+        return;
+    t->runnable = 1;
+    t->next_run = NULL;
+    if (e->run_tail)
+        e->run_tail->next_run = t;
+    else
+        e->run_head = t;
+    e->run_tail = t;
+}
+
+/* ---- tasks -------------------------------------------------------------- */
+
+static void task_unref(uni1_task *t)
+{
+    if (atomic_fetch_sub(&t->refs, 1) == 1)
+        free(t);
+}
+
+static void fiber_main(void *arg)
+{
+    uni1_task *t = arg;
+    t->fn(t->session, t->userdata);
+}
+
+static void signal_completion(uni1_engine *e)
+{
+    if (!atomic_exchange(&e->signalled, 1)) {
+        char one = 1;
+        ssize_t w;
+        do
+            w = write(e->fds[1], &one, 1);
+        while (w < 0 && errno == EINTR);
+    }
+}
+
+static void finish(uni1_engine *e, uni1_task *t)
+{
+    heap_remove(e, t);
+    if (t->fiber)
+        uni1__fiber_free(t->fiber);
+    t->fiber = NULL;
+    if (t->session) {
+        t->session->task = NULL;
+        uni1_session_release(t->session);
+        t->session = NULL;
+    }
+    if (t->live_prev)
+        t->live_prev->live_next = t->live_next;
+    else
+        e->live = t->live_next;
+    if (t->live_next)
+        t->live_next->live_prev = t->live_prev;
+    e->n_live--;
+    pthread_mutex_lock(&done_mu);
+    atomic_store(&t->done, 1);
+    pthread_cond_broadcast(&done_cv);
+    pthread_mutex_unlock(&done_mu);
+    signal_completion(e);
+    if (t->done_fn)
+        t->done_fn(t, t->done_userdata);
+    task_unref(t); /* the engine's reference */
+}
+
+/* A task picked up from the queue gets its session and fiber. When either
+ * cannot be had it ends at once; its function still runs (with s NULL) so
+ * that its owner learns why. */
+static void begin(uni1_engine *e, uni1_task *t)
+{
+    t->heap_at = SIZE_MAX;
+    t->live_prev = NULL;
+    t->live_next = e->live;
+    if (e->live)
+        e->live->live_prev = t;
+    e->live = t;
+    e->n_live++;
+    t->session = uni1_session_acquire(e->client);
+    t->fiber = t->session ? uni1__fiber_new(fiber_main, t) : NULL;
+    if (!t->fiber) {
+        if (t->session) {
+            uni1_session_release(t->session);
+            t->session = NULL;
+        }
+        t->fn(NULL, t->userdata);
+        finish(e, t);
+        return;
+    }
+    t->session->task = t;
+    t->session->deadline = t->deadline;
+    make_runnable(e, t);
+}
+
+static void run_ready(uni1_engine *e)
+{
+    uni1_task *t;
+    while ((t = e->run_head)) {
+        e->run_head = t->next_run;
+        if (!e->run_head)
+            e->run_tail = NULL;
+        t->runnable = 0;
+        heap_remove(e, t);
+        if (uni1__fiber_resume(t->fiber))
+            finish(e, t);
+    }
+}
+
+static void take_queued(uni1_engine *e, int *stopping)
+{
+    pthread_mutex_lock(&e->mu);
+    uni1_task *q = e->queued, *p = e->poked;
+    e->queued = NULL;
+    e->poked = NULL;
+    for (uni1_task *x = p; x; x = x->next_queued)
+        x->poked = 0;
+    *stopping = e->stopping;
+    pthread_mutex_unlock(&e->mu);
+    /* Oldest first. */
+    uni1_task *rev = NULL;
+    while (q) {
+        uni1_task *n = q->next_queued;
+        q->next_queued = rev;
+        rev = q;
+        q = n;
+    }
+    for (; rev; rev = rev->next_queued)
+        begin(e, rev);
+    /* A poked task may have been queued and picked up in this same turn, or
+     * have ended before: make_runnable looks at done. */
+    while (p) {
+        uni1_task *n = p->next_queued;
+        if (p->fiber)
+            make_runnable(e, p);
+        task_unref(p); /* the poke's reference (uni1_task_cancel) */
+        p = n;
+    }
+}
+
+static void *engine_main(void *arg)
+{
+    uni1_engine *e = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the callers' business */
+    for (;;) {
+        int stopping;
+        take_queued(e, &stopping);
+        if (stopping)
+            for (uni1_task *t = e->live; t; t = t->live_next) {
+                atomic_store(&t->cancel, 1);
+                make_runnable(e, t);
+            }
+        run_ready(e);
+        int running = 0;
+        curl_multi_perform(e->multi, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(e->multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            uni1_xfer *x = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+            if (x) {
+                x->done = 1;
+                x->result = msg->data.result;
+                if (x->task)
+                    make_runnable(e, x->task);
+            }
+        }
+        double now = uni1_monotonic();
+        while (e->n_heap && e->heap[0]->wake_at <= now) {
+            uni1_task *t = e->heap[0];
+            heap_remove(e, t);
+            make_runnable(e, t);
+        }
+        if (e->run_head)
+            continue;
+        if (stopping && e->n_live == 0)
+            break;
+        long ms = -1;
+        curl_multi_timeout(e->multi, &ms);
+        if (ms < 0 || ms > 1000)
+            ms = 1000;
+        if (e->n_heap) {
+            double d = (e->heap[0]->wake_at - now) * 1000.0 + 1.0;
+            if (d < ms)
+                ms = d < 0 ? 0 : (long)d;
+        }
+        curl_multi_poll(e->multi, NULL, 0, (int)ms, NULL);
+    }
+    uni1__fiber_trim();
+    return NULL;
+}
+
+/* ---- the engine's life -------------------------------------------------- */
+
+static uni1_engine *engine_new(uni1_client *c)
+{
+    uni1_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->client = c;
+    e->fds[0] = e->fds[1] = -1;
+    if (pthread_mutex_init(&e->mu, NULL) != 0) {
+        free(e);
+        return NULL;
+    }
+    e->multi = curl_multi_init();
+    if (!e->multi || pipe2(e->fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+        if (e->multi)
+            curl_multi_cleanup(e->multi);
+        pthread_mutex_destroy(&e->mu);
+        free(e);
+        return NULL;
+    }
+    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 64L);
+    return e;
+}
+
+/* The client's engine, made on first use (under the client's lock). */
+static uni1_engine *engine_of(uni1_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    if (!c->engine)
+        c->engine = engine_new(c);
+    uni1_engine *e = c->engine;
+    pthread_mutex_unlock(&c->lock);
+    return e;
+}
+
+uni1_task *uni1_task_start(uni1_client *c, uni1_task_fn fn, void *userdata, double deadline,
+                           uni1_task_done_fn done, void *done_userdata)
+{
+    pthread_once(&done_once, done_cv_init);
+    uni1_engine *e = engine_of(c);
+    if (!e)
+        return NULL;
+    uni1_task *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->client = c;
+    t->eng = e;
+    t->fn = fn;
+    t->userdata = userdata;
+    t->done_fn = done;
+    t->done_userdata = done_userdata;
+    t->deadline = deadline;
+    t->heap_at = SIZE_MAX;
+    atomic_init(&t->refs, 2); /* the caller's and the engine's */
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping) {
+        pthread_mutex_unlock(&e->mu);
+        free(t);
+        return NULL;
+    }
+    if (!e->started) {
+        if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+            pthread_mutex_unlock(&e->mu);
+            free(t);
+            return NULL;
+        }
+        e->started = 1;
+    }
+    t->next_queued = e->queued;
+    e->queued = t;
+    pthread_mutex_unlock(&e->mu);
+    curl_multi_wakeup(e->multi);
+    return t;
+}
+
+int uni1_task_done(const uni1_task *t)
+{
+    return atomic_load(&t->done);
+}
+
+void uni1_task_cancel(uni1_task *t)
+{
+    if (atomic_load(&t->done) || atomic_exchange(&t->cancel, 1))
+        return;
+    uni1_engine *e = t->eng;
+    pthread_mutex_lock(&e->mu);
+    if (!t->poked) {
+        t->poked = 1;
+        atomic_fetch_add(&t->refs, 1); /* until the engine took the poke */
+        t->next_queued = e->poked;
+        e->poked = t;
+    }
+    pthread_mutex_unlock(&e->mu);
+    curl_multi_wakeup(e->multi);
+}
+
+void uni1_task_release(uni1_task *t)
+{
+    if (t)
+        task_unref(t);
+}
+
+int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds)
+{
+    pthread_once(&done_once, done_cv_init);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    if (seconds < 0)
+        seconds = 0;
+    if (seconds > 86400.0)
+        seconds = 86400.0;
+    long long ns = (long long)until.tv_nsec + (long long)(seconds * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000LL);
+    until.tv_nsec = (long)(ns % 1000000000LL);
+    int found = -1;
+    pthread_mutex_lock(&done_mu);
+    for (;;) {
+        for (size_t i = 0; i < n; i++)
+            if (atomic_load(&tasks[i]->done)) {
+                found = (int)i;
+                break;
+            }
+        if (found >= 0)
+            break;
+        if (pthread_cond_timedwait(&done_cv, &done_mu, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&done_mu);
+    return found;
+}
+
+int uni1_engine_fd(uni1_client *c)
+{
+    uni1_engine *e = engine_of(c);
+    return e ? e->fds[0] : -1;
+}
+
+void uni1_engine_drain(uni1_client *c)
+{
+    uni1_engine *e = engine_of(c);
+    if (!e)
+        return;
+    atomic_store(&e->signalled, 0);
+    char buf[64];
+    while (read(e->fds[0], buf, sizeof buf) > 0)
+        ;
+}
+
+/* ---- what the transfer code asks of the engine -------------------------- */
+
+uni1_task *uni1__session_task(const uni1_session *s)
+{
+    return s->task;
+}
+
+CURLMcode uni1__engine_add(uni1_task *t, CURL *e)
+{
+    return curl_multi_add_handle(t->eng->multi, e);
+}
+
+void uni1__engine_remove(uni1_task *t, CURL *e)
+{
+    curl_multi_remove_handle(t->eng->multi, e);
+}
+
+void uni1__engine_park(uni1_task *t, double wake_at)
+{
+    if (atomic_load(&t->cancel))
+        return;
+    t->wake_at = wake_at;
+    if (wake_at > 0 && heap_push(t->eng, t) != 0)
+        return; /* no memory for a timer: come back at once, the caller loops */
+    uni1__fiber_yield();
+}
+
+void uni1__task_clear_cancel(uni1_task *t)
+{
+    atomic_store(&t->cancel, 0);
+}
+
+int uni1__task_cancelled(const uni1_task *t)
+{
+    return atomic_load(&t->cancel);
+}
+
+/* ---- closing and forking ------------------------------------------------ */
+
+void uni1__engine_free(uni1_client *c)
+{
+    uni1_engine *e = c->engine;
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    int started = e->started;
+    pthread_mutex_unlock(&e->mu);
+    if (started) {
+        curl_multi_wakeup(e->multi);
+        pthread_join(e->thread, NULL);
+    }
+    curl_multi_cleanup(e->multi);
+    close(e->fds[0]);
+    close(e->fds[1]);
+    pthread_mutex_destroy(&e->mu);
+    free(e->heap);
+    free(e);
+    c->engine = NULL;
+}
+
+void uni1__engine_atfork_prepare(uni1_client *c)
+{
+    if (c->engine)
+        pthread_mutex_lock(&c->engine->mu);
+}
+
+void uni1__engine_atfork_parent(uni1_client *c)
+{
+    if (c->engine)
+        pthread_mutex_unlock(&c->engine->mu);
+}
+
+/* In the child the engine thread does not exist: its fibers are frozen
+ * mid-way and can never run again. The tasks are marked done (their owners
+ * see UNI1_ERR_CONFIG, "started before fork()") and leaked with their
+ * sessions, multi handle and stacks; the next task starts a new engine. No
+ * libcurl call here (not async-signal-safe; the sockets are already
+ * /dev/null, see pool.c). */
+void uni1__engine_atfork_child(uni1_client *c)
+{
+    uni1_engine *e = c->engine;
+    if (!e)
+        return;
+    for (uni1_task *t = e->live; t; t = t->live_next)
+        atomic_store(&t->done, 2);
+    for (uni1_task *t = e->queued; t; t = t->next_queued)
+        atomic_store(&t->done, 2);
+    pthread_mutex_unlock(&e->mu);
+    c->engine = NULL;
+}
+
+void uni1__engine_global_atfork(int phase)
+{
+    if (phase == 0)
+        pthread_mutex_lock(&done_mu);
+    else
+        pthread_mutex_unlock(&done_mu);
+}
+
+int uni1_task_forked(const uni1_task *t)
+{
+    return atomic_load(&t->done) == 2;
+}

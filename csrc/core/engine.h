@@ -1,0 +1,47 @@
+/* Private to the core: what the transfer code (http.c, download.c,
+ * client.c) needs from the engine (engine.c) when a session runs inside an
+ * engine task. See uni1.h, "The engine", for the public side. */
+#ifndef UNI1_ENGINE_H
+#define UNI1_ENGINE_H
+
+#include <curl/curl.h>
+
+#include "uni1.h"
+
+typedef struct uni1_engine uni1_engine;
+
+/* One transfer handed to a multi handle: CURLOPT_PRIVATE of its easy handle
+ * points here, so whoever reads the multi's messages (the session's own loop
+ * or the engine) can say it ended. */
+typedef struct uni1_xfer {
+    uni1_task *task; /* engine mode: the task to wake; NULL otherwise */
+    int done;
+    CURLcode result;
+} uni1_xfer;
+
+/* The task a session runs in (NULL on a caller's own thread). */
+uni1_task *uni1__session_task(const uni1_session *s);
+/* Engine mode: adds e to the engine's multi handle / removes it. */
+CURLMcode uni1__engine_add(uni1_task *t, CURL *e);
+void uni1__engine_remove(uni1_task *t, CURL *e);
+/* Engine mode: gives the engine thread back until a transfer of this task
+ * ends, the task is cancelled, or (wake_at > 0) uni1_monotonic() reaches
+ * wake_at. Spurious returns are allowed: callers loop. */
+void uni1__engine_park(uni1_task *t, double wake_at);
+/* Lets a cancelled task make one last bounded request (the generation
+ * pipeline cancelling its job on the server). */
+void uni1__task_clear_cancel(uni1_task *t);
+/* Whether uni1_task_cancel was called on t. */
+int uni1__task_cancelled(const uni1_task *t);
+
+/* Fork handling, called by pool.c's handlers for every registered client
+ * (the engine's lock is taken with the client's). */
+void uni1__engine_atfork_prepare(uni1_client *c);
+void uni1__engine_atfork_parent(uni1_client *c);
+void uni1__engine_atfork_child(uni1_client *c);
+void uni1__engine_global_atfork(int phase); /* 0 prepare, 1 parent, 2 child */
+/* Stops the engine of a client being freed: cancels its tasks, waits for
+ * them to unwind and joins the thread. */
+void uni1__engine_free(uni1_client *c);
+
+#endif
