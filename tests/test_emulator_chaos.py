@@ -398,3 +398,48 @@ def test_created_jobs_and_asset_bytes(emu):
     with pytest.raises(KeyError):
         emu.asset_bytes("asset_unknown")
     assert io.BytesIO(emu.asset_bytes(asset["id"], "jpeg")).read(2) == b"\xff\xd8"
+
+
+def test_the_command_runs_with_chaos():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import scenario_uni1.emulator as emulator_mod
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(emulator_mod.__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    argv = ["--port", "0", "--job-duration", "0", "--chaos", "1", "--chaos-seed", "9"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scenario_uni1.emulator", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        values = {}
+        while "SCENARIO_EMULATOR_ADMIN" not in values:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            if "=" in line:
+                k, v = line.strip().split("=", 1)
+                values[k] = v
+        assert values["SCENARIO_EMULATOR_CHAOS"] == "1.0 seed=9"
+        base = urlsplit(values["SCENARIO_BASE_URL"])
+        stats = request(base.hostname, base.port, "GET", "/_emulator/stats")
+        assert stats.json["chaos"]["seed"] == 9  # admin routes are never faulted
+        request(base.hostname, base.port, "GET", "/v1/jobs", headers={"Authorization": AUTH})
+        stats = request(base.hostname, base.port, "GET", "/_emulator/stats")
+        assert stats.json["chaos"]["seen"] == {"jobs": 1}
+        assert sum(stats.json["chaos"]["counts"].values()) == 1  # rate 1: faulted
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -23,6 +23,8 @@ def serve(
     asset_size_bytes: int | None = None,
     max_recorded_requests: int | None = 10000,
     max_jobs_in_flight: int | None = None,
+    chaos: float | None = None,
+    chaos_seed: int | None = None,
     ssl_context=None,
     out=None,
 ) -> None:
@@ -30,6 +32,8 @@ def serve(
 
     Prints the base URL and the credentials as KEY=value lines to stdout (or
     `out`), flushed, so a parent process can read them; port=0 picks a free port.
+    chaos: the share of requests faulted at random (Emulator.chaos), with
+    chaos_seed (None: drawn, and printed so that a run can be repeated).
     """
     import signal
     import sys
@@ -52,6 +56,7 @@ def serve(
         max_jobs_in_flight=max_jobs_in_flight,
         ssl_context=ssl_context,
     )
+    in_force = emu.chaos(chaos, seed=chaos_seed) if chaos else None
     stop = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -67,6 +72,8 @@ def serve(
         ]
         if bearer_token:
             lines.append(f"SCENARIO_SDK_JWT={bearer_token}")
+        if in_force is not None:
+            lines.append(f"SCENARIO_EMULATOR_CHAOS={in_force.rate} seed={in_force.seed}")
         lines += [
             f"SCENARIO_EMULATOR_CDN={emu.cdn_url}",
             f"SCENARIO_EMULATOR_ADMIN={emu.admin_url}/",
@@ -112,6 +119,14 @@ def main(argv=None) -> int:
         default=None,
         help="with N jobs not yet terminal, POST /generate answers 429 (default: no ceiling)",
     )
+    p.add_argument(
+        "--chaos",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="fault this share of all requests at random, every route and kind (e.g. 0.05)",
+    )
+    p.add_argument("--chaos-seed", type=int, default=None, help="the chaos draw's seed")
     a = p.parse_args(argv)
     serve(
         a.port,
@@ -128,5 +143,7 @@ def main(argv=None) -> int:
         asset_size_bytes=a.asset_size_bytes,
         max_recorded_requests=a.max_recorded_requests,
         max_jobs_in_flight=a.max_jobs_in_flight,
+        chaos=a.chaos,
+        chaos_seed=a.chaos_seed,
     )
     return 0
