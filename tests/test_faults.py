@@ -289,6 +289,47 @@ def test_429_never_waits_past_the_callers_deadline(emu, mk):
         assert info.value.retry_after == 100.0
 
 
+def test_503_retry_after_on_a_read_is_waited(emu, mk):
+    # One retry policy for every status that may carry Retry-After: a 503's
+    # is honoured like a 429's (jitter here is at most 0.02 s).
+    client = mk(max_retries=2)
+    job = finished_job(emu, client)
+    emu.inject("GET", JOB_GET, status=503, headers={"Retry-After": "0.6"}, times=1)
+    t0 = time.monotonic()
+    job.refresh()
+    elapsed = time.monotonic() - t0
+    assert 0.58 <= elapsed < 1.5, elapsed
+    assert emu.request_count("GET", JOB_GET) == 1 + 2
+
+
+@pytest.mark.parametrize("status", (429, 503))
+def test_cdn_retry_after_on_a_download_is_waited(emu, mk, status):
+    # Downloads retry through the same policy as API reads: the CDN's
+    # Retry-After is waited, not just a jittered backoff.
+    client = mk(max_retries=2)
+    job = finished_job(emu, client)
+    emu.inject("GET", CDN, origin="cdn", status=status, headers={"Retry-After": "0.6"}, times=1)
+    t0 = time.monotonic()
+    images = job.images()
+    elapsed = time.monotonic() - t0
+    assert len(images) == 1 and images[0].data == expected_bytes(emu, job.asset_ids[0])
+    assert 0.58 <= elapsed < 2.0, elapsed
+
+
+def test_cdn_retry_after_past_the_deadline_is_reported_at_once(emu, mk):
+    # A download retry whose wait would pass the caller's deadline is not
+    # taken: the CDN's answer is reported now, without sending again.
+    client = mk(max_retries=3)
+    job = finished_job(emu, client)
+    emu.inject("GET", CDN, origin="cdn", status=503, headers={"Retry-After": "30"}, times=None)
+    t0 = time.monotonic()
+    with pytest.raises(uni1.APIError) as info:
+        job.images(timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    assert info.value.status_code == 503
+    assert emu.request_count("GET", CDN, "cdn") == 1
+
+
 def test_429_on_submit_is_resent_after_retry_after(emu, mk):
     client = mk(max_retries=2)
     emu.inject("POST", GEN, status=429, headers={"Retry-After": "1"}, times=1)

@@ -1,5 +1,5 @@
 /* Client settings, the session pool, and the small shared helpers (errors,
- * logging, interruptible sleep, backoff). */
+ * logging, interruptible sleep). */
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -458,31 +458,4 @@ int uni1__stopped(uni1_session *s)
     if (s->task)
         return uni1__task_cancelled(s->task);
     return s->interrupt && s->interrupt(s->interrupt_userdata);
-}
-
-uni1_status uni1__retry_pause(uni1_session *s, double seconds)
-{
-    char *body = s->err.body;
-    size_t body_len = s->err.body_len;
-    s->err.body = NULL;
-    uni1_status st = uni1__sleep(s, seconds);
-    if (st == UNI1_OK) {
-        s->err.body = body;
-        s->err.body_len = body_len;
-    } else {
-        free(body); /* the error now says why the pause stopped */
-        s->err.body_len = 0;
-    }
-    return st;
-}
-
-double uni1__backoff(uni1_session *s, int attempt)
-{
-    double cap = s->client->backoff_base;
-    for (int i = 0; i < attempt && cap < s->client->backoff_max; i++)
-        cap *= 2;
-    if (cap > s->client->backoff_max)
-        cap = s->client->backoff_max;
-    /* Full jitter: uniform in [0, cap]. */
-    return cap * ((double)rand_r(&s->rng) / (double)RAND_MAX);
 }

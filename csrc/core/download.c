@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "retry.h"
 #include "session.h"
 #include "uni1_internal.h"
 
@@ -226,7 +227,9 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
     }
     long long have = 0; /* bytes kept from earlier attempts */
     uni1_status st = UNI1_OK;
-    for (int attempt = 0;; attempt++) {
+    uni1_retry retry;
+    uni1__retry_init(&retry, c->max_retries);
+    for (;;) {
         uni1_response_meta m;
         memset(&m, 0, sizeof m);
         sink->offset = have;
@@ -267,20 +270,10 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
             snprintf(why, sizeof why, "%s", s->err.message);
             st = uni1__fail(s, UNI1_ERR_NETWORK, "%s; starting again from zero", why);
         }
-        if (st == UNI1_ERR_INTERRUPTED || attempt >= c->max_retries)
+        char what[320];
+        snprintf(what, sizeof what, "download %s (resume at %lld)", shown, have);
+        if ((st = uni1__retry(s, &retry, st, what)) != UNI1_OK)
             break;
-        if (!uni1_status_is_retryable(st, s->err.http_status))
-            break;
-        if (s->deadline > 0 && uni1_monotonic() >= s->deadline)
-            break;
-        double wait = uni1__backoff(s, attempt);
-        uni1__log(s, UNI1_LOG_INFO, "download %s: %s; retry %d of %d in %.2f s (resume at %lld)",
-                  shown, s->err.message, attempt + 1, c->max_retries, wait, have);
-        uni1_status sl = uni1__retry_pause(s, wait);
-        if (sl != UNI1_OK) {
-            st = sl;
-            break;
-        }
     }
     sink->written = have;
     return st;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ledger.h"
+#include "retry.h"
 #include "session.h"
 
 #define GENERATE_PATH "/generate/custom/" UNI1_MODEL_ID
@@ -340,7 +341,11 @@ uni1_status uni1_generate_excluding(uni1_session *s, const uni1_generate_params 
         return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
     }
     uni1_api_call call = {"POST", GENERATE_PATH, NULL, body, strlen(body), 0, 1};
-    for (int attempt = 0;; attempt++) {
+    /* uni1__api sends the POST once (not idempotent); this loop resends it
+     * only once it is certain that no job was created. */
+    uni1_retry retry;
+    uni1__retry_init(&retry, s->client->max_retries);
+    for (;;) {
         char *resp = NULL;
         size_t len = 0;
         long status = 0;
@@ -390,21 +395,9 @@ uni1_status uni1_generate_excluding(uni1_session *s, const uni1_generate_params 
             uni1__reset_error(s);
             s->err = saved;
         }
-        if (attempt >= s->client->max_retries)
+        if ((st = uni1__retry(s, &retry, st, "POST " GENERATE_PATH " (no job was created)")) !=
+            UNI1_OK)
             break;
-        double wait = uni1__backoff(s, attempt);
-        if (st == UNI1_ERR_HTTP && http == 429 && s->err.retry_after > wait)
-            wait = s->err.retry_after < UNI1_RETRY_AFTER_CAP ? s->err.retry_after
-                                                             : UNI1_RETRY_AFTER_CAP;
-        if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
-            break;
-        uni1__log(s, UNI1_LOG_INFO, "POST %s: %s; no job was created, sending again in %.2f s",
-                  GENERATE_PATH, s->err.message, wait);
-        uni1_status sl = uni1__retry_pause(s, wait);
-        if (sl != UNI1_OK) {
-            st = sl;
-            break;
-        }
     }
     if (st == UNI1_OK && cost)
         *cost = c;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "retry.h"
 #include "session.h"
 #include "uni1_internal.h"
 
@@ -519,9 +520,12 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
     char *url = build_url(s, call->path, call->query);
     if (!url)
         return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
-    int max_attempts = call->idempotent ? c->max_retries + 1 : 1;
+    uni1_retry retry;
+    uni1__retry_init(&retry, call->idempotent ? c->max_retries : 0);
+    char what[160];
+    snprintf(what, sizeof what, "%s %s", call->method, call->path);
     uni1_status st = UNI1_OK;
-    for (int attempt = 0;; attempt++) {
+    for (;;) {
         uni1_buffer out = {0};
         uni1_response_meta m;
         memset(&m, 0, sizeof m);
@@ -557,25 +561,9 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
             uni1__log(s, UNI1_LOG_DEBUG, "%s %s failed: %s", call->method, call->path,
                       s->err.message);
         }
-        if (st == UNI1_ERR_INTERRUPTED || attempt + 1 >= max_attempts)
-            break;
-        if (!uni1_status_is_retryable(st, s->err.http_status))
-            break;
-        double wait = uni1__backoff(s, attempt);
-        if (s->err.http_status == 429 && s->err.retry_after >= 0) {
-            double ra = s->err.retry_after;
-            if (ra > UNI1_RETRY_AFTER_CAP)
-                ra = UNI1_RETRY_AFTER_CAP;
-            if (ra > wait)
-                wait = ra;
-        }
-        if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
-            break; /* the wait would outlive the caller's deadline: report now */
-        uni1__log(s, UNI1_LOG_INFO, "%s %s: %s; retry %d of %d in %.2f s", call->method, call->path,
-                  s->err.message, attempt + 1, max_attempts - 1, wait);
-        uni1_status sl = uni1__retry_pause(s, wait);
-        if (sl != UNI1_OK) {
-            st = sl;
+        uni1_status next = uni1__retry(s, &retry, st, what);
+        if (next != UNI1_OK) {
+            st = next;
             break;
         }
     }

@@ -55,9 +55,6 @@ void uni1__pool_free(uni1_client *c);
  * forked child can disown them. */
 void uni1__track_sockets(uni1_client *c, CURL *e);
 
-/* The longest a 429's Retry-After / remainingSeconds is honoured (seconds);
- * the caller's deadline still bounds every wait. */
-#define UNI1_RETRY_AFTER_CAP 60.0
 /* Records in the process-wide ledger (ledger.h) that the job is held by a
  * caller of this process: reconciling another submission never adopts it.
  * 1 when it was free, 0 when already claimed, -1 out of memory. */
@@ -232,14 +229,6 @@ CURLMcode uni1__loop_add(uni1_session *s, CURL *e, struct uni1_xfer *x);
 void uni1__loop_remove(uni1_session *s, CURL *e);
 CURLMcode uni1__loop_pump(uni1_session *s);
 uni1_status uni1__loop_wait(uni1_session *s, double now, double wake_at);
-
-/* The pause between two attempts: uni1__sleep, after which the session
- * error still describes the attempt that failed (UNI1_OK), or says why the
- * pause was cut short (deadline, interrupt; the old error body is dropped). */
-uni1_status uni1__retry_pause(uni1_session *s, double seconds);
-
-/* Backoff with full jitter for retry number `attempt` (0-based). */
-double uni1__backoff(uni1_session *s, int attempt);
 
 /* One PUT of data[0..len) to url on the session's CDN handle (upload parts):
  * never an Authorization header, no redirect followed, no "Expect:

@@ -231,7 +231,13 @@ typedef struct uni1_options {
                                     request_timeout */
     int max_retries;             /* retries of READS (job, asset, list, CDN);
                                     default 3 */
-    double backoff_base;         /* seconds; default 0.5 */
+    double backoff_base;         /* seconds; default 0.5. Retry n
+                                    (0-based) waits uniformly in [0,
+                                    min(backoff_base * 2^n, backoff_max)],
+                                    or after a 429 or 503 at least its
+                                    retry_after (at most 60 s); a wait
+                                    that would reach the deadline is not
+                                    taken: the failure is reported */
     double backoff_max;          /* seconds; default 20 */
     uni1_transport_fn transport; /* NULL: libcurl */
     void *transport_userdata;

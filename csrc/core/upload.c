@@ -294,6 +294,7 @@ done:
 
 #include <unistd.h>
 
+#include "retry.h"
 #include "session.h"
 
 #define POLL_FIRST 0.2 /* seconds before the first poll after "complete" */
@@ -325,23 +326,6 @@ static uni1_status get_upload(uni1_session *s, const char *id, uni1_upload *out)
     if (st != UNI1_OK)
         uni1_upload_clear(out);
     return st;
-}
-
-/* Sleeps before retry `attempt`, keeping the error that caused it. UNI1_OK
- * to go on; otherwise the retry is off and the session error says why (the
- * original error when the wait would pass the deadline). */
-static uni1_status retry_pause(uni1_session *s, int attempt, const char *what)
-{
-    uni1_client *c = s->client;
-    double wait = uni1__backoff(s, attempt);
-    if (s->err.http_status == 429 && s->err.retry_after > wait)
-        wait =
-            s->err.retry_after < UNI1_RETRY_AFTER_CAP ? s->err.retry_after : UNI1_RETRY_AFTER_CAP;
-    if (s->deadline > 0 && uni1_monotonic() + wait >= s->deadline)
-        return s->err.status;
-    uni1__log(s, UNI1_LOG_INFO, "%s: %s; retry %d of %d in %.2f s", what, s->err.message,
-              attempt + 1, c->max_retries, wait);
-    return uni1__retry_pause(s, wait);
 }
 
 /* Reads exactly len bytes at offset; UNI1_ERR_IO when the file is shorter. */
@@ -413,20 +397,14 @@ static uni1_status put_part(uni1_session *s, const uni1_upload_part *p, const un
 {
     char what[64];
     snprintf(what, sizeof what, "part %d of %zu", p->number, n_parts);
-    for (int attempt = 0;; attempt++) {
+    uni1_retry retry;
+    uni1__retry_init(&retry, s->client->max_retries);
+    for (;;) {
         uni1_status st = uni1__put(s, p->url, data, len, what);
         if (st == UNI1_OK)
             return UNI1_OK;
-        if (st == UNI1_ERR_INTERRUPTED || attempt >= s->client->max_retries ||
-            !uni1_status_is_retryable(st, s->err.http_status))
+        if ((st = uni1__retry(s, &retry, st, what)) != UNI1_OK)
             return st;
-        /* The session deadline ends the transfer with a timeout too: that
-         * one is final. */
-        if (s->deadline > 0 && uni1_monotonic() >= s->deadline)
-            return st;
-        uni1_status sl = retry_pause(s, attempt, what);
-        if (sl != UNI1_OK)
-            return sl;
     }
 }
 
@@ -443,7 +421,9 @@ static uni1_status complete_upload(uni1_session *s, const char *id, uni1_upload 
     snprintf(path, sizeof path, "/uploads/%s/action", id);
     static const char body[] = "{\"action\":\"complete\"}";
     uni1_api_call call = {"POST", path, NULL, body, sizeof body - 1, 0, 1};
-    for (int attempt = 0;; attempt++) {
+    uni1_retry retry;
+    uni1__retry_init(&retry, s->client->max_retries);
+    for (;;) {
         char *resp = NULL;
         size_t len = 0;
         uni1_status st = uni1__api(s, &call, &resp, &len, NULL);
@@ -481,11 +461,8 @@ static uni1_status complete_upload(uni1_session *s, const char *id, uni1_upload 
         s->err = saved;
         if (gst == UNI1_ERR_INTERRUPTED)
             return uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
-        if (!transient || attempt >= s->client->max_retries)
+        if ((st = uni1__retry(s, &retry, st, "POST /uploads/{id}/action")) != UNI1_OK)
             return st;
-        uni1_status sl = retry_pause(s, attempt, "POST /uploads/{id}/action");
-        if (sl != UNI1_OK)
-            return sl;
     }
 }
 
