@@ -141,7 +141,6 @@ def _install_glue(core) -> None:
             image_factory=_image_factory,
             path_factory=_path_factory,
             client_for=_client_for,
-            progress_factory=_progress_factory,
         )
         # Engine threads take the GIL for generation events; at exit they
         # must stop doing so before the interpreter goes away.
@@ -339,12 +338,6 @@ def _path_factory(path: str):
     from pathlib import Path
 
     return Path(path)
-
-
-def _progress_factory():
-    from ._progress import ProgressPrinter
-
-    return ProgressPrinter()
 
 
 def _setup_logging(level_name: str) -> None:

@@ -178,42 +178,48 @@ class Client(_core.Client):
         _check_str("base_url", base_url)
         if base_url is None:
             base_url = _env(ENV_BASE_URL)
+        # The submission journal (see _journal.py), None without one. It is
+        # opened first: the C client gets its download hooks handed down,
+        # with the display of wait(progress=True); it never looks them up.
+        self._journal = None
         if journal is not None:
-            journal = os.fsdecode(_core._fs_path(journal, "journal", setting=True))
-        super().__init__(
-            key,
-            secret,
-            bearer_token=token,
-            base_url=base_url,
-            project_id=project_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            user_agent=user_agent,
-            ca_bundle=ca_bundle,
-            proxy=proxy,
-            connect_timeout=connect_timeout,
-            stall_timeout=stall_timeout,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            settle_window=settle_window,
-            resend_uncertain=resend_uncertain,
-        )
+            from ._journal import Journal
+
+            self._journal = Journal(os.fsdecode(_core._fs_path(journal, "journal", setting=True)))
+        from ._progress import ProgressPrinter
+
+        j = self._journal
+        try:
+            super().__init__(
+                key,
+                secret,
+                bearer_token=token,
+                base_url=base_url,
+                project_id=project_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                user_agent=user_agent,
+                ca_bundle=ca_bundle,
+                proxy=proxy,
+                connect_timeout=connect_timeout,
+                stall_timeout=stall_timeout,
+                backoff_base=backoff_base,
+                backoff_max=backoff_max,
+                settle_window=settle_window,
+                resend_uncertain=resend_uncertain,
+                _progress_display=ProgressPrinter,
+                _download_skip=None if j is None else j.download_skip,
+                _download_done=None if j is None else j.download_done,
+            )
+        except BaseException:
+            if self._journal is not None:
+                self._journal.close()
+            raise
         _live[next(_live_ids)] = self
         # How long a POST's job may show up after the POST failed (the core
         # checked the value); the journal waits that long for a dead
         # process's POST too.
         self._settle_window = float(settle_window)
-        # The submission journal (see _journal.py). Job.download (C) calls its
-        # download hooks through this attribute; None without a journal.
-        self._journal = None
-        if journal is not None:
-            from ._journal import Journal
-
-            try:
-                self._journal = Journal(journal)
-            except BaseException:
-                super().close()
-                raise
 
     @property
     def journal(self) -> str | None:

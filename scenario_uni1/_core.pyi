@@ -73,15 +73,13 @@ def _set_glue(
     image_factory: Callable[..., Image],
     path_factory: Callable[[str], Path],
     client_for: Callable[[str | None, str | None], Client],
-    progress_factory: Callable[[], Callable[[Job], object]],
 ) -> None:
     """Called once by scenario_uni1/__init__.py.
 
     image_factory(data=bytes, mime_type=str, asset_id=str, width=int|None,
     height=int|None) builds an Image; path_factory builds a pathlib.Path;
     client_for(base_url, project_id) returns the client an unpickled Job binds
-    to at its first request; progress_factory() returns a callable used for
-    wait(progress=True)."""
+    to at its first request."""
 
 def _timeout_seconds(timeout: float | None, /) -> float | None:
     """A timeout checked by the rule every call uses: seconds, or None for none."""
@@ -117,7 +115,15 @@ class Client:
         backoff_max: float = 20.0,
         settle_window: float = 20.0,
         resend_uncertain: bool = True,
-    ) -> None: ...
+        _progress_display: Callable[[], Callable[[Job], object]] | None = None,
+        _download_skip: Callable[[str, str, str], bool] | None = None,
+        _download_done: Callable[[str, str, str], object] | None = None,
+    ) -> None:
+        """The last three are the glue's, handed down (the extension never looks
+        them up): _progress_display() gives the display of wait(progress=True);
+        Job.download asks _download_skip(job_id, asset_id, path) before each
+        file (True: it is there, intact) and tells _download_done(job_id,
+        asset_id, path) after each file it wrote."""
     @property
     def base_url(self) -> str: ...
     @property

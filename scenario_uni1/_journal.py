@@ -238,8 +238,8 @@ def _lock_file(path: str):
 class Journal:
     """The journal of one Client. Thread-safe: one connection behind a lock.
 
-    The download hooks download_skip and download_done are called by the C
-    Job.download() on the job's client's `_journal`.
+    The download hooks download_skip and download_done are handed to the C
+    client by scenario_uni1.Client, and called by its Job.download().
     """
 
     def __init__(self, path) -> None:

@@ -90,8 +90,3 @@ class ProgressPrinter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def progress_factory() -> ProgressPrinter:
-    """The hook the extension calls for wait(progress=True)."""
-    return ProgressPrinter()

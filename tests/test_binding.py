@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+from unittest import mock
 
 import pytest
 
@@ -219,6 +220,58 @@ def test_submit_wait_progress_images_download(emu, client, tmp_path):
     with pytest.raises(FileExistsError):
         job.download(tmp_path / "out" / "deeper")
     assert job.download(tmp_path / "out" / "deeper", overwrite=True) == [path]
+
+
+def test_progress_display_and_download_hooks_are_handed_down(emu, tmp_path):
+    # The C client calls what it was given at creation, and looks nothing up
+    # on itself: a `_journal` attribute (what it used to call by name) and a
+    # missing display are ignored or refused, never reached for.
+    class Sub(_core.Client):
+        pass
+
+    plain = Sub(emu.api_key, emu.api_secret, base_url=emu.url)
+    plain._journal = mock.Mock(side_effect=AssertionError("looked up"))
+    emu.outputs_per_job = 2
+    job = plain._submit("no hooks")
+    with pytest.raises(uni1.InvalidRequestError, match="progress display"):
+        job.wait(timeout=30, progress=True)
+    assert len(emu.requests) == 1  # refused before any request
+    assert len(job.download(tmp_path / "plain", timeout=30)) == 2
+    assert plain._journal.mock_calls == []
+    plain.close()
+
+    displays, asked, done = [], [], []
+
+    def display():
+        seen = []
+        displays.append(seen)
+        return seen.append
+
+    def skip(job_id, asset_id, path):
+        asked.append((job_id, asset_id, path))
+        return len(asked) == 1  # the first file is "already there"
+
+    hooked = _core.Client(
+        emu.api_key,
+        emu.api_secret,
+        base_url=emu.url,
+        _progress_display=display,
+        _download_skip=skip,
+        _download_done=lambda *a: done.append(a),
+    )
+    job = hooked._submit("hooks")
+    assert job.wait(timeout=30, progress=True) is job
+    assert len(displays) == 1 and displays[0] and displays[0][-1] is job
+    cdn = emu.request_count("GET", origin="cdn")
+    paths = job.download(tmp_path / "hooked", timeout=30)
+    assert [a[:2] for a in asked] == [(job.id, a) for a in job.asset_ids]
+    assert [a[2] for a in asked] == [str(p) for p in paths]
+    assert done == [asked[1]]  # only the file it wrote
+    assert emu.request_count("GET", origin="cdn") == cdn + 1
+    assert not paths[0].exists() and paths[1].exists()
+    with pytest.raises(uni1.ConfigurationError, match="_download_done must be callable"):
+        _core.Client(emu.api_key, emu.api_secret, base_url=emu.url, _download_done=42)
+    hooked.close()
 
 
 def test_progress_callback_exception_propagates(emu, client):

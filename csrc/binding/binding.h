@@ -62,7 +62,6 @@ typedef struct py_state {
     PyObject *path_factory;
     PyObject *client_for; /* client_for(base_url, project_id): binds an
                              unpickled job at its first request */
-    PyObject *progress_factory;
 
     /* Imported on first use (import time matters to CLI users). */
     PyObject *json_loads;
@@ -84,6 +83,16 @@ typedef struct ClientObject {
     PyObject *project_id; /* str or None */
     PyObject *logger;     /* logging.Logger when DEBUG was enabled at
                              creation, else NULL */
+    /* Callables handed down by scenario_uni1.Client at creation (the binding
+     * never looks up the glue; NULL when not given):
+     * progress_display() -> fn(job), the display of wait(progress=True);
+     * download_skip(job_id, asset_id, path) -> bool, asked by Job.download
+     * before each file (True: the file is there, do not fetch it);
+     * download_done(job_id, asset_id, path), told after each file written.
+     * scenario_uni1.Client passes its journal's methods (_journal.py). */
+    PyObject *progress_display;
+    PyObject *download_skip;
+    PyObject *download_done;
 } ClientObject;
 
 typedef struct JobObject {
@@ -221,6 +230,9 @@ typedef struct py_settings {
     char *api_key, *api_secret, *bearer_token, *base_url, *project_id;
     char *user_agent, *ca_bundle, *proxy;
     uni1_options options;
+    /* The callables scenario_uni1.Client hands down (ClientObject), borrowed;
+     * NULL when not given. */
+    PyObject *progress_display, *download_skip, *download_done;
 } py_settings;
 int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *kwds);
 void py_settings_free(py_settings *cfg);

@@ -158,6 +158,9 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
     self->base_url = url;
     self->project_id = pid_obj;
     self->logger = logger;
+    self->progress_display = Py_XNewRef(cfg.progress_display);
+    self->download_skip = Py_XNewRef(cfg.download_skip);
+    self->download_done = Py_XNewRef(cfg.download_done);
     return 0;
 }
 
@@ -166,6 +169,9 @@ static int client_traverse(PyObject *op, visitproc visit, void *arg)
     ClientObject *self = (ClientObject *)op;
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->logger);
+    Py_VISIT(self->progress_display);
+    Py_VISIT(self->download_skip);
+    Py_VISIT(self->download_done);
     return 0;
 }
 
@@ -173,6 +179,9 @@ static int client_clear(PyObject *op)
 {
     ClientObject *self = (ClientObject *)op;
     Py_CLEAR(self->logger);
+    Py_CLEAR(self->progress_display);
+    Py_CLEAR(self->download_skip);
+    Py_CLEAR(self->download_done);
     return 0;
 }
 

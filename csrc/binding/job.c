@@ -274,12 +274,17 @@ static PyObject *job_wait(PyObject *op, PyTypeObject *cls, PyObject *const *args
         return NULL;
     PyObject *progress = NULL;
     if (a[1] == Py_True) {
-        if (!st->progress_factory) {
-            PyErr_SetString(PyExc_RuntimeError,
-                            "progress=True needs the scenario_uni1 package (import it)");
+        /* The display is the client's, handed down by scenario_uni1.Client. */
+        ClientObject *client = py_job_bind(st, (JobObject *)op);
+        if (!client)
+            return NULL;
+        if (!client->progress_display) {
+            PyErr_SetString(st->InvalidRequestError,
+                            "progress=True needs a client with a progress display "
+                            "(scenario_uni1.Client); pass a callable taking the job instead");
             return NULL;
         }
-        progress = PyObject_CallNoArgs(st->progress_factory);
+        progress = PyObject_CallNoArgs(client->progress_display);
         if (!progress)
             return NULL;
     } else if (a[1] && a[1] != Py_None && a[1] != Py_False) {
@@ -377,8 +382,8 @@ static PyMethodDef job_methods[] = {
     {"wait", PY_CMETHOD(job_wait), PY_METHOD_FLAGS,
      "wait($self, timeout=None, *, progress=None)\n--\n\n"
      "Poll until a terminal status (GIL released; Ctrl-C works). Returns the job.\n\n"
-     "timeout is one deadline for the whole wait (TimeoutError). progress is True (a progress "
-     "display), False/None, or a callable taking the job, called after each poll. Raises "
+     "timeout is one deadline for the whole wait (TimeoutError). progress is True (the client's "
+     "progress display), False/None, or a callable taking the job, called after each poll. Raises "
      "JobFailedError or JobCanceledError when the job ends badly."},
     {"images", PY_CMETHOD(py_job_images), PY_METHOD_FLAGS,
      "images($self, *, timeout=None)\n--\n\nWait if needed, then fetch every asset into memory: a "

@@ -112,13 +112,12 @@ static PyObject *set_glue(PyObject *module, PyObject *const *args, Py_ssize_t na
                           PyObject *kwnames)
 {
     py_state *st = PyModule_GetState(module);
-    static const char *const names[] = {"image_factory", "path_factory", "client_for",
-                                        "progress_factory", NULL};
-    static const py_argspec spec = {"_set_glue", names, 0, 4};
-    PyObject *a[4];
+    static const char *const names[] = {"image_factory", "path_factory", "client_for", NULL};
+    static const py_argspec spec = {"_set_glue", names, 0, 3};
+    PyObject *a[3];
     if (py_parse_args(&spec, args, nargs, kwnames, a) < 0)
         return NULL;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         if (!PyCallable_Check(a[i])) {
             PyErr_Format(PyExc_TypeError, "_set_glue: %s must be callable", names[i]);
             return NULL;
@@ -126,7 +125,6 @@ static PyObject *set_glue(PyObject *module, PyObject *const *args, Py_ssize_t na
     replace_hook(&st->image_factory, a[0]);
     replace_hook(&st->path_factory, a[1]);
     replace_hook(&st->client_for, a[2]);
-    replace_hook(&st->progress_factory, a[3]);
     Py_RETURN_NONE;
 }
 
@@ -217,7 +215,7 @@ static PyMethodDef module_methods[] = {
     {"_at_exit", py_at_exit, METH_NOARGS,
      "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling Python."},
     {"_set_glue", (PyCFunction)(void (*)(void))set_glue, METH_FASTCALL | METH_KEYWORDS,
-     "_set_glue(*, image_factory, path_factory, client_for, progress_factory)\n--\n\n"
+     "_set_glue(*, image_factory, path_factory, client_for)\n--\n\n"
      "Hooks from the Python package (called once by scenario_uni1/__init__.py)."},
     {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,
      "_rebuild_job(job_id, raw_json=None, cost=None, base_url=None, project_id=None)\n--\n\n"
@@ -323,7 +321,6 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->image_factory);
     Py_VISIT(st->path_factory);
     Py_VISIT(st->client_for);
-    Py_VISIT(st->progress_factory);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->os_makedirs);
     return 0;
@@ -356,7 +353,6 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->image_factory);
     Py_CLEAR(st->path_factory);
     Py_CLEAR(st->client_for);
-    Py_CLEAR(st->progress_factory);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->os_makedirs);
     return 0;

@@ -280,7 +280,7 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
     uni1_asset *assets = NULL;
     char(*fnames)[UNI1_ID_MAX + 16] = NULL;
     size_t *todo = NULL;
-    PyObject *journal = NULL;
+    PyObject *skip_fn = NULL, *done_fn = NULL;
     const char *d = PyBytes_AsString(dest_bytes);
     if (!d)
         goto done;
@@ -333,22 +333,18 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
         Py_CLEAR(result);
         goto done;
     }
-    /* With a journal (scenario_uni1.Client(journal=...)), a file it recorded
-     * as finished and still intact is not fetched again. */
-    journal = PyObject_GetAttrString((PyObject *)client, "_journal");
-    if (!journal)
-        PyErr_Clear();
-    else if (journal == Py_None)
-        Py_CLEAR(journal);
+    /* The client's download_skip (a journal's: scenario_uni1.Client(journal=
+     * ...)) may know a file as finished and intact: it is not fetched again. */
+    skip_fn = Py_XNewRef(client->download_skip);
+    done_fn = Py_XNewRef(client->download_done);
     size_t n_todo = 0;
     for (size_t i = 0; i < n; i++) {
         snprintf(fnames[i], sizeof fnames[i], "%s.%s", ids[i],
                  extension_for(assets[i].mime_type, fallback));
         snprintf(paths[i], sizeof paths[i], "%s/%s", dir, fnames[i]);
         int skip = 0;
-        if (journal) {
-            PyObject *r = PyObject_CallMethod(journal, "download_skip", "sss", self->job.id, ids[i],
-                                              paths[i]);
+        if (skip_fn) {
+            PyObject *r = PyObject_CallFunction(skip_fn, "sss", self->job.id, ids[i], paths[i]);
             skip = r ? PyObject_IsTrue(r) : -1;
             Py_XDECREF(r);
             if (skip < 0) {
@@ -390,9 +386,9 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
         Py_CLEAR(result);
     }
     py_call_finish(&c);
-    for (size_t k = 0; result && journal && k < n_todo; k++) {
-        PyObject *r = PyObject_CallMethod(journal, "download_done", "sss", self->job.id,
-                                          ids[todo[k]], paths[todo[k]]);
+    for (size_t k = 0; result && done_fn && k < n_todo; k++) {
+        PyObject *r =
+            PyObject_CallFunction(done_fn, "sss", self->job.id, ids[todo[k]], paths[todo[k]]);
         if (!r)
             Py_CLEAR(result);
         Py_XDECREF(r);
@@ -409,7 +405,8 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
     }
 done:
     Py_DECREF(dest_bytes);
-    Py_XDECREF(journal);
+    Py_XDECREF(skip_fn);
+    Py_XDECREF(done_fn);
     free(dir);
     free(ids);
     free(paths);
