@@ -145,15 +145,10 @@ static PyObject *raise_upload_failed(py_state *st, const uni1_error *err)
 
 static PyObject *raise_protocol(py_state *st, const uni1_error *err)
 {
-    static const char prefix[] = "malformed response from server";
-    const char *m = err->message[0] ? err->message : "unexpected data";
-    PyObject *text = py_str(m);
-    if (!text)
+    /* The core's message already starts with UNI1_MALFORMED. */
+    PyObject *msg = py_str(err->message[0] ? err->message : UNI1_MALFORMED);
+    if (!msg)
         return NULL;
-    PyObject *msg = strncmp(m, prefix, sizeof prefix - 1) == 0
-                        ? Py_NewRef(text)
-                        : PyUnicode_FromFormat("%s: %U", prefix, text);
-    Py_DECREF(text);
     PyObject *code = err->http_status ? PyLong_FromLong(err->http_status) : NULL;
     return raise_with_attrs(st->APIError, msg, "status_code", code, "reason", NULL, "body",
                             body_or_none(err), "retryable", Py_NewRef(Py_False), "trace_id",

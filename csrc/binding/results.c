@@ -30,18 +30,6 @@ static int ready_assets(JobObject *self, py_state *st, double deadline, py_id **
     return 0;
 }
 
-/* A protocol failure found by the binding (no session error to read). */
-static PyObject *raise_no_url(py_state *st, const uni1_asset *asset)
-{
-    uni1_error e;
-    memset(&e, 0, sizeof e);
-    e.status = UNI1_ERR_PROTOCOL;
-    e.retry_after = -1;
-    snprintf(e.message, sizeof e.message, "asset %s has no URL (status %s)", asset->id,
-             asset->status[0] ? asset->status : "unknown");
-    return py_raise_core(st, UNI1_ERR_PROTOCOL, &e, NULL);
-}
-
 PyObject *py_make_image(py_state *st, const uni1_asset *asset, const uni1_buffer *buf,
                         const char *content_type)
 {
@@ -118,14 +106,9 @@ PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, 
     if (py_call_begin(&c, st, client, deadline) < 0)
         goto done;
     uni1_status rc = UNI1_OK;
-    size_t failed_at = n;
     py_call_allow_threads(&c);
     for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
         rc = uni1_get_asset(c.s, ids[i], &assets[i]);
-        if (rc == UNI1_OK && !assets[i].url) {
-            failed_at = i;
-            break;
-        }
         expect_job_format(&assets[i], fallback);
         if (rc == UNI1_OK)
             rc = uni1_download_asset_to_buffer(c.s, &assets[i], &bufs[i], ctypes[i],
@@ -134,8 +117,6 @@ PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, 
     py_call_end_threads(&c);
     if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, NULL, NULL);
-    } else if (failed_at < n) {
-        raise_no_url(st, &assets[failed_at]);
     } else {
         result = PyList_New((Py_ssize_t)n);
         for (size_t i = 0; result && i < n; i++) {

@@ -375,13 +375,35 @@ void uni1__reset_error(uni1_session *s)
     s->err.retry_after = -1;
 }
 
-uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
+/* The message: lead (may be "") then the formatted text. */
+static uni1_status set_error(uni1_session *s, uni1_status st, const char *lead, const char *fmt,
+                             va_list ap)
 {
     s->err.status = st;
     s->err.source = UNI1_MSG_CORE;
+    int n = snprintf(s->err.message, sizeof s->err.message, "%s", lead);
+    if (n >= 0 && (size_t)n < sizeof s->err.message)
+        vsnprintf(s->err.message + n, sizeof s->err.message - (size_t)n, fmt, ap);
+    return st;
+}
+
+uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->err.message, sizeof s->err.message, fmt, ap);
+    set_error(s, st, st == UNI1_ERR_PROTOCOL ? UNI1_MALFORMED ": " : "", fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+uni1_status uni1__fail_answer(uni1_session *s, uni1_status st, const char *what, const char *fmt,
+                              ...)
+{
+    char lead[96];
+    snprintf(lead, sizeof lead, UNI1_MALFORMED " (%s): ", what);
+    va_list ap;
+    va_start(ap, fmt);
+    set_error(s, st, lead, fmt, ap);
     va_end(ap);
     return st;
 }

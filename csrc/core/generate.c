@@ -314,7 +314,7 @@ static uni1_status take_answer(uni1_session *s, const char *resp, size_t len, un
     char err[256];
     uni1_status st = uni1_parse_submit(resp, len, out, cost, err, sizeof err);
     if (st != UNI1_OK)
-        return uni1__fail(s, st, "malformed response from server (generate): %s", err);
+        return uni1__fail_answer(s, st, "generate", "%s", err);
     if (uni1__claim_job(s->client, out->id) != 1)
         uni1__log(s, UNI1_LOG_WARNING, "submitted %s, a job this process already held", out->id);
     uni1__log(s, UNI1_LOG_INFO, "submitted %s (%s)", out->id, out->status);
@@ -469,6 +469,6 @@ uni1_status uni1_estimate(uni1_session *s, const uni1_generate_params *p, double
     st = uni1_parse_estimate(resp, len, cost, err, sizeof err);
     free(resp);
     if (st != UNI1_OK)
-        return uni1__fail(s, st, "malformed response from server (dry run): %s", err);
+        return uni1__fail_answer(s, st, "dry run", "%s", err);
     return UNI1_OK;
 }

@@ -17,7 +17,7 @@
 
 static uni1_status parse_fail(uni1_session *s, uni1_status st, const char *what, const char *err)
 {
-    return uni1__fail(s, st, "malformed response from server (%s): %s", what, err);
+    return uni1__fail_answer(s, st, what, "%s", err);
 }
 
 /* Ids go into URL paths: refuse anything but [A-Za-z0-9_-]. */

@@ -131,9 +131,15 @@ struct uni1_session {
     uni1_task *task;       /* the engine task running on this session, or NULL */
 };
 
-/* Error helpers: set the session's error (status + formatted message). */
+/* Error helpers: set the session's error (status + formatted message; for
+ * UNI1_ERR_PROTOCOL, UNI1_MALFORMED ": " comes first). */
 uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An answer to `what` (e.g. "generate") that could not be used: the message
+ * is UNI1_MALFORMED " (what): " and the formatted text, whatever st is (a
+ * parser's UNI1_ERR_NOMEM keeps its status). */
+uni1_status uni1__fail_answer(uni1_session *s, uni1_status st, const char *what, const char *fmt,
+                              ...) __attribute__((format(printf, 4, 5)));
 void uni1__reset_error(uni1_session *s);
 /* UNI1_ERR_IO for a failed system call: the message is the formatted text,
  * ": ", and strerror(errnum); errnum is kept in the error's os_errno. */

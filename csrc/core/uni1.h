@@ -99,7 +99,8 @@ typedef enum uni1_status {
     UNI1_ERR_TLS,          /* certificate or handshake failure */
     UNI1_ERR_HTTP,         /* the server answered an error status; see
                               uni1_error.http_status / message / body */
-    UNI1_ERR_PROTOCOL,     /* the server's data is malformed or unexpected */
+    UNI1_ERR_PROTOCOL,     /* the server's data is malformed or unexpected;
+                              the message starts with UNI1_MALFORMED */
     UNI1_ERR_IO,           /* a local file could not be read or written */
     UNI1_ERR_EXISTS,       /* download target exists and overwrite is off */
     UNI1_ERR_INTERRUPTED,  /* the interrupt callback asked to stop */
@@ -109,6 +110,10 @@ typedef enum uni1_status {
                               that could not be found */
     UNI1_STATUS_COUNT
 } uni1_status;
+
+/* The first words of every UNI1_ERR_PROTOCOL message, written by the core
+ * (callers show the message as it is). */
+#define UNI1_MALFORMED "malformed response from server"
 
 /* "UNI1_OK", "UNI1_ERR_INVALID", ...; "UNI1_ERR_UNKNOWN" for out-of-range. */
 const char *uni1_status_name(uni1_status st);

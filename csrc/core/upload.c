@@ -302,7 +302,7 @@ done:
 
 static uni1_status parse_fail(uni1_session *s, uni1_status st, const char *err)
 {
-    return uni1__fail(s, st, "malformed response from server (upload): %s", err);
+    return uni1__fail_answer(s, st, "upload", "%s", err);
 }
 
 /* GET /uploads/{id} into *out (cleared first). */
@@ -502,10 +502,8 @@ static uni1_status wait_imported(uni1_session *s, uni1_upload *up, const char *i
         if (have) {
             if (up->state == UNI1_UPLOAD_IMPORTED) {
                 if (!up->entity_id[0])
-                    return uni1__fail(s, UNI1_ERR_PROTOCOL,
-                                      "malformed response from server (upload): upload %s is "
-                                      "imported but names no entityId",
-                                      id);
+                    return uni1__fail_answer(s, UNI1_ERR_PROTOCOL, "upload",
+                                             "upload %s is imported but names no entityId", id);
                 return UNI1_OK;
             }
             if (up->state == UNI1_UPLOAD_FAILED) {
@@ -582,18 +580,15 @@ uni1_status uni1_upload_file(uni1_session *s, int fd, long long size, const char
     memcpy(id, up.id, sizeof id);
     unsigned char *buf = NULL;
     if (up.n_parts != (size_t)n_parts) {
-        st = uni1__fail(s, UNI1_ERR_PROTOCOL,
-                        "malformed response from server (upload): asked for %d parts, upload "
-                        "%s gave %zu URLs",
-                        n_parts, id, up.n_parts);
+        st = uni1__fail_answer(s, UNI1_ERR_PROTOCOL, "upload",
+                               "asked for %d parts, upload %s gave %zu URLs", n_parts, id,
+                               up.n_parts);
         goto done;
     }
     for (size_t i = 0; i < up.n_parts; i++) {
         if (up.parts[i].number != (int)i + 1) {
-            st = uni1__fail(s, UNI1_ERR_PROTOCOL,
-                            "malformed response from server (upload): upload %s has no URL "
-                            "for part %zu",
-                            id, i + 1);
+            st = uni1__fail_answer(s, UNI1_ERR_PROTOCOL, "upload",
+                                   "upload %s has no URL for part %zu", id, i + 1);
             goto done;
         }
     }

@@ -102,6 +102,9 @@ static void test_asset_answer_for_another_id_is_protocol_error(void **state)
     uni1_asset a;
     assert_int_equal(uni1_get_asset(s, "asset_A", &a), UNI1_ERR_PROTOCOL);
     assert_non_null(strstr(uni1_session_error(s)->message, "asset asset_B, not asset_A"));
+    assert_int_equal(strncmp(uni1_session_error(s)->message, UNI1_MALFORMED ": GET ",
+                             strlen(UNI1_MALFORMED ": GET ")),
+                     0);
     assert_null(a.url);
     assert_null(a.raw_json);
     assert_int_equal(uni1_get_asset(s, "asset_B", &a), UNI1_OK);
