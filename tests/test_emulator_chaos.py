@@ -260,6 +260,10 @@ def test_api_status_kinds(emu, route):
     only(emu, "429")
     reply = send()
     assert reply.status == 429 and reply.headers["retry-after"] == "1"
+    only(emu, "429_remaining")
+    reply = send()
+    assert reply.status == 429 and "retry-after" not in reply.headers
+    assert reply.json["remainingSeconds"] == 1
     assert emu.jobs_created == 1  # none of these created a job
 
 

@@ -29,6 +29,7 @@ KINDS = {
     "5xx": "500, 502, 503 or 504 with the origin's usual error body",
     "html_502": "502 with an HTML page from a gateway (text/html)",
     "429": "429 with Retry-After: 1",
+    "429_remaining": "429 with remainingSeconds: 1 in the body and no Retry-After",
     "429_ceiling": "429 too many jobs in flight: details {actionName, actionLimit}, no Retry-After",
     "drop_before": "connection reset as soon as the request arrived, nothing processed",
     "drop_after": "the request processed for real (a POST creates its job), then a reset",
@@ -54,6 +55,7 @@ _API = (
     "5xx",
     "html_502",
     "429",
+    "429_remaining",
     "drop_before",
     "drop_after",
     "truncate",
@@ -241,6 +243,8 @@ def _make_fault(kind, req, rng) -> Fault:
     elif kind == "429":
         status, headers = 429, {"Retry-After": "1"}
         body = {"reason": "Too Many Requests"}
+    elif kind == "429_remaining":
+        status, body = 429, {"reason": "Too Many Requests", "remainingSeconds": 1}
     elif kind == "429_ceiling":
         status = 429
         body = {
