@@ -9,7 +9,6 @@ request before anything is sent.
 import itertools
 import os
 import sys
-import time
 import weakref
 
 from . import _core
@@ -110,25 +109,6 @@ def live_client(base_url: str, project_id: str | None) -> "Client | None":
         if serves(client, base_url, project_id):
             return client
     return None
-
-
-class _Deadline:
-    """One deadline for a sequence of steps (uploads, submit, wait, fetch)."""
-
-    __slots__ = ("_end",)
-
-    def __init__(self, timeout: float | None) -> None:
-        seconds = _core._timeout_seconds(timeout)  # the binding's rule for every timeout
-        self._end = None if seconds is None else time.monotonic() + seconds
-
-    def remaining(self) -> float | None:
-        """Seconds left; TimeoutError once the deadline has passed."""
-        if self._end is None:
-            return None
-        left = self._end - time.monotonic()
-        if left <= 0:
-            raise _core.TimeoutError("the deadline passed")
-        return left
 
 
 class Client(_core.Client):
@@ -300,7 +280,7 @@ class Client(_core.Client):
             raise
         return src, items[1:]
 
-    def _upload_all(self, src, refs, deadline: _Deadline):
+    def _upload_all(self, src, refs, deadline: _core.Deadline):
         """Upload each distinct input once; returns (source_id, ref_ids)."""
         uploaded: dict[tuple[str, str], str] = {}
 
@@ -317,17 +297,13 @@ class Client(_core.Client):
         source_id = None if src is None else to_id(src)
         return source_id, [to_id(r) for r in refs]
 
-    def _upload_prepared(self, item: Upload, deadline: _Deadline) -> str:
+    def _upload_prepared(self, item: Upload, deadline: _core.Deadline) -> str:
         _debug("uploading %s (%s, %d bytes)", item.name, item.mime_type, item.size)
         if item.data is not None and not item.large:
-            asset_id = self._upload(
-                item.data, item.name, item.mime_type, timeout=deadline.remaining()
-            )
+            asset_id = self._upload(item.data, item.name, item.mime_type, timeout=deadline)
         elif item.path is not None:
             # The multipart flow, read from the file part by part.
-            asset_id = self._upload_file(
-                item.path, item.name, item.mime_type, timeout=deadline.remaining()
-            )
+            asset_id = self._upload_file(item.path, item.name, item.mime_type, timeout=deadline)
         elif item.data is not None:
             # Large bytes (given as such, or an encoded PIL image): the
             # multipart flow reads from a file, so they go to a temporary one.
@@ -338,9 +314,7 @@ class Client(_core.Client):
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(item.data)
-                asset_id = self._upload_file(
-                    tmp, item.name, item.mime_type, timeout=deadline.remaining()
-                )
+                asset_id = self._upload_file(tmp, item.name, item.mime_type, timeout=deadline)
             finally:
                 os.unlink(tmp)
         else:
@@ -356,7 +330,7 @@ class Client(_core.Client):
         An asset id is returned as it is, without a request.
         """
         self._check_open()
-        deadline = _Deadline(timeout)
+        deadline = _core.Deadline(timeout)
         item = resolve(file, "file")
         if not isinstance(item, Upload):
             _core.validate_generate("x", None, [item])  # the id's syntax
@@ -388,7 +362,7 @@ class Client(_core.Client):
             aspect_ratio,
             output_format,
             web_search,
-            timeout=deadline.remaining(),
+            timeout=deadline,
         )
         return job
 
@@ -417,7 +391,7 @@ class Client(_core.Client):
             aspect_ratio,
             output_format,
             web_search,
-            _Deadline(None),
+            _core.Deadline(None),
         )
 
     def run(
@@ -438,12 +412,12 @@ class Client(_core.Client):
         downloads); passing it raises TimeoutError. The job keeps running on
         the server after a timeout: nothing is cancelled.
         """
-        deadline = _Deadline(timeout)
+        deadline = _core.Deadline(timeout)
         job = self._generate(
             prompt, source, image_refs, aspect_ratio, output_format, web_search, deadline
         )
-        job.wait(deadline.remaining(), progress=progress)
-        images = job.images(timeout=deadline.remaining())
+        job.wait(deadline, progress=progress)
+        images = job.images(timeout=deadline)
         if self._journal is not None:
             self._journal.mark_done(job.id)
         return images
@@ -459,7 +433,7 @@ class Client(_core.Client):
         """
         if self._journal is None:
             raise _core.ConfigurationError("resume() needs a journal: Client(journal=path)")
-        return self._journal.resume(self, _Deadline(timeout))
+        return self._journal.resume(self, _core.Deadline(timeout))
 
     def estimate(
         self,
@@ -481,7 +455,7 @@ class Client(_core.Client):
             prompt, source, image_refs, aspect_ratio, output_format, web_search
         )
         try:
-            source_id, ref_ids = self._upload_all(src, refs, _Deadline(None))
+            source_id, ref_ids = self._upload_all(src, refs, _core.Deadline(None))
         finally:
             close_all([src, *refs])
         return self._estimate(prompt, source_id, ref_ids, aspect_ratio, output_format, web_search)

@@ -8,7 +8,7 @@ import builtins
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, final
+from typing import Any, TypeAlias, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -81,8 +81,21 @@ def _set_glue(
     client_for(base_url, project_id) returns the client an unpickled Job binds
     to at its first request."""
 
-def _timeout_seconds(timeout: float | None, /) -> float | None:
-    """A timeout checked by the rule every call uses: seconds, or None for none."""
+@final
+class Deadline:
+    """A timeout checked once, as an absolute time (private: for the glue).
+
+    Passed as the timeout of a call, it is used as it is: each step of a
+    sequence gets the same end, never "seconds left" recomputed."""
+
+    def __new__(cls, timeout: float | Deadline | None = None) -> Self: ...
+    @property
+    def at(self) -> float | None:
+        """When it passes, in time.monotonic() seconds, or None."""
+    def remaining(self) -> float | None:
+        """Seconds left, None for no deadline; TimeoutError once passed."""
+
+_Timeout: TypeAlias = float | Deadline | None
 
 def _fs_path(
     path: str | bytes | os.PathLike[str] | os.PathLike[bytes], what: str, *, setting: bool = False
@@ -146,7 +159,7 @@ class Client:
         output_format: str = "png",
         web_search: bool = False,
         *,
-        timeout: float | None = None,
+        timeout: _Timeout = None,
         exclude: Sequence[str] = (),
     ) -> Job:
         """POST the generation (ids only; validated first). GIL released.
@@ -163,7 +176,7 @@ class Client:
         *,
         sent_at: float,
         exclude: Sequence[str] = (),
-        timeout: float | None = None,
+        timeout: _Timeout = None,
     ) -> Job | None:
         """The job an interrupted submission of this request created, or None."""
     def _start(
@@ -178,7 +191,7 @@ class Client:
         uploads: Sequence[tuple[bytes | None, str | os.PathLike[str] | None, str, str]] = (),
         download: str | os.PathLike[str] | None = None,
         overwrite: bool = False,
-        timeout: float | None = None,
+        timeout: _Timeout = None,
         job: Job | None = None,
         fetch: bool = True,
         sent_after: float | None = None,
@@ -197,9 +210,9 @@ class Client:
         output_format: str = "png",
         web_search: bool = False,
         *,
-        timeout: float | None = None,
+        timeout: _Timeout = None,
     ) -> float: ...
-    def job(self, job_id: str, *, timeout: float | None = None) -> Job:
+    def job(self, job_id: str, *, timeout: _Timeout = None) -> Job:
         """Re-attach to a job by id (one GET)."""
     def list_jobs(
         self,
@@ -208,11 +221,9 @@ class Client:
         pagination_token: str | None = None,
         status: str | None = None,
         type: str | None = None,
-        timeout: float | None = None,
+        timeout: _Timeout = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
-    def _upload(
-        self, data: bytes, name: str, mime_type: str, *, timeout: float | None = None
-    ) -> str:
+    def _upload(self, data: bytes, name: str, mime_type: str, *, timeout: _Timeout = None) -> str:
         """POST /assets (small image); returns the asset id."""
     def _upload_file(
         self,
@@ -220,13 +231,13 @@ class Client:
         name: str,
         mime_type: str,
         *,
-        timeout: float | None = None,
+        timeout: _Timeout = None,
     ) -> str:
         """The multipart POST /uploads flow (large images), the file read part by part,
         parts retried on transient failures; returns the asset id. GIL released.
         OSError when the file cannot be opened; APIError when the server refuses the
         upload or ends it "failed"."""
-    def get_asset(self, asset_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+    def get_asset(self, asset_id: str, *, timeout: _Timeout = None) -> dict[str, Any]:
         """The asset object as the server sent it."""
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
@@ -254,22 +265,22 @@ class Job:
     def raw(self) -> dict[str, Any]: ...
     @property
     def client(self) -> Client: ...
-    def refresh(self, *, timeout: float | None = None) -> Job: ...
+    def refresh(self, *, timeout: _Timeout = None) -> Job: ...
     def wait(
         self,
-        timeout: float | None = None,
+        timeout: _Timeout = None,
         *,
         progress: bool | Callable[[Job], object] | None = None,
     ) -> Job: ...
-    def images(self, *, timeout: float | None = None) -> list[Image]: ...
+    def images(self, *, timeout: _Timeout = None) -> list[Image]: ...
     def download(
         self,
         dest: str | os.PathLike[str] = ".",
         *,
         overwrite: bool = False,
-        timeout: float | None = None,
+        timeout: _Timeout = None,
     ) -> list[Path]: ...
-    def cancel(self, *, timeout: float | None = None) -> None: ...
+    def cancel(self, *, timeout: _Timeout = None) -> None: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
     def __copy__(self) -> Job: ...
     def __deepcopy__(self, memo: Any, /) -> Job: ...
@@ -298,9 +309,9 @@ class Generation:
     def error(self) -> BaseException | None: ...
     @property
     def client(self) -> Client: ...
-    def result(self, timeout: float | None = None) -> Any: ...
+    def result(self, timeout: _Timeout = None) -> Any: ...
     def cancel(self) -> bool: ...
     def add_done_callback(self, fn: Callable[[Generation], object], /) -> None: ...
 
-def wait_first(gens: Sequence[Generation], timeout: float | None = None) -> bool: ...
+def wait_first(gens: Sequence[Generation], timeout: _Timeout = None) -> bool: ...
 def _at_exit() -> None: ...

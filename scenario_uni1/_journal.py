@@ -508,7 +508,7 @@ class Journal:
                     **entry.request,
                     sent_at=entry.sent_at,
                     exclude=self.job_ids(),
-                    timeout=deadline.remaining(),
+                    timeout=deadline,
                 )
                 if job is not None:
                     if self._claim(entry.fingerprint, entry.occurrence, job.id):
@@ -550,9 +550,7 @@ class Journal:
                 # must not adopt a job that this journal gave to another item,
                 # possibly in an earlier process: the claims it shares
                 # process-wide do not know those.
-                job = client._submit(
-                    **request, timeout=deadline.remaining(), exclude=self.job_ids()
-                )
+                job = client._submit(**request, timeout=deadline, exclude=self.job_ids())
             except BaseException as exc:
                 if _created_nothing(exc):
                     self._forget(fp, occurrence)

@@ -18,7 +18,6 @@ import argparse
 import math
 import os
 import sys
-import time
 
 EXIT_OK = 0
 EXIT_API = 1
@@ -224,34 +223,24 @@ class _Session:
         self.close()
 
 
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        from . import _core
-
-        raise _core.TimeoutError("the --timeout passed")
-    return left
-
-
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if math.isnan(timeout) or timeout < 0:
+def _deadline(timeout: float | None):
+    """The --timeout as the _core.Deadline that every step of the command shares."""
+    if timeout is not None and (math.isnan(timeout) or timeout < 0):
         raise _CommandError("--timeout must be a number of seconds >= 0", EXIT_USAGE)
-    return time.monotonic() + timeout
+    from . import _core
+
+    return _core.Deadline(timeout)
 
 
 def _wait(job, deadline, quiet: bool) -> None:
     if quiet:
-        job.wait(_remaining(deadline), progress=False)
+        job.wait(deadline, progress=False)
         return
     from ._progress import ProgressPrinter
 
     printer = ProgressPrinter()
     try:
-        job.wait(_remaining(deadline), progress=printer)
+        job.wait(deadline, progress=printer)
     finally:
         printer.close()
 
@@ -309,9 +298,7 @@ def _cmd_generate(args) -> int:
             raise
         os.makedirs(args.output, exist_ok=True)
         try:
-            paths = job.download(
-                args.output, overwrite=args.overwrite, timeout=_remaining(deadline)
-            )
+            paths = job.download(args.output, overwrite=args.overwrite, timeout=deadline)
         except FileExistsError as exc:
             if args.offline:
                 raise
@@ -355,9 +342,7 @@ def _cmd_job(args) -> int:
                 raise
         if args.download:
             os.makedirs(args.download, exist_ok=True)
-            paths = job.download(
-                args.download, overwrite=args.overwrite, timeout=_remaining(deadline)
-            )
+            paths = job.download(args.download, overwrite=args.overwrite, timeout=deadline)
         if args.json:
             _print_json(_job_summary(job, paths))
             return EXIT_OK

@@ -222,21 +222,6 @@ int py_copy_str(py_state *st, PyObject *o, const char *what, int allow_none, cha
     return py_arg_text(st, PY_ARG_CALL, o, what, allow_none, out);
 }
 
-int py_deadline(py_state *st, PyObject *timeout, double *deadline)
-{
-    *deadline = 0;
-    double t = 0;
-    int given =
-        py_arg_seconds(st, PY_ARG_CALL, timeout, "timeout", PY_ALLOW_NONE | PY_ALLOW_INF, &t);
-    if (given <= 0 || isinf(t))
-        return given; /* error, or no deadline */
-    *deadline = uni1_monotonic() + t;
-    /* 0 means "no deadline" to the core; a zero timeout must still expire. */
-    if (*deadline == 0)
-        *deadline = 1e-9;
-    return 0;
-}
-
 void py_gen_args_free(py_gen_args *g)
 {
     free(g->prompt);

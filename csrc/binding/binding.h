@@ -39,6 +39,7 @@ typedef struct py_state {
     PyTypeObject *client_type;
     PyTypeObject *job_type;
     PyTypeObject *generation_type;
+    PyTypeObject *deadline_type;
 
     PyObject *Uni1Error;
     PyObject *InvalidRequestError;
@@ -218,9 +219,11 @@ int py_arg_path(py_state *st, py_arg_kind kind, PyObject *o, const char *what, P
 
 /* py_arg_text for a call argument. */
 int py_copy_str(py_state *st, PyObject *o, const char *what, int allow_none, char **out);
-/* Absolute deadline from a timeout argument (py_arg_seconds): None or
- * infinite -> 0 (none). 0 or -1. */
+/* The absolute deadline (uni1_monotonic() time, 0: none) of a timeout
+ * argument: a _core.Deadline as it is, else seconds from now (py_arg_seconds;
+ * None or infinite: none). 0 or -1 (deadline.c). */
 int py_deadline(py_state *st, PyObject *timeout, double *deadline);
+extern PyType_Spec py_deadline_spec;
 /* The qualified name of type(o), for messages (new reference). */
 PyObject *py_type_name(PyObject *o);
 

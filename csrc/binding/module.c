@@ -1,7 +1,6 @@
 /* The module scenario_uni1._core: multi-phase init, module state and the
  * module-level functions (the exceptions are errors.c's). */
 #include <curl/curl.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,21 +66,8 @@ static PyObject *validate_generate(PyObject *module, PyObject *const *args, Py_s
     Py_RETURN_NONE;
 }
 
-/* The binding's argument rules, for the glue's own arguments (one place for
- * each rule): _timeout_seconds for run()'s and resume()'s deadline,
- * _fs_path for paths the glue opens itself. */
-static PyObject *timeout_seconds(PyObject *module, PyObject *timeout)
-{
-    double t = 0;
-    int given = py_arg_seconds(PyModule_GetState(module), PY_ARG_CALL, timeout, "timeout",
-                               PY_ALLOW_NONE | PY_ALLOW_INF, &t);
-    if (given < 0)
-        return NULL;
-    if (given == 0 || isinf(t))
-        Py_RETURN_NONE;
-    return PyFloat_FromDouble(t);
-}
-
+/* The binding's argument rule for paths the glue opens itself (one place
+ * for each rule; a timeout of the glue's is a _core.Deadline). */
 static PyObject *fs_path(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                          PyObject *kwnames)
 {
@@ -200,10 +186,6 @@ static PyMethodDef module_methods[] = {
      "validate_generate(prompt, source=None, image_refs=(), aspect_ratio=None, "
      "output_format='png', web_search=False)\n--\n\n"
      "Raise InvalidRequestError if the request breaks the API contract (ids only)."},
-    {"_timeout_seconds", timeout_seconds, METH_O,
-     "_timeout_seconds(timeout, /)\n--\n\n"
-     "A timeout argument checked as every call checks it: seconds (float), or None for "
-     "none (None or infinite). InvalidRequestError otherwise."},
     {"_fs_path", (PyCFunction)(void (*)(void))fs_path, METH_FASTCALL | METH_KEYWORDS,
      "_fs_path(path, what, *, setting=False)\n--\n\n"
      "A path argument checked as every call checks it, as bytes in the filesystem "
@@ -291,6 +273,9 @@ static int module_exec(PyObject *m)
     st->generation_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &py_generation_spec, NULL);
     if (!st->generation_type || PyModule_AddType(m, st->generation_type) < 0)
         return -1;
+    st->deadline_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &py_deadline_spec, NULL);
+    if (!st->deadline_type || PyModule_AddType(m, st->deadline_type) < 0)
+        return -1;
     return add_constants(m);
 }
 
@@ -302,6 +287,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->client_type);
     Py_VISIT(st->job_type);
     Py_VISIT(st->generation_type);
+    Py_VISIT(st->deadline_type);
     Py_VISIT(st->Uni1Error);
     Py_VISIT(st->InvalidRequestError);
     Py_VISIT(st->InvalidRequestTypeError);
@@ -334,6 +320,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->client_type);
     Py_CLEAR(st->job_type);
     Py_CLEAR(st->generation_type);
+    Py_CLEAR(st->deadline_type);
     Py_CLEAR(st->Uni1Error);
     Py_CLEAR(st->InvalidRequestError);
     Py_CLEAR(st->InvalidRequestTypeError);
