@@ -114,6 +114,23 @@ def test_python_subclass_reaches_module_state(emu):
     assert repr(c).startswith("<") and "Sub" in repr(c)
 
 
+def test_subclass_init_finds_module_state_without_reading_mro(emu):
+    # __init__ gets its defining class from the interpreter, not from the
+    # subclass's __mro__ attribute, which a metaclass may present differently.
+    class Meta(type):
+        @property
+        def __mro__(cls):
+            return (cls, object)
+
+    class Odd(_core.Client, metaclass=Meta):
+        pass
+
+    with Odd(emu.api_key, emu.api_secret, base_url=emu.url) as c:
+        assert c.base_url == emu.url and c.job(c._submit("odd").id).id
+    with pytest.raises(RuntimeError, match="only be called once"):
+        _core.Client.__init__(c, emu.api_key, emu.api_secret)
+
+
 def test_close_then_calls_raise(emu):
     c = _core.Client(emu.api_key, emu.api_secret, base_url=emu.url)
     job = c._submit("x")

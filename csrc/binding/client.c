@@ -41,35 +41,6 @@ int py_client_check_open(py_state *st, ClientObject *client)
     return 0;
 }
 
-/* The module state for a Client subclass instance: walk the MRO to the type
- * made by this module (PyType_GetModuleByDef is not in the 3.10 limited API).
- * Only __init__ needs this; methods get their defining class. */
-static py_state *state_from_type(PyTypeObject *tp)
-{
-    PyObject *mro = PyObject_GetAttrString((PyObject *)tp, "__mro__");
-    if (!mro)
-        return NULL;
-    py_state *st = NULL;
-    Py_ssize_t n = PyTuple_Size(mro);
-    for (Py_ssize_t i = 0; i < n && !st; i++) {
-        PyObject *t = PyTuple_GetItem(mro, i);
-        if (!t || !PyType_Check(t) || !(PyType_GetFlags((PyTypeObject *)t) & Py_TPFLAGS_HEAPTYPE))
-            continue;
-        PyObject *m = PyType_GetModule((PyTypeObject *)t);
-        if (!m) {
-            PyErr_Clear();
-            continue;
-        }
-        py_state *cand = PyModule_GetState(m);
-        if (cand && cand->client_type == (PyTypeObject *)t)
-            st = cand;
-    }
-    Py_DECREF(mro);
-    if (!st && !PyErr_Occurred())
-        PyErr_SetString(PyExc_TypeError, "not a scenario_uni1 Client type");
-    return st;
-}
-
 /* Whether logging.getLogger("scenario_uni1") wants DEBUG. Never imports
  * logging: when no one imported it, there is no handler to log to. */
 static PyObject *find_debug_logger(void)
@@ -100,12 +71,8 @@ static PyObject *find_debug_logger(void)
     return logger;
 }
 
-static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
+static int client_init_impl(ClientObject *self, py_state *st, PyObject *args, PyObject *kwds)
 {
-    ClientObject *self = (ClientObject *)op;
-    py_state *st = state_from_type(Py_TYPE(op));
-    if (!st)
-        return -1;
     if (self->core || self->closed) {
         PyErr_SetString(PyExc_RuntimeError, "Client.__init__() may only be called once");
         return -1;
@@ -162,6 +129,43 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
     self->download_skip = Py_XNewRef(cfg.download_skip);
     self->download_done = Py_XNewRef(cfg.download_done);
     return 0;
+}
+
+/* Finding the module state in __init__ (PyType_GetModuleByDef is not in the
+ * 3.10 limited API): _core.Client(...) itself comes through tp_init, with the
+ * module's own type; a Python subclass (scenario_uni1.Client) finds __init__
+ * below in the type's dict (METH_COEXIST puts it in place of tp_init's
+ * wrapper), and METH_METHOD gives it the defining class, whatever the
+ * subclass. */
+static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    py_state *st = PyType_GetModuleState(Py_TYPE(op));
+    if (!st)
+        return -1;
+    return client_init_impl((ClientObject *)op, st, args, kwds);
+}
+
+static PyObject *client_init_method(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                                    size_t nargs, PyObject *kwnames)
+{
+    py_state *st = PyType_GetModuleState(cls);
+    if (!st)
+        return NULL;
+    Py_ssize_t npos = (Py_ssize_t)nargs;
+    PyObject *tuple = PyTuple_New(npos);
+    PyObject *kwds = kwnames ? PyDict_New() : NULL;
+    int rc = tuple && (!kwnames || kwds) ? 0 : -1;
+    for (Py_ssize_t i = 0; rc == 0 && i < npos; i++)
+        rc = PyTuple_SetItem(tuple, i, Py_NewRef(args[i]));
+    for (Py_ssize_t i = 0; rc == 0 && kwnames && i < PyTuple_Size(kwnames); i++)
+        rc = PyDict_SetItem(kwds, PyTuple_GetItem(kwnames, i), args[npos + i]);
+    if (rc == 0)
+        rc = client_init_impl((ClientObject *)op, st, tuple, kwds);
+    Py_XDECREF(tuple);
+    Py_XDECREF(kwds);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static int client_traverse(PyObject *op, visitproc visit, void *arg)
@@ -598,6 +602,8 @@ static PyObject *client_exit(PyObject *op, PyObject *args)
 }
 
 static PyMethodDef client_methods[] = {
+    {"__init__", PY_CMETHOD(client_init_method), PY_METHOD_FLAGS | METH_COEXIST,
+     "Initialize self.  See help(type(self)) for accurate signature."},
     {"_find_job", PY_CMETHOD(client_find_job), PY_METHOD_FLAGS,
      "_find_job($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, sent_at, exclude=(), timeout=None)\n--\n\n"
