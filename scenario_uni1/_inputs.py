@@ -388,3 +388,33 @@ def ref_list(image_refs) -> list:
         raise _core.InvalidRequestError(
             f"image_refs must be a list or tuple, not {type(image_refs).__name__}"
         ) from None
+
+
+def engine_inputs(src, refs) -> tuple:
+    """(source, image_refs, uploads) as Client._start takes them.
+
+    src and refs are what Client._prepare returned (asset ids and Uploads).
+    Each distinct Upload becomes one entry of uploads, a tuple (data, path,
+    name, mime_type), and the inputs that use it its index there: identical
+    inputs are uploaded once. Nothing is read or hashed here (this runs on
+    the calling thread of submit): in-memory inputs are compared by content,
+    file inputs (the large ones, uploaded from the file) by their real path.
+    """
+    uploads: list = []
+    seen: dict = {}
+
+    def arg(item):
+        if not isinstance(item, Upload):
+            return item
+        if item.data is not None:
+            key = ("data", item.mime_type, item.data)
+        else:
+            key = ("path", os.path.realpath(item.path or ""))
+        index = seen.get(key)
+        if index is None:
+            index = seen[key] = len(uploads)
+            uploads.append((item.data, item.path, item.name, item.mime_type))
+        return index
+
+    source = None if src is None else arg(src)
+    return source, [arg(r) for r in refs], uploads

@@ -16,8 +16,8 @@ What is recorded, and when:
 - submissions: one row per work item, inserted and committed BEFORE the request
   is sent (state 'sending', with the time), given the job id as soon as the
   answer arrives ('submitted'), 'done' once every file of the job has been
-  downloaded (or its images fetched by run()), 'failed' once resume() has seen
-  the job end in failure or cancellation.
+  downloaded (or its images fetched by run() or a Generation), 'failed' once
+  resume() or a Generation has seen the job end in failure or cancellation.
 - downloads: each finished file (job id, asset id, absolute path) with its size
   and SHA-256.
 Nothing secret is stored: no credentials, no URLs (signed CDN URLs are
@@ -54,6 +54,12 @@ send the row is deleted only when the answer proves nothing was created (a
 validation error, HTTP 4xx other than 408/429); any other error keeps it for
 the next run to reconcile.
 
+Client.submit and generate_many take the same decisions without blocking the
+caller (start_generation, in _journal_engine.py): the item's pipeline runs on
+the client's engine, which attaches to a recorded job, or reconciles a
+'sending' row itself (the core's look and settle rules, given the row's send
+time) before it would POST; the records are written from the engine thread.
+
 Jobs of other items are never adopted: every reconciliation, the core's own
 after an uncertain POST included, is given the journal's job ids to exclude,
 on top of the claims the core shares between all clients of the process.
@@ -64,6 +70,7 @@ live user would take the first one's in-flight rows for dead ones.
 """
 
 import hashlib
+import heapq
 import json
 import os
 import sys
@@ -167,20 +174,35 @@ def file_sha256(path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def _has_uploads(request: dict) -> bool:
+    """Whether a recorded request holds an input to upload (its content hash, not an asset id).
+
+    start_generation records a row before the engine uploads its inputs: if
+    the process died between that POST and the record of its answer, the
+    asset ids it carried are unknown, and its job cannot be told apart by its
+    input. (The engine would have to hand the uploaded ids to the journal
+    before the POST for that; it does not.)
+    """
+    inputs = [request.get("source"), *request.get("image_refs", ())]
+    return any(item is not None and not isinstance(item, str) for item in inputs)
+
+
 def _created_nothing(exc: BaseException) -> bool:
     """Whether an error from _submit proves that no job was created.
 
     Only answers that refuse the request qualify: a validation error raised
-    before anything is sent, a closed client, and an HTTP 4xx other than 408
-    and 429. Everything else (network errors, timeouts, 5xx, Ctrl-C,
-    SubmissionUncertainError) leaves the row for a later reconciliation, which
-    is always safe.
+    before anything is sent, a closed client, and an HTTP 4xx, 408 and 429
+    included (the core's rule: it sends again after those without looking for
+    a job; a 429 of the team's concurrency ceiling is how generate_many learns
+    to hold its submissions, and it sends the item again). Everything else
+    (network errors, timeouts, 5xx, Ctrl-C, SubmissionUncertainError) leaves
+    the row for a later reconciliation, which is always safe.
     """
     if isinstance(exc, (_core.InvalidRequestError, _core.ConfigurationError)):
         return True
     if isinstance(exc, _core.APIError):
         status = exc.status_code
-        return isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
+        return isinstance(status, int) and 400 <= status < 500
     return False
 
 
@@ -252,6 +274,12 @@ class Journal:
         # threads never adopt the same job for two rows.
         self._claim_lock = threading.Lock()
         self._occurrences: dict[str, int] = {}
+        # Occurrences handed out by this client whose row was deleted (the
+        # request created nothing): the next identical request takes the
+        # lowest of them before a new one. A batch sending an item again
+        # after a refusal (generate_many after the ceiling's 429) thereby
+        # keeps the numbering a re-run of the same batch gives its items.
+        self._free: dict[str, list[int]] = {}
         # The jobs this journal handed out and that are not finished yet: their
         # asset_ids tell the download hooks when a job's files are all there.
         self._jobs: dict = {}
@@ -264,7 +292,17 @@ class Journal:
         self._lock_file = _lock_file(self.path)
         try:
             self._db = self._open()
+            # Every job id of the journal, kept in memory: each submission
+            # hands them all to the core to exclude, and a batch of N items
+            # must not read N rows N times. Rows with a job are never deleted.
+            self._job_ids = {
+                r[0]
+                for r in self._db.execute("SELECT job_id FROM submissions WHERE job_id IS NOT NULL")
+            }
         except BaseException:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
             self._release_lock()
             raise
 
@@ -368,6 +406,9 @@ class Journal:
 
     def next_occurrence(self, fp: str) -> int:
         with self._lock:
+            free = self._free.get(fp)
+            if free:
+                return heapq.heappop(free)
             n = self._occurrences.get(fp, 0) + 1
             self._occurrences[fp] = n
             return n
@@ -391,7 +432,9 @@ class Journal:
         return [Entry(*row) for row in self._read(sql, params)]
 
     def job_ids(self) -> list:
-        return [r[0] for r in self._read("SELECT job_id FROM submissions WHERE job_id IS NOT NULL")]
+        with self._lock:
+            self._conn()
+            return list(self._job_ids)
 
     def _begin_sending(self, fp: str, occurrence: int, request: dict) -> float:
         """Record (and commit) that this request is about to be sent; its time."""
@@ -408,21 +451,29 @@ class Journal:
 
     def _claim(self, fp: str, occurrence: int, job_id: str) -> bool:
         """Give the row its job; False when another row of the journal has that job."""
-        try:
-            self._write(
-                "UPDATE submissions SET job_id = ?, state = 'submitted', updated = ?"
-                " WHERE fingerprint = ? AND occurrence = ?",
-                (job_id, time.time(), fp, occurrence),
-            )
-        except self._sqlite3.IntegrityError:
-            return False
+        with self._lock:
+            try:
+                self._conn().execute(
+                    "UPDATE submissions SET job_id = ?, state = 'submitted', updated = ?"
+                    " WHERE fingerprint = ? AND occurrence = ?",
+                    (job_id, time.time(), fp, occurrence),
+                )
+            except self._sqlite3.IntegrityError:
+                return False
+            self._job_ids.add(job_id)
         return True
 
     def _forget(self, fp: str, occurrence: int) -> None:
-        self._write(
-            "DELETE FROM submissions WHERE fingerprint = ? AND occurrence = ? AND job_id IS NULL",
-            (fp, occurrence),
-        )
+        """Delete a row that has no job; its occurrence is free again if this client gave it out."""
+        with self._lock:
+            cursor = self._conn().execute(
+                "DELETE FROM submissions WHERE fingerprint = ? AND occurrence = ?"
+                " AND job_id IS NULL",
+                (fp, occurrence),
+            )
+            deleted = cursor.rowcount
+            if deleted and occurrence <= self._occurrences.get(fp, 0):
+                heapq.heappush(self._free.setdefault(fp, []), occurrence)
 
     def set_state(self, job_id: str, state: str) -> None:
         self._write(
@@ -448,6 +499,45 @@ class Journal:
 
     def owns(self, job_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM submissions WHERE job_id = ?", (job_id,)))
+
+    # -- the engine path (Client.submit, generate_many) ----------------------------
+
+    def start_generation(
+        self,
+        client,
+        prompt,
+        src,
+        refs,
+        aspect_ratio,
+        output_format,
+        web_search,
+        *,
+        download,
+        overwrite,
+        timeout,
+    ) -> "_core.Generation":
+        """Client.submit() with the journal: the item's pipeline, started on the engine.
+
+        src and refs are what Client._prepare returned (asset ids or uploads;
+        the Uploads are closed once the generation ends). Returns at once
+        without network I/O: reads the journal, and for a new item commits its
+        'sending' row. See _journal_engine.
+        """
+        from ._journal_engine import start_generation
+
+        return start_generation(
+            self,
+            client,
+            prompt,
+            src,
+            refs,
+            aspect_ratio,
+            output_format,
+            web_search,
+            download=download,
+            overwrite=overwrite,
+            timeout=timeout,
+        )
 
     # -- the generate path ---------------------------------------------------------
 
@@ -475,7 +565,7 @@ class Journal:
             if entry.state in (SENDING, SUBMITTED):
                 self._register(job)
             return job
-        if entry is not None:
+        if entry is not None and not _has_uploads(entry.request):
             # The process died between sending and recording the answer (or
             # the send failed in a way that proves nothing): ask the server.
             job = self._reconcile(client, entry, deadline, settle=True)
@@ -500,6 +590,8 @@ class Journal:
         With settle, "none" is only concluded once the POST, if it reached the
         server, has had the time to create its job (see _SETTLE_MIN).
         """
+        if _has_uploads(entry.request):
+            return None  # recorded before its uploads (start_generation): nothing to match
         settle_until = entry.sent_at + (self._settle_for(client) if settle else 0.0)
         claims = 0
         with self._claim_lock:
