@@ -96,15 +96,14 @@ static int client_init_impl(ClientObject *self, py_state *st, PyObject *args, Py
     char err[256] = "";
     /* Quick and local (the core copies the strings; no I/O): the GIL stays
      * held. */
-    uni1_client *core = uni1_client_new(&o, err, sizeof err);
+    uni1_client *core;
+    uni1_status rc = uni1_client_create(&o, &core, err, sizeof err);
     py_settings_free(&cfg);
-    if (!core) {
+    if (rc != UNI1_OK) {
         Py_XDECREF(logger);
         PyObject *msg = PyUnicode_DecodeUTF8(err, (Py_ssize_t)strlen(err), "replace");
         if (msg) {
-            PyErr_SetObject(strcmp(err, "out of memory") == 0 ? PyExc_MemoryError
-                                                              : st->ConfigurationError,
-                            msg);
+            PyErr_SetObject(rc == UNI1_ERR_NOMEM ? PyExc_MemoryError : st->ConfigurationError, msg);
             Py_DECREF(msg);
         }
         return -1;

@@ -91,29 +91,30 @@ static char *dup_or_null(const char *s, int *oom)
 
 /* Splits base into a normalised base URL and its origin. A URL with no path
  * gets "/v1"; trailing slashes go. */
-static int normalise_base_url(const char *in, char **base, char **origin, char *err, size_t errlen)
+static uni1_status normalise_base_url(const char *in, char **base, char **origin, char *err,
+                                      size_t errlen)
 {
     const char *scheme_end = strstr(in, "://");
     if (!scheme_end || !((scheme_end - in == 4 && strncmp(in, "http", 4) == 0) ||
                          (scheme_end - in == 5 && strncmp(in, "https", 5) == 0))) {
         snprintf(err, errlen, "base_url must start with http:// or https://");
-        return -1;
+        return UNI1_ERR_CONFIG;
     }
     const char *host = scheme_end + 3;
     if (!*host || *host == '/') {
         snprintf(err, errlen, "base_url has no host");
-        return -1;
+        return UNI1_ERR_CONFIG;
     }
     for (const char *p = in; *p; p++) {
         if ((unsigned char)*p <= 0x20 || *p == '?' || *p == '#' || (unsigned char)*p >= 0x7f) {
             snprintf(err, errlen, "base_url must be a plain URL with no query, fragment or spaces");
-            return -1;
+            return UNI1_ERR_CONFIG;
         }
     }
     const char *path = strchr(host, '/');
     if (memchr(host, '@', path ? (size_t)(path - host) : strlen(host))) {
         snprintf(err, errlen, "base_url must not carry credentials; pass api_key/api_secret");
-        return -1;
+        return UNI1_ERR_CONFIG;
     }
     size_t origin_len = path ? (size_t)(path - in) : strlen(in);
     size_t len = strlen(in);
@@ -126,11 +127,11 @@ static int normalise_base_url(const char *in, char **base, char **origin, char *
         free(*origin);
         free(*base);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return UNI1_ERR_NOMEM;
     }
     memcpy(*base, in, len);
     strcpy(*base + len, add_version ? "/v1" : "");
-    return 0;
+    return UNI1_OK;
 }
 
 static char *basic_auth_header(const char *key, const char *secret)
@@ -169,8 +170,10 @@ static int has_ctl(const char *s)
     return 0;
 }
 
-uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
+uni1_status uni1_client_create(const uni1_options *o, uni1_client **out, char *errbuf,
+                               size_t errlen)
 {
+    *out = NULL;
     char scratch[8];
     if (!errbuf) {
         errbuf = scratch;
@@ -178,10 +181,11 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
     }
     if (!o || o->sanity != UNI1_OPTIONS_SANITY) {
         snprintf(errbuf, errlen, "options were not set up with uni1_options_init");
-        return NULL;
+        return UNI1_ERR_CONFIG;
     }
-    if (!global_ready && uni1_global_init(errbuf, errlen) != UNI1_OK)
-        return NULL;
+    uni1_status st = global_ready ? UNI1_OK : uni1_global_init(errbuf, errlen);
+    if (st != UNI1_OK)
+        return st;
     int have_basic = o->api_key && *o->api_key && o->api_secret && *o->api_secret;
     int have_bearer = o->bearer_token && *o->bearer_token;
     if (!have_basic && !have_bearer) {
@@ -189,12 +193,12 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
                  (o->api_key && *o->api_key) || (o->api_secret && *o->api_secret)
                      ? "incomplete credentials: both an API key and an API secret are needed"
                      : "no credentials: pass an API key and secret, or a bearer token");
-        return NULL;
+        return UNI1_ERR_CONFIG;
     }
     if ((have_basic && (has_ctl(o->api_key) || has_ctl(o->api_secret))) ||
         (!have_basic && has_ctl(o->bearer_token))) {
         snprintf(errbuf, errlen, "credentials contain control characters");
-        return NULL;
+        return UNI1_ERR_CONFIG;
     }
     if (!seconds_ok(o->connect_timeout, 0) || !seconds_ok(o->request_timeout, 0) ||
         !seconds_ok(o->stall_timeout, 1)) {
@@ -202,7 +206,7 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
                  "timeout and connect_timeout must be numbers of seconds above 0, stall_timeout "
                  "0 (unset) or above, all at most %.0f",
                  UNI1_SECONDS_MAX);
-        return NULL;
+        return UNI1_ERR_CONFIG;
     }
     if (!seconds_ok(o->backoff_base, 1) || !seconds_ok(o->backoff_max, 1) ||
         o->backoff_max < o->backoff_base) {
@@ -210,20 +214,20 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
                  "backoff_base and backoff_max must be numbers of seconds with "
                  "0 <= backoff_base <= backoff_max <= %.0f",
                  UNI1_SECONDS_MAX);
-        return NULL;
+        return UNI1_ERR_CONFIG;
     }
     if (o->max_retries < 0 || o->max_retries > 100) {
         snprintf(errbuf, errlen, "max_retries must be within 0..100");
-        return NULL;
+        return UNI1_ERR_CONFIG;
     }
     if (!(o->settle_window >= 0 && o->settle_window <= UNI1_SETTLE_WINDOW_MAX)) {
         snprintf(errbuf, errlen, "settle_window must be within 0..%g seconds",
                  UNI1_SETTLE_WINDOW_MAX);
-        return NULL;
+        return UNI1_ERR_CONFIG;
     }
     if (o->project_id && (has_ctl(o->project_id) || !*o->project_id)) {
         snprintf(errbuf, errlen, "project_id must be a non-empty printable string");
-        return NULL;
+        return UNI1_ERR_CONFIG;
     }
     /* These go into request headers or libcurl options verbatim: a CR or LF
      * would start a header of the caller's choosing. */
@@ -232,18 +236,19 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
     for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
         if (named[i][1] && has_ctl(named[i][1])) {
             snprintf(errbuf, errlen, "%s contains control characters", named[i][0]);
-            return NULL;
+            return UNI1_ERR_CONFIG;
         }
     }
     uni1_client *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(errbuf, errlen, "out of memory");
-        return NULL;
+        return UNI1_ERR_NOMEM;
     }
-    if (normalise_base_url(o->base_url ? o->base_url : UNI1_DEFAULT_BASE_URL, &c->base_url,
-                           &c->origin, errbuf, errlen) != 0) {
+    st = normalise_base_url(o->base_url ? o->base_url : UNI1_DEFAULT_BASE_URL, &c->base_url,
+                            &c->origin, errbuf, errlen);
+    if (st != UNI1_OK) {
         free(c);
-        return NULL;
+        return st;
     }
     int oom = 0;
     if (have_basic) {
@@ -308,9 +313,17 @@ uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
         free(c->ca_bundle);
         free(c->proxy);
         free(c);
-        return NULL;
+        return UNI1_ERR_NOMEM;
     }
     uni1__pool_register(c);
+    *out = c;
+    return UNI1_OK;
+}
+
+uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen)
+{
+    uni1_client *c;
+    uni1_client_create(o, &c, errbuf, errlen);
     return c;
 }
 

@@ -268,6 +268,11 @@ typedef struct uni1_client uni1_client;
 /* NULL on failure, with the reason in errbuf (never a credential). Requires
  * api_key+api_secret or bearer_token. */
 uni1_client *uni1_client_new(const uni1_options *o, char *errbuf, size_t errlen);
+/* The same, saying why it failed: UNI1_ERR_CONFIG (unusable options, or
+ * libcurl unusable) or UNI1_ERR_NOMEM, with the reason in errbuf; *out is
+ * the client on UNI1_OK, else NULL. */
+uni1_status uni1_client_create(const uni1_options *o, uni1_client **out, char *errbuf,
+                               size_t errlen);
 void uni1_client_free(uni1_client *c);
 /* The normalised base URL ("http://127.0.0.1:8080/v1"); owned by the client. */
 const char *uni1_client_base_url(const uni1_client *c);

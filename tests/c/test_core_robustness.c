@@ -119,10 +119,12 @@ static void test_asset_answer_for_another_id_is_protocol_error(void **state)
 static void expect_refused(const uni1_options *o, const char *needle)
 {
     char err[256] = "";
-    uni1_client *c = uni1_client_new(o, err, sizeof err);
+    uni1_client *c;
+    uni1_status st = uni1_client_create(o, &c, err, sizeof err);
     if (c)
         uni1_client_free(c);
     assert_null(c);
+    assert_int_equal(st, UNI1_ERR_CONFIG);
     if (!strstr(err, needle))
         fail_msg("\"%s\" does not mention \"%s\"", err, needle);
 }
