@@ -185,7 +185,7 @@ fuzz-merge: $(FUZZ_BINS)
 # One formatter per language: clang-format (.clang-format) for C, ruff
 # (pyproject.toml) for Python. CI fails on any difference.
 
-C_SOURCES := $(wildcard csrc/*/*.c csrc/*/*.h tests/c/*.c tests/fuzz/*.c tests/fuzz/*.h)
+C_SOURCES := $(wildcard csrc/*/*.c csrc/*/*.h tests/c/*.c tests/c/*.h tests/fuzz/*.c tests/fuzz/*.h)
 RUFF      ?= ruff
 
 .PHONY: format format-check

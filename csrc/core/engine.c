@@ -48,9 +48,10 @@ struct uni1_task {
     size_t heap_at; /* index in the timer heap, or SIZE_MAX */
     uni1_task *next_run;
     uni1_task *live_prev, *live_next;
-    /* Under the engine's lock. */
+    /* Under the engine's lock. A task can be queued and poked at once (a
+     * cancel before the engine took it up), hence two links. */
     int poked;
-    uni1_task *next_queued;
+    uni1_task *next_queued, *next_poked;
 };
 
 struct uni1_engine {
@@ -271,7 +272,7 @@ static void take_queued(uni1_engine *e, int *stopping)
     uni1_task *q = e->queued, *p = e->poked;
     e->queued = NULL;
     e->poked = NULL;
-    for (uni1_task *x = p; x; x = x->next_queued)
+    for (uni1_task *x = p; x; x = x->next_poked)
         x->poked = 0;
     *stopping = e->stopping;
     pthread_mutex_unlock(&e->mu);
@@ -288,7 +289,7 @@ static void take_queued(uni1_engine *e, int *stopping)
     /* A poked task may have been queued and picked up in this same turn, or
      * have ended before: make_runnable looks at done. */
     while (p) {
-        uni1_task *n = p->next_queued;
+        uni1_task *n = p->next_poked;
         if (p->fiber)
             make_runnable(e, p);
         task_unref(p); /* the poke's reference (uni1_task_cancel) */
@@ -442,7 +443,7 @@ void uni1_task_cancel(uni1_task *t)
     if (!t->poked) {
         t->poked = 1;
         atomic_fetch_add(&t->refs, 1); /* until the engine took the poke */
-        t->next_queued = e->poked;
+        t->next_poked = e->poked;
         e->poked = t;
     }
     pthread_mutex_unlock(&e->mu);
@@ -495,10 +496,13 @@ void uni1_engine_drain(uni1_client *c)
     uni1_engine *e = engine_of(c);
     if (!e)
         return;
-    atomic_store(&e->signalled, 0);
+    /* Empty the pipe before clearing the flag: cleared first, a completion
+     * in between would write a byte that the read then swallows, leaving the
+     * flag set and the fd quiet for every later completion. */
     char buf[64];
     while (read(e->fds[0], buf, sizeof buf) > 0)
         ;
+    atomic_store(&e->signalled, 0);
 }
 
 /* ---- what the transfer code asks of the engine -------------------------- */

@@ -31,7 +31,10 @@ typedef struct gen_input {
 
 struct uni1_generation {
     uni1_client *client;
-    uni1_task *task;
+    /* Stored by the caller when uni1_task_start returns, and by the task
+     * itself (run, task_ended): the task may reach an event before the
+     * caller's store, and the event's callback reads it. */
+    _Atomic(uni1_task *) task;
     uni1_gen_event_fn on_event;
     void *userdata;
     atomic_int refs;
@@ -59,6 +62,11 @@ struct uni1_generation {
     uni1_gen_output *outputs;
     size_t n_outputs;
 };
+
+static uni1_task *task_of(const uni1_generation *g)
+{
+    return atomic_load(&((uni1_generation *)g)->task);
+}
 
 static char *dup_opt(const char *s, int *oom)
 {
@@ -324,9 +332,8 @@ static void keep_error(uni1_generation *g, const uni1_error *e)
     }
 }
 
-static void run(uni1_session *s, void *userdata)
+static void run_steps(uni1_session *s, uni1_generation *g)
 {
-    uni1_generation *g = userdata;
     if (!s) {
         g->status = UNI1_ERR_NOMEM;
         g->err.status = UNI1_ERR_NOMEM;
@@ -365,12 +372,16 @@ static void run(uni1_session *s, void *userdata)
     }
 }
 
-static void release(uni1_generation *g);
-
-static void task_ended(uni1_task *t, void *userdata)
+/* The end state is published by the task itself, before the engine marks it
+ * done and wakes the waiters: a waiter that sees the task done must find the
+ * generation's snapshot done too (stage, and CANCELED that the binding turns
+ * into the right exception), not the stage of a moment before. */
+static void run(uni1_session *s, void *userdata)
 {
-    (void)t;
     uni1_generation *g = userdata;
+    if (s)
+        atomic_store(&g->task, uni1__session_task(s));
+    run_steps(s, g);
     pthread_mutex_lock(&g->mu);
     g->snap.done = 1;
     if (g->status == UNI1_OK) {
@@ -379,6 +390,16 @@ static void task_ended(uni1_task *t, void *userdata)
     } else {
         g->snap.stage = atomic_load(&g->user_cancel) ? UNI1_GEN_CANCELED : UNI1_GEN_FAILED;
     }
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void release(uni1_generation *g);
+
+static void task_ended(uni1_task *t, void *userdata)
+{
+    uni1_generation *g = userdata;
+    atomic_store(&g->task, t);
+    pthread_mutex_lock(&g->mu);
     uni1_gen_event_fn cb = g->on_event;
     pthread_mutex_unlock(&g->mu);
     if (cb)
@@ -417,8 +438,8 @@ static void release(uni1_generation *g)
     free(g->outputs);
     uni1_job_clear(&g->job);
     free(g->err.body);
-    if (g->task)
-        uni1_task_release(g->task);
+    if (task_of(g))
+        uni1_task_release(task_of(g));
     pthread_mutex_destroy(&g->mu);
     free(g);
 }
@@ -519,12 +540,13 @@ uni1_generation *uni1_generation_start(uni1_client *c, const uni1_gen_spec *spec
         release(g);
         return NULL;
     }
-    g->task = uni1_task_start(c, run, g, spec->deadline, task_ended, g);
-    if (!g->task) {
+    uni1_task *t = uni1_task_start(c, run, g, spec->deadline, task_ended, g);
+    if (!t) {
         atomic_store(&g->refs, 1);
         release(g);
         return NULL;
     }
+    atomic_store(&g->task, t);
     *status = UNI1_OK;
     return g;
 }
@@ -534,7 +556,7 @@ void uni1_generation_snapshot(uni1_generation *g, uni1_gen_snapshot *out)
     pthread_mutex_lock(&g->mu);
     *out = g->snap;
     pthread_mutex_unlock(&g->mu);
-    if (!out->done && uni1_task_forked(g->task)) {
+    if (!out->done && uni1_task_forked(task_of(g))) {
         out->done = 1;
         out->stage = UNI1_GEN_FAILED;
     }
@@ -542,21 +564,29 @@ void uni1_generation_snapshot(uni1_generation *g, uni1_gen_snapshot *out)
 
 uni1_task *uni1_generation_task(uni1_generation *g)
 {
-    return g->task;
+    return task_of(g);
 }
 
 int uni1_generation_cancel(uni1_generation *g)
 {
-    if (uni1_task_done(g->task))
+    if (uni1_task_done(task_of(g)))
         return 0;
-    atomic_store(&g->user_cancel, 1);
-    uni1_task_cancel(g->task);
+    /* Under mu with the end state (run): a cancel is either seen by it or
+     * refused, never counted after the stage was settled. */
+    pthread_mutex_lock(&g->mu);
+    int ended = g->snap.done;
+    if (!ended)
+        atomic_store(&g->user_cancel, 1);
+    pthread_mutex_unlock(&g->mu);
+    if (ended)
+        return 0;
+    uni1_task_cancel(task_of(g));
     return 1;
 }
 
 uni1_status uni1_generation_status(const uni1_generation *g)
 {
-    if (uni1_task_forked(g->task))
+    if (uni1_task_forked(task_of(g)))
         return UNI1_ERR_CONFIG;
     return g->status;
 }
@@ -569,7 +599,7 @@ const uni1_error *uni1_generation_error(const uni1_generation *g)
                    "it cannot be followed from the child (submit it again here)",
         .retry_after = -1,
     };
-    return uni1_task_forked(g->task) ? &forked : &g->err;
+    return uni1_task_forked(task_of(g)) ? &forked : &g->err;
 }
 
 const uni1_job *uni1_generation_job(const uni1_generation *g)
@@ -599,7 +629,7 @@ void uni1_generation_free(uni1_generation *g)
     pthread_mutex_lock(&g->mu);
     g->on_event = NULL;
     pthread_mutex_unlock(&g->mu);
-    if (!uni1_task_done(g->task))
-        uni1_task_cancel(g->task);
+    if (!uni1_task_done(task_of(g)))
+        uni1_task_cancel(task_of(g));
     release(g);
 }
