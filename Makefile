@@ -238,8 +238,10 @@ asan:
 	cd $(ASAN_BUILD) && $(ASAN_RUN) $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 # make bench: every figure of shared/benchmarks.md against scenario-sdk (the
-# `bench` extra), written to bench/RESULTS.md (~15 min on 2 cores; BENCH_ARGS=--quick
-# for ~3 min). Needs the extension built in place.
+# `bench` extra), written to bench/RESULTS.md (~35 min on 2 cores, P9's 10,000 jobs of
+# 60 s the longest; BENCH_ARGS=--quick for ~5 min; BENCH_ARGS="--only P3,P9 --update"
+# re-runs some rows and keeps the others). perf, when installed, profiles P2 into
+# bench/profile_p2.txt. Needs the extension built in place.
 .PHONY: bench
 bench:
 	$(PYTHON) -m bench $(BENCH_ARGS)

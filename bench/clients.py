@@ -10,6 +10,7 @@ written as this project writes one: temporary file, fsync, rename.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -46,6 +47,87 @@ class Ours:
     @staticmethod
     def download(job, dest):
         return job.download(dest, overwrite=True)
+
+    # ---- the engine: generations, no thread per job
+    def start(self, prompt, download=None):
+        """A Generation running on the client's engine: `submit` once the public API has it."""
+        submit = getattr(self.client, "submit", None)
+        if submit is not None:
+            return submit(prompt, download=download)
+        return self.client._start(prompt, download=download)
+
+    def window(self, prompts, concurrency, download=None):
+        """Yields each finished Generation, at most `concurrency` in flight, from this thread
+        alone: `generate_many` once the public API has it, else submit + wait_first."""
+        many = getattr(self.client, "generate_many", None)
+        if many is not None:
+            yield from many(prompts, concurrency=concurrency, download=download)
+            return
+        from scenario_uni1 import _core
+
+        todo = iter(prompts)
+        live = [self.start(p, download) for p in itertools.islice(todo, concurrency)]
+        while live:
+            _core.wait_first(live)
+            still = []
+            for g in live:
+                if not g.done:
+                    still.append(g)
+                    continue
+                yield g
+                nxt = next(todo, None)
+                if nxt is not None:
+                    still.append(self.start(nxt, download))
+            live = still
+
+    def api(self):
+        """Which API the engine figures went through (for the notes)."""
+        if hasattr(self.client, "generate_many"):
+            return "submit / generate_many / await gen (public API)"
+        return (
+            "Client._start + _core.wait_first + loop.add_reader(Client._engine_fd()) (private API)"
+        )
+
+    async def agenerate(self, prompt):
+        """One generation awaited on the running asyncio loop without blocking it."""
+        gen = self.start(prompt)
+        if hasattr(gen, "__await__"):
+            return await gen
+        return await _engine_future(self.client, gen)
+
+
+_ENGINE_WAITERS: dict = {}
+
+
+def _engine_future(client, gen):
+    """A future resolved from the client's engine fd once gen is done (one reader per client;
+    one asyncio loop per process, as in the bench workers). The fd is readable once some
+    generation ended since the last drain, so one that ends after the `done` check below is
+    still seen by the reader."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    if gen.done:
+        fut.set_result(gen.result())
+        return fut
+    waiters = _ENGINE_WAITERS.get(id(client))
+    if waiters is None:
+        waiters = _ENGINE_WAITERS[id(client)] = {}
+
+        def ready():
+            client._engine_drain()
+            for g, f in list(waiters.items()):
+                if g.done:
+                    del waiters[g]
+                    if g.error is not None:
+                        f.set_exception(g.error)
+                    else:
+                        f.set_result(g.result())
+
+        loop.add_reader(client._engine_fd(), ready)
+    waiters[gen] = fut
+    return fut
 
 
 class Sdk:
@@ -112,3 +194,37 @@ class Sdk:
 
 def make(name, **kw):
     return Ours() if name == "ours" else Sdk(**kw)
+
+
+class SdkAsync:
+    """scenario-sdk's AsyncScenario, with the same 3 s poll loop on asyncio.sleep and one
+    shared `httpx.AsyncClient` for the CDN: what an asyncio user of the SDK writes."""
+
+    name = "scenario-sdk (async)"
+
+    def __init__(self, poll_seconds=SDK_POLL_SECONDS):
+        import httpx
+        from scenario_sdk import AsyncScenario
+
+        self.client = AsyncScenario()
+        self.http = httpx.AsyncClient(timeout=60.0)
+        self.poll = poll_seconds
+
+    async def agenerate(self, prompt):
+        import asyncio
+
+        job = (await self.client.generate.run_model(MODEL_ID, body={"prompt": prompt})).job
+        while True:
+            job = (await self.client.jobs.retrieve(job.job_id)).job
+            if job.status in TERMINAL:
+                break
+            await asyncio.sleep(self.poll)
+        if job.status != "success":
+            raise RuntimeError(f"job {job.job_id} ended {job.status}")
+        out = []
+        for aid in job.metadata.asset_ids:
+            url = (await self.client.assets.retrieve(aid)).asset.url
+            r = await self.http.get(url)
+            r.raise_for_status()
+            out.append(r.content)
+        return out

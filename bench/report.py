@@ -7,19 +7,10 @@ import importlib.metadata
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 
-TITLES = {
-    "P3": "1,000 jobs × 2 s at concurrency 100: wall / ideal; client CPU",
-    "P9": "10,000 jobs in flight in one process: engine threads, RSS, CPU per job",
-    "P10": "asyncio loop lag of a 5 ms ticker while 200 generations run",
-}
-TARGETS = {
-    "P3": "≤ 1.10 × ideal; CPU ≤ 1/10 of the SDK",
-    "P9": "one engine thread; ≤ 150 MiB; CPU/job ≤ P2",
-    "P10": "p99 ≤ 20 ms",
-}
 NOT_ENGINE = "not measured: needs the engine (issue 7)"
 
 
@@ -69,7 +60,7 @@ def row(
     else:
         den = statistics.median(base) if base else ms
         ratio = mo / den if den else float("inf")
-        ratio_txt = f"{ratio:.3g}"
+        ratio_txt = f"{ratio:.3g}" if den or mo else "–"
         if base:
             ratio_txt = f"ours {ratio:.3g}, SDK {ms / den:.3g} (× {base_name} {_fmt(den)})"
         elif ms:
@@ -90,6 +81,24 @@ def row(
         "target": target_text,
         "met": met or "–",
         "values": {"ours": list(ours), "sdk": list(sdk)},
+    }
+
+
+def solo(fig, what, ours, target_text, absolute=None, extra=None):
+    """A figure of our client alone (no SDK run for it); absolute: a bound on our median."""
+    mo = statistics.median(ours)
+    met = "–"
+    if absolute is not None:
+        met = f"≤ {_fmt(absolute)} " + ("met" if mo <= absolute else "**missed**")
+    return {
+        "fig": fig,
+        "what": what + (f" — {extra}" if extra else ""),
+        "ours": _mmm(ours),
+        "sdk": "not run",
+        "ratio": "–",
+        "target": target_text,
+        "met": met,
+        "values": {"ours": list(ours), "sdk": None},
     }
 
 
@@ -168,4 +177,69 @@ def render(rows, notes, *, quick, runs, seconds, load):
             f"| {r['met']} |"
         )
     out += ["", "## How each figure is taken", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(out)
+
+
+_FIG = re.compile(r"^(P\d+)\b")
+
+
+def _split(text):
+    """(header lines, {fig: [table lines]}, {fig or None: [note lines]}) of a RESULTS.md."""
+    head, rows, notes = [], {}, {}
+    part = "head"
+    for line in text.splitlines():
+        if line.startswith("| id |") or line.startswith("|---"):
+            part = "table"
+            continue
+        if line.startswith("## How each figure is taken"):
+            part = "notes"
+            continue
+        if part == "head" and line.startswith("- "):
+            head.append(line)
+        elif part == "table" and line.startswith("| P"):
+            rows.setdefault(line.split("|")[1].strip(), []).append(line)
+        elif part == "notes" and line.startswith("- "):
+            m = _FIG.match(line[2:])
+            notes.setdefault(m.group(1) if m else None, []).append(line)
+    return head, rows, notes
+
+
+def merge(old_text, new_text, figs):
+    """RESULTS.md with the rows and notes of `figs` from new_text and every other figure's
+    from old_text (an earlier run), the header saying which run each row comes from."""
+    old_head, old_rows, old_notes = _split(old_text)
+    new_head, new_rows, new_notes = _split(new_text)
+
+    def line(head, key):
+        return next((x for x in head if x.startswith(f"- {key}:")), None)
+
+    kept = [f for f in old_rows if f not in figs]
+    head = []
+    for x in new_head:
+        if x.startswith("- date:"):
+            x += f" — rows {', '.join(f for f in figs if f in new_rows)}"
+            old_date = line(old_head, "date")
+            if old_date and kept:
+                head += [x, f"- the other rows ({', '.join(kept)}): {old_date[len('- date: ') :]}"]
+                old_machine = line(old_head, "machine")
+                if old_machine:
+                    head.append(f"  - their {old_machine[2:]}")
+                continue
+        head.append(x)
+    order = sorted(set(old_rows) | set(new_rows), key=lambda f: int(f[1:]))
+    table = []
+    for f in order:
+        table += new_rows.get(f, []) if f in figs else old_rows.get(f, [])
+    notes = []
+    for f in order:
+        notes += new_notes.get(f, []) if f in figs else old_notes.get(f, [])
+    general = old_notes.get(None, []) + [
+        n for n in new_notes.get(None, []) if n not in old_notes.get(None, [])
+    ]
+    out = ["# Benchmarks: scenario_uni1 against scenario-sdk", ""] + head + [""]
+    out += [
+        "| id | figure | scenario_uni1 | scenario-sdk | ratio | target | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    out += table + ["", "## How each figure is taken", ""] + notes + general + [""]
     return "\n".join(out)

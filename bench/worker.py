@@ -51,6 +51,23 @@ def peak_rss_bytes():
     return maxrss_bytes()
 
 
+class PerfControl:
+    """`perf record --delay=-1 --control=fifo:CTL,ACK` starts with its events off: the worker
+    turns them on for the measured loop alone (not the interpreter's start-up and imports).
+    The fifos stay open for the life of the process."""
+
+    def __init__(self, fifos):
+        self.ctl = self.ack = None
+        if fifos:
+            self.ctl = os.open(fifos[0], os.O_WRONLY)
+            self.ack = os.open(fifos[1], os.O_RDONLY)
+
+    def command(self, what):
+        if self.ctl is not None:
+            os.write(self.ctl, what.encode() + b"\n")
+            os.read(self.ack, 64)  # "ack": the events are on (off) from here
+
+
 def p2(client, a):
     c = make(client)
     dest = a.get("dest")
@@ -77,6 +94,8 @@ def p2(client, a):
         threads = 1  # cProfile sees the thread that enables it; its timer is process CPU time
         prof = cProfile.Profile(time.process_time)
         prof.enable()
+    perf = PerfControl(a.get("perf_ctl"))
+    perf.command("enable")
     t0, w0 = time.process_time(), time.perf_counter()
     if threads == 1:
         chain(0)
@@ -87,6 +106,7 @@ def p2(client, a):
         for t in ts:
             t.join()
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+    perf.command("disable")
     if prof is not None:
         prof.disable()
         buf = io.StringIO()
@@ -263,8 +283,10 @@ FIGURES = {
 
 
 def main():
+    from . import engine_worker
+
     fig, client, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    res = FIGURES[fig](client, args)
+    res = {**FIGURES, **engine_worker.FIGURES}[fig](client, args)
     print("RESULT " + json.dumps(res), flush=True)
 
 

@@ -6,6 +6,11 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+
+
+def _median(cell):
+    return float(re.search(r"\*\*(" + NUM + r")\*\*", cell).group(1))
 
 
 def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
@@ -20,7 +25,7 @@ def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
             "--runs",
             "1",
             "--only",
-            "P1,P3,P7",
+            "P1,P3,P7,P9,P10",
             "--out",
             str(out),
         ],
@@ -28,7 +33,7 @@ def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert p.returncode == 0, p.stderr[-3000:]
     text = out.read_text()
@@ -42,16 +47,18 @@ def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
     by_fig = {}
     for cells in rows:
         by_fig.setdefault(cells[0].strip(), []).append([c.strip() for c in cells])
-    assert set(by_fig) == {"P1", "P3", "P7"}
+    assert set(by_fig) == {"P1", "P3", "P7", "P9", "P10"}
     assert len(by_fig["P1"]) == 3
-    for cells in by_fig["P1"] + by_fig["P7"]:
-        # ours and the SDK's cells: min / **median** / max, all numbers; the ratio a positive number
+    assert len(by_fig["P3"]) == 3 and len(by_fig["P10"]) == 3 and len(by_fig["P9"]) == 4
+    for cells in by_fig["P1"] + by_fig["P7"] + by_fig["P3"] + by_fig["P10"]:
+        # ours and the SDK's cells: min / **median** / max, all numbers; the ratio a number
         for cell in cells[2:4]:
-            nums = re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", cell.replace("*", ""))
+            nums = re.findall(NUM, cell.replace("*", ""))
             assert len(nums) == 3, cells
-        float(
-            cells[4].split()[0]
-        )  # a number (a wall-time difference may come out below the bare interpreter's)
+        if cells[4] != "–":  # "–": both medians 0 (threads added in P10)
+            float(
+                cells[4].split()[0]
+            )  # a wall-time difference may come out below the bare interpreter's
     for cells in (by_fig["P1"][0], by_fig["P7"][0]):  # import time and RSS per job are positive
         assert float(cells[4].split()[0]) > 0, cells
     # the memory figure is bytes per job, a sane size for both clients
@@ -59,4 +66,21 @@ def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
     for cell in p7[2:4]:
         median = float(re.search(r"\*\*([\d.]+)\*\*", cell).group(1))
         assert 50 < median < 1_000_000, p7
-    assert "needs the engine (issue 7)" in by_fig["P3"][0][2]
+    # P3: wall over ideal and CPU are positive for both; the thread count sees the SDK's 50
+    # worker threads (so the sampling of /proc works) and at least the main thread of ours
+    wall, cpu, threads = by_fig["P3"]
+    for cells in (wall, cpu):
+        assert _median(cells[2]) > 0 and _median(cells[3]) > 0, cells
+    assert _median(wall[2]) >= 0.9 and _median(wall[3]) >= 0.9, wall  # no run beats its ideal
+    assert "requests per job" in wall[1]
+    assert _median(threads[3]) >= 51 and _median(threads[2]) >= 1, threads
+    # P10: a lag quantile in ms for both (the ticker ran), max ≥ p99
+    p99, lag_max, _added = by_fig["P10"]
+    for col in (2, 3):
+        assert 0 <= _median(p99[col]) <= _median(lag_max[col]), (p99, lag_max)
+    # P9: ours only; threads, RSS growth, CPU per job and failures are numbers
+    for cells in by_fig["P9"]:
+        assert cells[3] == "not run", cells
+        assert len(re.findall(NUM, cells[2].replace("*", ""))) == 3, cells
+    assert _median(by_fig["P9"][1][2]) > 0  # RSS grows while 500 jobs are in flight
+    assert "fds max" in by_fig["P9"][3][1]

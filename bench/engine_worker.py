@@ -1,0 +1,184 @@
+"""The client side of the engine figures (P2 via submit, P3, P9, P10), one client per fresh process.
+
+Run through `python -m bench.worker FIG CLIENT JSON` like the others (bench/worker.py looks
+here for the figures it does not have). Our client goes through one engine and no thread
+per job; the SDK through what its users have: a thread per job in flight (P3), or asyncio
+tasks on its AsyncScenario (P10). The OS thread count and RSS are read from /proc/self, by
+the thread that waits (no sampling thread, which would be counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import threading
+import time
+
+from .clients import SdkAsync, make
+from .worker import PerfControl, peak_rss_bytes, reset_peak_rss, rss_bytes
+
+
+def threads_now():
+    return len(os.listdir("/proc/self/task"))
+
+
+def p2_engine(client, a):
+    """P2 through the engine: a window of `window` generations in flight from one thread."""
+    c = make("ours")
+    c.start("warm-up", download=a.get("dest")).result()
+    prompts = [f"bench p2e {i}" for i in range(a["n"])]
+    perf = PerfControl(a.get("perf_ctl"))
+    perf.command("enable")
+    t0, w0 = time.process_time(), time.perf_counter()
+    got = 0
+    for g in c.window(prompts, a["window"], download=a.get("dest")):
+        g.result()
+        got += 1
+    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+    perf.command("disable")
+    assert got == a["n"], got
+    return {"cpu_per_job": cpu / a["n"], "wall": wall, "jobs": a["n"] + 1, "api": c.api()}
+
+
+def p3(client, a):
+    """n jobs, `concurrency` in flight: ours from one thread on the engine, the SDK with a
+    thread per job in flight (each runs jobs one after another: submit, 3 s polls, fetch)."""
+    n, conc = a["n"], a["concurrency"]
+    c = make(client)
+    if client == "ours":
+        c.start("warm-up").result()
+    else:
+        c.fetch(c.wait(c.submit("warm-up")))
+    threads_max = threads_now()
+    prompts = [f"bench p3 {i}" for i in range(n)]
+    t0, w0 = time.process_time(), time.perf_counter()
+    done = 0
+    if client == "ours":
+        for g in c.window(prompts, conc):
+            g.result()
+            done += 1
+            if not done % 50:
+                threads_max = max(threads_max, threads_now())
+    else:
+        lock = threading.Lock()
+        todo = iter(prompts)
+        counts = [0]
+
+        def run():
+            while True:
+                with lock:
+                    p = next(todo, None)
+                if p is None:
+                    return
+                c.fetch(c.wait(c.submit(p)))
+                with lock:
+                    counts[0] += 1
+
+        ts = [threading.Thread(target=run) for _ in range(conc)]
+        for t in ts:
+            t.start()
+        threads_max = max(threads_max, threads_now())
+        for t in ts:
+            t.join()
+        done = counts[0]
+    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+    assert done == n, done
+    out = {"cpu": cpu, "wall": wall, "threads_max": threads_max}
+    if client == "ours":
+        out["api"] = c.api()
+    return out
+
+
+def p9(client, a):
+    """n generations started at once (each: POST, wait, download to a directory): the OS
+    threads and the RSS growth while they are all in flight, and the CPU per job."""
+    n = a["n"]
+    c = make("ours")
+    dest = a["dest"]
+    c.start("warm-up", download=dest).result()
+    for name in os.listdir(dest):
+        os.unlink(os.path.join(dest, name))
+    threads0 = threads_now()
+    rss0 = rss_bytes()
+    reset_peak_rss()
+    t0, w0 = time.process_time(), time.perf_counter()
+    gens = [c.start(f"bench p9 {i}", download=dest) for i in range(n)]
+    t_started = time.perf_counter() - w0
+    from scenario_uni1 import _core
+
+    threads_max, submitted_at = threads0, None
+    live = gens
+    while live:
+        _core.wait_first(live, timeout=1.0)
+        live = [g for g in live if not g.done]
+        threads_max = max(threads_max, threads_now())
+        if submitted_at is None and all(g.job is not None for g in live):
+            # every job of the batch is on the server (none done yet, or the rest done)
+            submitted_at = time.perf_counter() - w0
+    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+    errors = [repr(g.error) for g in gens if g.error is not None]
+    files = len(os.listdir(dest))
+    return {
+        "n": n,
+        "threads_before": threads0,
+        "threads_max": threads_max,
+        "rss_growth": peak_rss_bytes() - rss0,
+        "cpu_per_job": cpu / n,
+        "wall": wall,
+        "start_loop_seconds": t_started,
+        "all_submitted_at": submitted_at,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "files": files,
+        "api": c.api(),
+    }
+
+
+def p10(client, a):
+    """A ticker coroutine due every 5 ms records how late it wakes while n generations run
+    on the same loop (ours: awaited through the engine; the SDK: AsyncScenario tasks)."""
+    n, period = a["n"], 0.005
+    c = make("ours") if client == "ours" else SdkAsync()
+
+    async def main():
+        await c.agenerate("warm-up")
+        loop = asyncio.get_running_loop()
+        lags, stop = [], asyncio.Event()
+
+        async def ticker():
+            while not stop.is_set():
+                due = loop.time() + period
+                await asyncio.sleep(period)
+                lags.append(loop.time() - due)
+
+        tick = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.1)
+        threads0 = threads_now()
+        t0, w0 = time.process_time(), time.perf_counter()
+        results = await asyncio.gather(*(c.agenerate(f"bench p10 {i}") for i in range(n)))
+        cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+        threads_max = threads_now()
+        stop.set()
+        await tick
+        assert len(results) == n and all(results)
+        return lags, threads0, threads_max, cpu, wall
+
+    lags, threads0, threads_max, cpu, wall = asyncio.run(main())
+    q = statistics.quantiles(lags, n=100)
+    out = {
+        "p50_ms": q[49] * 1e3,
+        "p99_ms": q[98] * 1e3,
+        "max_ms": max(lags) * 1e3,
+        "ticks": len(lags),
+        "threads_before": threads0,
+        "threads_after": threads_max,
+        "cpu": cpu,
+        "wall": wall,
+    }
+    if client == "ours":
+        out["api"] = c.api()
+    return out
+
+
+FIGURES = {"P2e": p2_engine, "P3": p3, "P9": p9, "P10": p10}
