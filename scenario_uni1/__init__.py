@@ -30,6 +30,7 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "ConnectionError",
+    "Generation",
     "Image",
     "InvalidRequestError",
     "Job",
@@ -44,12 +45,16 @@ __all__ = [
     "TimeoutError",
     "Uni1Error",
     "__version__",
+    "as_completed",
     "default_client",
     "estimate",
     "generate",
+    "generate_many",
     "job",
     "run",
+    "submit",
     "upload",
+    "wait",
 ]
 
 _FROM_CORE = frozenset(
@@ -77,6 +82,8 @@ _FROM_CORE = frozenset(
 
 TYPE_CHECKING = False  # type checkers take the branch below; nothing imports typing
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._client import Client
     from ._core import (
         ASPECT_RATIOS,
@@ -98,7 +105,9 @@ if TYPE_CHECKING:
         TimeoutError,
         Uni1Error,
     )
+    from ._generation import Generation
     from ._image import Image
+    from ._many import AsCompleted, GenerateMany
 
 
 def __getattr__(name: str):
@@ -110,6 +119,8 @@ def __getattr__(name: str):
         from ._client import Client as value
     elif name == "Image":
         from ._image import Image as value
+    elif name == "Generation":
+        from ._generation import Generation as value
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function
@@ -321,6 +332,64 @@ def estimate(
         output_format=output_format,
         web_search=web_search,
     )
+
+
+def submit(
+    prompt: str,
+    *,
+    source=None,
+    image_refs=(),
+    aspect_ratio: "str | None" = None,
+    output_format: str = "png",
+    web_search: bool = False,
+    download=None,
+    overwrite: bool = False,
+    timeout: "float | None" = None,
+    client: "Client | None" = None,
+) -> "Generation":
+    """Start a whole generation on the engine; returns a Generation at once. See Client.submit."""
+    return _pick_client(client).submit(
+        prompt,
+        source=source,
+        image_refs=image_refs,
+        aspect_ratio=aspect_ratio,
+        output_format=output_format,
+        web_search=web_search,
+        download=download,
+        overwrite=overwrite,
+        timeout=timeout,
+    )
+
+
+def generate_many(
+    requests: "Iterable[str | dict]",
+    *,
+    concurrency: int = 8,
+    download=None,
+    progress: "bool | None" = None,
+    client: "Client | None" = None,
+) -> "GenerateMany":
+    """Many generations, yielded as each ends. See Client.generate_many."""
+    return _pick_client(client).generate_many(
+        requests, concurrency=concurrency, download=download, progress=progress
+    )
+
+
+def as_completed(items, timeout: "float | None" = None) -> "AsCompleted":
+    """Jobs and Generations as each ends (for and async for). See Client.as_completed.
+
+    Each item is watched by its own client's engine; no client is needed here.
+    """
+    from ._many import AsCompleted
+
+    return AsCompleted(items, timeout)
+
+
+def wait(items, timeout: "float | None" = None) -> list:
+    """Every Job and Generation once each has ended, in input order. See Client.wait."""
+    from ._many import wait as wait_all
+
+    return wait_all(items, timeout)
 
 
 # -- glue for the extension ------------------------------------------------------

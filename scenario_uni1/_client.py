@@ -16,7 +16,11 @@ from ._inputs import Upload, close_all, is_asset_path, ref_list, resolve
 
 TYPE_CHECKING = False  # type checkers take the branch; nothing imports typing at run time
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._generation import Generation
     from ._image import Image
+    from ._many import AsCompleted, GenerateMany
 
 ENV_API_KEY = "SCENARIO_SDK_API_KEY"
 ENV_API_SECRET = "SCENARIO_SDK_API_SECRET"
@@ -459,3 +463,91 @@ class Client(_core.Client):
         finally:
             close_all([src, *refs])
         return self._estimate(prompt, source_id, ref_ids, aspect_ratio, output_format, web_search)
+
+    # -- many at once, never blocking (on the client's engine) -------------------
+
+    def submit(
+        self,
+        prompt: str,
+        *,
+        source=None,
+        image_refs=(),
+        aspect_ratio: str | None = None,
+        output_format: str = "png",
+        web_search: bool = False,
+        download: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        timeout: float | None = None,
+    ) -> "Generation":
+        """Start a whole generation (upload inputs, submit, wait, fetch) and return at once.
+
+        Nothing is sent from the calling thread: inputs are read and checked
+        here (a bad one raises InvalidRequestError), and every request runs on
+        the client's engine. download: a directory to write the files to
+        (result() gives their paths), or None to keep the images in memory
+        (result() gives Image objects). timeout: one deadline for the whole
+        pipeline. Returns a Generation; see its documentation.
+        """
+        from ._generation import Generation, start
+
+        gen = start(
+            self,
+            prompt,
+            source,
+            image_refs,
+            aspect_ratio,
+            output_format,
+            web_search,
+            download=download,
+            overwrite=overwrite,
+            timeout=timeout,
+        )
+        return Generation(gen, prompt)
+
+    def generate_many(
+        self,
+        requests: "Iterable[str | dict]",
+        *,
+        concurrency: int = 8,
+        download: str | os.PathLike | None = None,
+        progress: bool | None = None,
+    ) -> "GenerateMany":
+        """Run many generations, at most `concurrency` at a time; yields each Generation as it ends.
+
+        Each item of requests is a prompt (str) or a dict of submit()
+        arguments (download= defaults to this call's). Failures are yielded
+        too, never raised: check gen.error. When the server refuses a job
+        because the team has too many in flight (a 429 that creates nothing),
+        submissions are held until one ends, then the item is sent again.
+        progress=True shows a bar (tqdm when installed, else a line on
+        stderr). The result is an iterator and an async iterator; breaking out
+        of the loop submits nothing more, while what is in flight runs on.
+        """
+        from ._many import GenerateMany
+
+        return GenerateMany(
+            self, requests, concurrency=concurrency, download=download, progress=progress
+        )
+
+    def as_completed(self, items, timeout: float | None = None) -> "AsCompleted":
+        """Yield each Job or Generation of items as it reaches a terminal state.
+
+        Failed items are yielded too (a Job with status "failure", a
+        Generation with error set); at the deadline TimeoutError is raised.
+        Usable with `for` (blocking, Ctrl-C works) and `async for`. No thread
+        per item: the engine watches them all.
+        """
+        from ._many import AsCompleted
+
+        self._check_open()
+        return AsCompleted(items, timeout)
+
+    def wait(self, items, timeout: float | None = None) -> list:
+        """Block until every Job or Generation of items has ended; returns them in input order.
+
+        Failed items are returned too; at the deadline TimeoutError is raised.
+        """
+        from ._many import wait
+
+        self._check_open()
+        return wait(items, timeout)

@@ -90,3 +90,94 @@ class ProgressPrinter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _NoProgress:
+    def update(self, gen) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class BatchProgress:
+    """generate_many's plain progress line: done/total, failures, elapsed time.
+
+    On a terminal one line on stderr rewritten in place; elsewhere a line
+    every tenth of the batch (or every 50 items when the total is unknown)
+    and at the end. Like ProgressPrinter, a stream that raises turns it off.
+    """
+
+    def __init__(self, total: "int | None", stream=None) -> None:
+        self._printer = ProgressPrinter(stream)
+        self._total = total
+        self._done = 0
+        self._failed = 0
+        step = max(1, total // 10) if total else 50
+        self._step = step
+
+    def format(self) -> str:
+        elapsed = time.monotonic() - self._printer._start
+        total = f"/{self._total}" if self._total is not None else ""
+        failed = f", {self._failed} failed" if self._failed else ""
+        return f"generate_many  {self._done}{total} done{failed}  {elapsed:6.1f}s"
+
+    def update(self, gen) -> None:
+        self._done += 1
+        if gen.error is not None:
+            self._failed += 1
+        printer = self._printer
+        if printer._closed or printer.stream is None:
+            return
+        try:
+            line = self.format()
+            if printer._is_tty():
+                pad = " " * max(0, printer._width - len(line))
+                printer.stream.write("\r" + line + pad)
+                printer._width = len(line)
+                printer._open = True
+            elif self._done % self._step == 0 or self._done == self._total:
+                printer.stream.write(line + "\n")
+            printer.stream.flush()
+        except Exception:
+            printer._closed = True
+
+    def close(self) -> None:
+        self._printer.close()
+
+
+class _TqdmProgress:
+    def __init__(self, bar) -> None:
+        self._bar = bar
+        self._failed = 0
+
+    def update(self, gen) -> None:
+        if gen.error is not None:
+            self._failed += 1
+            self._bar.set_postfix(failed=self._failed, refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def batch_progress(progress, total: "int | None"):
+    """What generate_many reports to: progress=True gives a tqdm bar when tqdm
+    is installed (tqdm.auto's widget in a notebook), else the plain line;
+    False or None nothing. Anything else is an InvalidRequestError."""
+    if progress is None or progress is False:
+        return _NoProgress()
+    if progress is not True:
+        from . import _core
+
+        raise _core.InvalidRequestTypeError(
+            f"progress must be True, False or None, not {type(progress).__name__}"
+        )
+    try:
+        if "ipykernel" in sys.modules:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm import tqdm
+    except ImportError:
+        return BatchProgress(total)
+    return _TqdmProgress(tqdm(total=total, unit="job", desc="generate_many"))

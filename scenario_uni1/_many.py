@@ -1,0 +1,415 @@
+"""Many at once: as_completed, wait and generate_many, on the engine.
+
+Each watched pipeline reports its end through a done callback that runs on
+the engine thread and only appends a key to a deque (thread-safe, O(1)), so
+completions are seen in the order the engine saw them. A blocking consumer
+sleeps in _core.wait_first (the GIL released, Ctrl-C checked every 50 ms); an
+asyncio consumer awaits a future the callback resolves through the loop's
+wakeup socket (_aio.Wakeup). Neither takes a thread: a thousand jobs are
+watched by the engine thread alone.
+
+The same object is an iterator and an async iterator; one consumer at a time.
+"""
+
+import collections
+import time
+
+from . import _core
+from ._generation import SUBMIT_ARGS, Generation, start
+
+_NOTHING = object()
+
+
+def _deadline(timeout) -> "float | None":
+    seconds = _core._timeout_seconds(timeout)
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def _left(end: "float | None") -> "float | None":
+    if end is None:
+        return None
+    left = end - time.monotonic()
+    if left <= 0:
+        raise _core.TimeoutError("the deadline passed before every item finished")
+    return left
+
+
+class _Feed:
+    """Engine done callbacks -> a deque of keys, plus whoever waits for them."""
+
+    def __init__(self) -> None:
+        self.finished: collections.deque = collections.deque()
+        self._wakeup = None  # an _aio.Wakeup once iterated with async for
+
+    def watch(self, key, gen) -> None:
+        gen.add_done_callback(lambda _gen: self._on_done(key))
+
+    def _on_done(self, key) -> None:
+        # The engine thread: nothing here may block or raise.
+        self.finished.append(key)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            wakeup.notify()
+
+    def wait(self, gens, end) -> None:
+        """Block until one of gens (_core.Generation) ends; TimeoutError at end."""
+        if not _core.wait_first(gens, _left(end)):
+            _left(end)  # raises unless the clock disagrees with the engine's
+        if not self.finished:
+            # wait_first saw an end before its callback ran: take it from the
+            # generations themselves (the callback's key, arriving later, is
+            # then skipped as already taken).
+            for key, gen in self._pairs():
+                if gen.done:
+                    self.finished.append(key)
+
+    async def await_any(self, end, has_news) -> None:
+        """The async wait: until a callback fires or end passes (TimeoutError)."""
+        from ._aio import Wakeup
+
+        if self._wakeup is None:
+            self._wakeup = Wakeup()
+        self._wakeup.arm()
+        if has_news():  # arrived between the caller's look and arm()
+            self._wakeup._fut = None
+            return
+        await self._wakeup.wait(_left(end))
+
+    def _pairs(self):
+        raise NotImplementedError
+
+
+def _watch_gen(item):
+    """The _core.Generation to watch for an as_completed item, or None if it has ended."""
+    if isinstance(item, Generation):
+        return item._gen
+    if isinstance(item, _core.Generation):
+        return item
+    if isinstance(item, _core.Job):
+        if item.done:
+            return None
+        # The engine polls the job on its schedule; nothing is fetched.
+        return item.client._start("", None, (), None, "png", False, job=item, fetch=False)
+    raise _core.InvalidRequestTypeError(
+        f"as_completed and wait take Jobs and Generations, not {type(item).__name__}"
+    )
+
+
+class AsCompleted(_Feed):
+    """Yields each item (Job or Generation) as it reaches a terminal state.
+
+    A failed item is yielded like any other (its error set); at the deadline
+    TimeoutError is raised. Works with `for` and `async for`.
+    """
+
+    def __init__(self, items, timeout=None) -> None:
+        super().__init__()
+        self._end = _deadline(timeout)
+        self._items = list(items)
+        for item in self._items:  # every type checked before any watch starts
+            if not isinstance(item, (Generation, _core.Generation, _core.Job)):
+                _watch_gen(item)  # raises
+        self._taken = [False] * len(self._items)
+        # The generations not yet yielded, with swap-remove positions: the
+        # list handed to wait_first shrinks as items finish.
+        self._waiting: list = []
+        self._keys: list = []
+        self._pos: dict = {}
+        for i, item in enumerate(self._items):
+            gen = _watch_gen(item)
+            if gen is None:
+                self.finished.append(i)
+                continue
+            self._pos[i] = len(self._waiting)
+            self._waiting.append(gen)
+            self._keys.append(i)
+            self.watch(i, gen)
+
+    def _pairs(self):
+        return list(zip(self._keys, self._waiting))
+
+    def _take(self):
+        while self.finished:
+            i = self.finished.popleft()
+            if self._taken[i]:
+                continue
+            self._taken[i] = True
+            pos = self._pos.pop(i, None)
+            if pos is not None:
+                last_gen, last_key = self._waiting.pop(), self._keys.pop()
+                if pos < len(self._waiting):
+                    self._waiting[pos], self._keys[pos] = last_gen, last_key
+                    self._pos[last_key] = pos
+            return self._items[i]
+        return _NOTHING
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            item = self._take()
+            if item is not _NOTHING:
+                return item
+            if not self._waiting:
+                raise StopIteration
+            self.wait(self._waiting, self._end)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while True:
+            item = self._take()
+            if item is not _NOTHING:
+                return item
+            if not self._waiting:
+                raise StopAsyncIteration
+            await self.await_any(self._end, lambda: bool(self.finished))
+            if not self.finished:
+                self._scan()
+
+    def _scan(self) -> None:
+        for key, gen in self._pairs():
+            if gen.done:
+                self.finished.append(key)
+
+    def __repr__(self) -> str:
+        return f"<scenario_uni1.as_completed: {len(self._waiting)} of {len(self._items)} pending>"
+
+
+def wait(items, timeout=None) -> list:
+    """Every item (Jobs, Generations) once each has ended, in input order.
+
+    Failed items are returned like the others (their error set); the deadline
+    raises TimeoutError.
+    """
+    items = list(items)
+    for _ in AsCompleted(items, timeout):
+        pass
+    return items
+
+
+def _is_ceiling(error) -> bool:
+    """Whether error is the 429 of the team's concurrency ceiling (too many jobs in flight).
+
+    That answer creates and bills nothing: the request can be sent again once
+    one of the jobs in flight has ended.
+    """
+    if not isinstance(error, _core.RateLimitError):
+        return False
+    details = getattr(error, "details", None)
+    if details is None:
+        import json
+
+        try:
+            body = json.loads(error.body or "")
+        except ValueError:
+            return False
+        details = body.get("details") if isinstance(body, dict) else None
+    return isinstance(details, dict) and "actionLimit" in details
+
+
+class GenerateMany(_Feed):
+    """generate_many's iterator (also an async iterator): see Client.generate_many.
+
+    At most `limit` submitted pipelines are in flight; limit starts at
+    concurrency. When the server answers 429 for too many jobs in flight
+    (which created nothing), the item is queued to be sent again and the limit
+    drops to what is in flight: nothing more is submitted until one of them
+    ends. The limit then grows back by one per round of completions (never
+    past concurrency). With none of ours in flight (the team's other work
+    holds the slots), the resend waits Retry-After or a growing delay.
+    """
+
+    _MAX_HOLD = 30.0
+
+    def __init__(self, client, requests, *, concurrency=8, download=None, progress=None):
+        super().__init__()
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            raise _core.InvalidRequestTypeError(
+                f"concurrency must be an int, not {type(concurrency).__name__}"
+            )
+        if concurrency < 1:
+            raise _core.InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
+        if isinstance(requests, (str, bytes, dict)):
+            raise _core.InvalidRequestTypeError(
+                "requests must be an iterable of prompts (str) or dicts of submit() "
+                f"arguments, not a single {type(requests).__name__}"
+            )
+        try:
+            total = len(requests)
+        except TypeError:
+            total = None
+        try:
+            self._source = iter(requests)
+        except TypeError:
+            raise _core.InvalidRequestTypeError(
+                f"requests must be an iterable, not {type(requests).__name__}"
+            ) from None
+        if isinstance(requests, (list, tuple)):
+            for item in requests:  # the shape of every item, before anything is sent
+                _request_kwargs(item, download)
+        from ._progress import batch_progress
+
+        self._client = client
+        self._concurrency = concurrency
+        self._limit = concurrency
+        self._credit = 0
+        self._download = download
+        self._exhausted = False
+        self._inflight: dict = {}  # key -> Generation
+        self._next_key = 0
+        self._ready: collections.deque = collections.deque()  # never started: yield at once
+        self._resend: collections.deque = collections.deque()  # refused by the ceiling
+        self._not_before = 0.0
+        self._hold = 0.0
+        self.ceiling_hits = 0  # 429s of the ceiling seen (each resent)
+        self._progress = batch_progress(progress, total)
+
+    # -- the state machine (no waiting in here) ----------------------------------
+
+    def _start_item(self, gen: Generation) -> None:
+        try:
+            kwargs = _request_kwargs(gen.request, self._download)
+            gen.prompt = kwargs.get("prompt")
+            gen._gen = start(self._client, **kwargs)
+        except Exception as exc:  # a bad item fails alone; the batch goes on
+            gen._gen, gen._error = None, exc
+            self._ready.append(gen)
+            return
+        key = self._next_key
+        self._next_key += 1
+        self._inflight[key] = gen
+        self.watch(key, gen._gen)
+
+    def _fill(self) -> None:
+        while len(self._inflight) < self._limit:
+            if self._resend:
+                if not self._inflight and time.monotonic() < self._not_before:
+                    return
+                gen = self._resend.popleft()
+            elif self._exhausted:
+                return
+            else:
+                try:
+                    request = next(self._source)
+                except StopIteration:
+                    self._exhausted = True
+                    return
+                gen = Generation(None, None, request)
+            self._start_item(gen)
+
+    def _take(self):
+        if self._ready:
+            return self._ready.popleft()
+        while self.finished:
+            gen = self._inflight.pop(self.finished.popleft(), None)
+            if gen is None:
+                continue  # taken already (see _Feed.wait)
+            inner = gen._gen
+            if inner.job is None and _is_ceiling(inner.error):
+                self.ceiling_hits += 1
+                self._limit = max(1, len(self._inflight))
+                self._credit = 0
+                self._resend.append(gen)
+                if not self._inflight:
+                    retry_after = getattr(inner.error, "retry_after", None) or 0.0
+                    self._hold = min(self._MAX_HOLD, max(1.0, 2 * self._hold, retry_after))
+                    self._not_before = time.monotonic() + self._hold
+                continue
+            self._hold = 0.0
+            self._credit += 1
+            if self._credit >= self._limit and self._limit < self._concurrency:
+                self._limit += 1
+                self._credit = 0
+            return gen
+        return _NOTHING
+
+    def _step(self):
+        """A finished Generation, or _NOTHING (then wait), or StopIteration's None."""
+        self._fill()
+        gen = self._take()
+        if gen is not _NOTHING:
+            self._fill()  # keep the engine busy while the caller looks at gen
+            self._progress.update(gen)
+            return gen
+        if not self._inflight and not self._resend and self._exhausted:
+            self._progress.close()
+            return None
+        return _NOTHING
+
+    def _pairs(self):
+        return [(key, gen._gen) for key, gen in self._inflight.items()]
+
+    def _sleep_for(self) -> float:
+        return max(0.0, self._not_before - time.monotonic())
+
+    # -- the two ways to wait -------------------------------------------------------
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Generation:
+        while True:
+            gen = self._step()
+            if gen is None:
+                raise StopIteration
+            if gen is not _NOTHING:
+                return gen
+            if self._inflight:
+                self.wait([g._gen for g in self._inflight.values()], None)
+            else:
+                time.sleep(self._sleep_for())  # only resends left, held back
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Generation:
+        while True:
+            gen = self._step()
+            if gen is None:
+                raise StopAsyncIteration
+            if gen is not _NOTHING:
+                return gen
+            if self._inflight:
+                await self.await_any(None, lambda: bool(self.finished))
+                if not self.finished:
+                    for key, inner in self._pairs():
+                        if inner.done:
+                            self.finished.append(key)
+            else:
+                import asyncio
+
+                await asyncio.sleep(self._sleep_for())
+
+    def close(self) -> None:
+        """Submit nothing more; what is in flight goes on (and stays paid for)."""
+        self._exhausted = True
+        self._resend.clear()
+        self._progress.close()
+
+    def __repr__(self) -> str:
+        return f"<scenario_uni1.generate_many: {len(self._inflight)} in flight>"
+
+
+def _request_kwargs(item, download) -> dict:
+    """submit()'s keyword arguments for one generate_many item."""
+    if isinstance(item, str):
+        return {"prompt": item, "download": download}
+    if isinstance(item, dict):
+        unknown = sorted(str(k) for k in item if k not in SUBMIT_ARGS)
+        if unknown:
+            raise _core.InvalidRequestError(
+                f"generate_many item has unknown argument(s) {', '.join(unknown)}; "
+                f"submit() takes {', '.join(SUBMIT_ARGS)}"
+            )
+        if "prompt" not in item:
+            raise _core.InvalidRequestError("generate_many item has no prompt")
+        kwargs = dict(item)
+        kwargs.setdefault("download", download)
+        return kwargs
+    raise _core.InvalidRequestTypeError(
+        f"a generate_many item is a prompt (str) or a dict of submit() arguments, "
+        f"not {type(item).__name__}"
+    )
