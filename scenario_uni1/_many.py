@@ -232,6 +232,8 @@ class GenerateMany(_Feed):
             )
         if concurrency < 1:
             raise _core.InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
+        if download is not None:
+            _core._fs_path(download, "download")  # the one rule for paths, checked up front
         if isinstance(requests, (str, bytes, dict)):
             raise _core.InvalidRequestTypeError(
                 "requests must be an iterable of prompts (str) or dicts of submit() "

@@ -208,6 +208,7 @@ def test_generate_many_takes_a_lazy_iterable_and_can_stop_early(client, emu):
         {"concurrency": 0},
         {"concurrency": 2.5},
         {"progress": "yes"},
+        {"download": "a\0b"},
     ],
 )
 def test_generate_many_bad_arguments_raise_before_anything_is_sent(client, emu, kwargs):
