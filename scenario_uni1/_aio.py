@@ -10,6 +10,10 @@ package itself never imports asyncio).
 
 import asyncio
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def _resolve(fut) -> None:
     if not fut.done():
@@ -44,8 +48,8 @@ class Wakeup:
     __slots__ = ("_fut", "_loop")
 
     def __init__(self) -> None:
-        self._loop = None
-        self._fut = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fut: asyncio.Future[Any] | None = None
 
     def arm(self) -> None:
         loop = asyncio.get_running_loop()
@@ -59,12 +63,13 @@ class Wakeup:
 
     async def wait(self, timeout: "float | None") -> None:
         """Until notify() or timeout seconds (None: no limit); arm() first."""
-        fut = self._fut
+        fut, loop = self._fut, self._loop
+        assert fut is not None and loop is not None, "arm() first"
         try:
             if timeout is None:
                 await fut
             else:
-                handle = self._loop.call_later(max(timeout, 0.0), _resolve, fut)
+                handle = loop.call_later(max(timeout, 0.0), _resolve, fut)
                 try:
                     await fut
                 finally:

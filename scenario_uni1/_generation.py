@@ -66,6 +66,14 @@ def start(
     _check_bool("overwrite", overwrite)
     _core._timeout_seconds(timeout)  # the one rule for timeouts, checked before inputs are read
     src, refs = client._prepare(prompt, source, image_refs, aspect_ratio, output_format, web_search)
+    if download is not None:
+        try:
+            # As Job.download does: a destination that cannot be a directory
+            # fails now, not after the job was paid for and waited on.
+            os.makedirs(download, exist_ok=True)
+        except BaseException:
+            close_all([src, *refs])
+            raise
     journal = client._journal
     if journal is not None:
         gen = journal.start_generation(

@@ -17,6 +17,14 @@ import time
 from . import _core
 from ._generation import SUBMIT_ARGS, Generation, start
 
+TYPE_CHECKING = False  # type checkers take the branch; nothing imports typing at run time
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
+
+    from ._aio import Wakeup
+    from ._client import Client
+
 _NOTHING = object()
 
 
@@ -39,7 +47,7 @@ class _Feed:
 
     def __init__(self) -> None:
         self.finished: collections.deque = collections.deque()
-        self._wakeup = None  # an _aio.Wakeup once iterated with async for
+        self._wakeup: Wakeup | None = None  # set once iterated with async for
 
     def watch(self, key, gen) -> None:
         gen.add_done_callback(lambda _gen: self._on_done(key))
@@ -67,13 +75,14 @@ class _Feed:
         """The async wait: until a callback fires or end passes (TimeoutError)."""
         from ._aio import Wakeup
 
-        if self._wakeup is None:
-            self._wakeup = Wakeup()
-        self._wakeup.arm()
+        wakeup = self._wakeup
+        if wakeup is None:
+            wakeup = self._wakeup = Wakeup()
+        wakeup.arm()
         if has_news():  # arrived between the caller's look and arm()
-            self._wakeup._fut = None
+            wakeup._fut = None
             return
-        await self._wakeup.wait(_left(end))
+        await wakeup.wait(_left(end))
 
     def _pairs(self):
         raise NotImplementedError
@@ -89,7 +98,7 @@ def _watch_gen(item):
         if item.done:
             return None
         # The engine polls the job on its schedule; nothing is fetched.
-        return item.client._start("", None, (), None, "png", False, job=item, fetch=False)
+        return item.client._start(None, job=item, fetch=False)
     raise _core.InvalidRequestTypeError(
         f"as_completed and wait take Jobs and Generations, not {type(item).__name__}"
     )
@@ -98,7 +107,9 @@ def _watch_gen(item):
 class AsCompleted(_Feed):
     """Yields each item (Job or Generation) as it reaches a terminal state.
 
-    A failed item is yielded like any other (its error set); at the deadline
+    A Generation is yielded itself; a Job as the engine last saw it (a Job
+    object of its own, with the final status, for the same id). A failed
+    item is yielded like any other (its error set); at the deadline
     TimeoutError is raised. Works with `for` and `async for`.
     """
 
@@ -134,13 +145,19 @@ class AsCompleted(_Feed):
             if self._taken[i]:
                 continue
             self._taken[i] = True
+            item = self._items[i]
             pos = self._pos.pop(i, None)
             if pos is not None:
+                gen = self._waiting[pos]
                 last_gen, last_key = self._waiting.pop(), self._keys.pop()
                 if pos < len(self._waiting):
                     self._waiting[pos], self._keys[pos] = last_gen, last_key
                     self._pos[last_key] = pos
-            return self._items[i]
+                if isinstance(item, _core.Job):
+                    # The watch ends with the job as the engine last saw it
+                    # (a Job of its own: the one given is not updated).
+                    item = self._items[i] = gen.job or item
+            return item
         return _NOTHING
 
     def __iter__(self):
@@ -181,23 +198,25 @@ class AsCompleted(_Feed):
 def wait(items, timeout=None) -> list:
     """Every item (Jobs, Generations) once each has ended, in input order.
 
-    Failed items are returned like the others (their error set); the deadline
-    raises TimeoutError.
+    Jobs come back with their final state (see AsCompleted). Failed items are
+    returned like the others (their error set); the deadline raises
+    TimeoutError.
     """
-    items = list(items)
-    for _ in AsCompleted(items, timeout):
+    watch = AsCompleted(items, timeout)
+    for _ in watch:
         pass
-    return items
+    return list(watch._items)
 
 
-def _is_ceiling(error) -> bool:
-    """Whether error is the 429 of the team's concurrency ceiling (too many jobs in flight).
+def _ceiling(error) -> "int | None":
+    """The team's concurrency ceiling if error is its 429 (too many jobs in flight), else None.
 
     That answer creates and bills nothing: the request can be sent again once
-    one of the jobs in flight has ended.
+    one of the jobs in flight has ended. The ceiling is the answer's
+    details.actionLimit (0 when it gives no number).
     """
     if not isinstance(error, _core.RateLimitError):
-        return False
+        return None
     details = getattr(error, "details", None)
     if details is None:
         import json
@@ -205,9 +224,12 @@ def _is_ceiling(error) -> bool:
         try:
             body = json.loads(error.body or "")
         except ValueError:
-            return False
+            return None
         details = body.get("details") if isinstance(body, dict) else None
-    return isinstance(details, dict) and "actionLimit" in details
+    if not isinstance(details, dict) or "actionLimit" not in details:
+        return None
+    limit = details["actionLimit"]
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 0
 
 
 class GenerateMany(_Feed):
@@ -217,14 +239,23 @@ class GenerateMany(_Feed):
     concurrency. When the server answers 429 for too many jobs in flight
     (which created nothing), the item is queued to be sent again and the limit
     drops to what is in flight: nothing more is submitted until one of them
-    ends. The limit then grows back by one per round of completions (never
-    past concurrency). With none of ours in flight (the team's other work
-    holds the slots), the resend waits Retry-After or a growing delay.
+    ends. The limit then grows back by one per round of completions, never
+    past concurrency nor the ceiling the 429 named (details.actionLimit).
+    With none of ours in flight (the team's other work holds the slots), the
+    resend waits Retry-After or a growing delay.
     """
 
     _MAX_HOLD = 30.0
 
-    def __init__(self, client, requests, *, concurrency=8, download=None, progress=None):
+    def __init__(
+        self,
+        client: "Client",
+        requests: "Iterable[str | dict]",
+        *,
+        concurrency: int = 8,
+        download: "str | os.PathLike[str] | None" = None,
+        progress: "bool | None" = None,
+    ) -> None:
         super().__init__()
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
             raise _core.InvalidRequestTypeError(
@@ -240,7 +271,7 @@ class GenerateMany(_Feed):
                 f"arguments, not a single {type(requests).__name__}"
             )
         try:
-            total = len(requests)
+            total = len(requests)  # type: ignore[arg-type]  # a list: the bar shows it
         except TypeError:
             total = None
         try:
@@ -255,7 +286,7 @@ class GenerateMany(_Feed):
         from ._progress import batch_progress
 
         self._client = client
-        self._concurrency = concurrency
+        self._cap = concurrency  # the most ever in flight: concurrency, or the ceiling
         self._limit = concurrency
         self._credit = 0
         self._download = download
@@ -310,9 +341,14 @@ class GenerateMany(_Feed):
             if gen is None:
                 continue  # taken already (see _Feed.wait)
             inner = gen._gen
-            if inner.job is None and _is_ceiling(inner.error):
+            ceiling = None if inner.job is not None else _ceiling(inner.error)
+            if ceiling is not None:
                 self.ceiling_hits += 1
-                self._limit = max(1, len(self._inflight))
+                if ceiling:
+                    # Never more than the team may run at once (its other
+                    # work counts too: that is what the rest is for).
+                    self._cap = min(self._cap, ceiling)
+                self._limit = max(1, min(self._cap, len(self._inflight)))
                 self._credit = 0
                 self._resend.append(gen)
                 if not self._inflight:
@@ -322,7 +358,7 @@ class GenerateMany(_Feed):
                 continue
             self._hold = 0.0
             self._credit += 1
-            if self._credit >= self._limit and self._limit < self._concurrency:
+            if self._credit >= self._limit and self._limit < self._cap:
                 self._limit += 1
                 self._credit = 0
             return gen

@@ -73,19 +73,19 @@ def _bundle(gen) -> dict:
 
 def ipython_display(gen) -> None:
     """Show gen, live: the display is redrawn until the generation ends."""
-    from IPython.display import display
+    from IPython.display import display  # type: ignore[import]
 
     if gen.done or "ipykernel" not in sys.modules:
         display(_bundle(gen), raw=True)
         return
     handle = display(_bundle(gen), raw=True, display_id=True)
-    try:
-        import asyncio
+    import asyncio
 
+    try:
         loop = asyncio.get_running_loop()  # the kernel runs cells inside its loop
     except RuntimeError:
         return  # no loop to redraw from: the snapshot stays
-    state = {"timer": None}
+    state: dict[str, asyncio.TimerHandle | None] = {"timer": None}
 
     def redraw() -> None:
         handle.update(_bundle(gen), raw=True)

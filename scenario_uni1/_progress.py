@@ -175,9 +175,9 @@ def batch_progress(progress, total: "int | None"):
         )
     try:
         if "ipykernel" in sys.modules:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import]
         else:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import]
     except ImportError:
         return BatchProgress(total)
     return _TqdmProgress(tqdm(total=total, unit="job", desc="generate_many"))

@@ -48,6 +48,7 @@ def test_as_completed_watches_1000_jobs_without_a_thread_per_job(uni1_emulator):
     emu.record_requests = False
     client = emu.client(timeout=30)
     jobs = [client.generate(f"job {i}") for i in range(1000)]
+    client.submit("warm up").result(timeout=30)  # the client's one engine thread exists
     threads_before = os_threads()
     python_threads_before = threading.active_count()
     most = threads_before
@@ -87,9 +88,12 @@ def test_as_completed_mixes_jobs_and_generations_and_yields_failures(client, emu
     gen = client.submit("a generation")
     items = [failed_job, done_job, gen, failed_gen]
     seen = list(uni1.as_completed(items, timeout=60))
-    assert sorted(map(id, seen)) == sorted(map(id, items))
+    assert len(seen) == 4
     assert seen[0] is done_job  # terminal before the call: first, without a request
-    assert failed_job.status == "failure" and failed_job.error
+    # Generations come back themselves; a Job as its final state, for the same id.
+    assert {id(x) for x in seen} >= {id(gen), id(failed_gen)}
+    (failed_seen,) = [x for x in seen if isinstance(x, uni1.Job) and x.id == failed_job.id]
+    assert failed_seen.status == "failure" and failed_seen.error
     assert isinstance(failed_gen.error, uni1.JobFailedError)
     assert gen.error is None and len(gen.result(0)) == 1
 
@@ -100,8 +104,8 @@ def test_wait_returns_everything_in_input_order(client, emu):
     emu.job_duration = 0.1
     fast = client.submit("fast")
     got = client.wait([slow, fast], timeout=30)
-    assert got[0] is slow and got[1] is fast
-    assert slow.status == "success" and fast.done and fast.error is None
+    assert got[0].id == slow.id and got[0].status == "success"
+    assert got[1] is fast and fast.done and fast.error is None
 
 
 def test_the_deadline_raises_timeout_error(client, emu):
@@ -181,6 +185,11 @@ def test_a_ceiling_of_5_with_concurrency_20_makes_each_job_once(uni1_emulator):
     refused = emu.request_count("POST", GENERATE_PATH) - emu.jobs_created
     print(f"ceiling 5, concurrency 20, 100 items: {refused} POSTs refused (429), 0 duplicates")
     assert many.ceiling_hits > 0  # the ceiling was met, and handled
+    # Mostly the first burst is refused (15 POSTs over the ceiling, each with
+    # the core's own retries); after the 429 named the ceiling, submissions
+    # wait for a slot instead of knocking again. Knocking once per item and
+    # per probe measured 142 here.
+    assert refused < 100, refused
     client.close()
 
 
