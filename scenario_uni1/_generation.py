@@ -64,7 +64,8 @@ def start(
     if download is not None:
         download = os.fsdecode(_core._fs_path(download, "download"))
     _check_bool("overwrite", overwrite)
-    _core._timeout_seconds(timeout)  # the one rule for timeouts, checked before inputs are read
+    # One deadline for the whole pipeline, from now; checked before inputs are read.
+    timeout = _core.Deadline(timeout)
     src, refs = client._prepare(prompt, source, image_refs, aspect_ratio, output_format, web_search)
     if download is not None:
         try:

@@ -28,18 +28,12 @@ if TYPE_CHECKING:
 _NOTHING = object()
 
 
-def _deadline(timeout) -> "float | None":
-    seconds = _core._timeout_seconds(timeout)
-    return None if seconds is None else time.monotonic() + seconds
-
-
-def _left(end: "float | None") -> "float | None":
-    if end is None:
-        return None
-    left = end - time.monotonic()
-    if left <= 0:
-        raise _core.TimeoutError("the deadline passed before every item finished")
-    return left
+def _left(deadline: "_core.Deadline") -> "float | None":
+    """Seconds left (None: no deadline); TimeoutError once it passed."""
+    try:
+        return deadline.remaining()
+    except _core.TimeoutError:
+        raise _core.TimeoutError("the deadline passed before every item finished") from None
 
 
 class _Feed:
@@ -61,8 +55,9 @@ class _Feed:
 
     def wait(self, gens, end) -> None:
         """Block until one of gens (_core.Generation) ends; TimeoutError at end."""
-        if not _core.wait_first(gens, _left(end)):
-            _left(end)  # raises unless the clock disagrees with the engine's
+        _left(end)
+        if not _core.wait_first(gens, end):
+            _left(end)  # raises (the engine and this read the same clock)
         if not self.finished:
             # wait_first saw an end before its callback ran: take it from the
             # generations themselves (the callback's key, arriving later, is
@@ -115,7 +110,7 @@ class AsCompleted(_Feed):
 
     def __init__(self, items, timeout=None) -> None:
         super().__init__()
-        self._end = _deadline(timeout)
+        self._end = _core.Deadline(timeout)
         self._items = list(items)
         for item in self._items:  # every type checked before any watch starts
             if not isinstance(item, (Generation, _core.Generation, _core.Job)):
@@ -286,6 +281,7 @@ class GenerateMany(_Feed):
         from ._progress import batch_progress
 
         self._client = client
+        self._no_end = _core.Deadline(None)
         self._cap = concurrency  # the most ever in flight: concurrency, or the ceiling
         self._limit = concurrency
         self._credit = 0
@@ -396,7 +392,7 @@ class GenerateMany(_Feed):
             if gen is not _NOTHING:
                 return gen
             if self._inflight:
-                self.wait([g._gen for g in self._inflight.values()], None)
+                self.wait([g._gen for g in self._inflight.values()], self._no_end)
             else:
                 time.sleep(self._sleep_for())  # only resends left, held back
 
@@ -411,7 +407,7 @@ class GenerateMany(_Feed):
             if gen is not _NOTHING:
                 return gen
             if self._inflight:
-                await self.await_any(None, lambda: bool(self.finished))
+                await self.await_any(self._no_end, lambda: bool(self.finished))
                 if not self.finished:
                     for key, inner in self._pairs():
                         if inner.done:

@@ -160,18 +160,19 @@ def test_a_large_file_object_is_uploaded_and_its_copy_deleted(client, emu, tmp_p
 
 
 def test_cancel_stops_the_pipeline_before_any_download(client, emu, tmp_path):
-    emu.job_duration = 1.0
+    emu.job_duration = 2.0
     emu.cancellable = True
     gen = client.submit("cancel me", download=tmp_path)
     deadline = time.monotonic() + 10
     while gen.job is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert gen.job is not None and not gen.done
+    assert gen.job is not None and not gen.done, gen
     assert gen.cancel() is True
-    with pytest.raises(uni1.Uni1Error):
+    with pytest.raises(uni1.Uni1Error) as info:
         gen.result(timeout=10)
-    assert gen.done and gen.stage == "canceled"
-    time.sleep(1.5)  # past the job's end: a pipeline still running would fetch now
+    assert gen.done and gen.stage == "canceled", (gen, info.value)
+    # Past the job's end: a pipeline still running would fetch the image now.
+    time.sleep(2.5)
     assert _cdn_gets(emu) == 0
     assert os.listdir(tmp_path) == []
     assert emu.job(gen.job.id)["status"] == "canceled"
@@ -251,20 +252,23 @@ def test_the_journal_starts_the_pipeline_when_there_is_one(client, emu):
 
     client._journal = Recorder()
     try:
+        t0 = time.monotonic()
         gen = client.submit("journaled", aspect_ratio="1:1", download=None, timeout=30)
         assert len(gen.result(timeout=30)) == 1
     finally:
         client._journal = None
-    assert calls == [
-        (
-            client,
-            "journaled",
-            None,
-            [],
-            ("1:1", "png", False),
-            {"download": None, "overwrite": False, "timeout": 30},
-        )
-    ]
+    assert len(calls) == 1
+    client_, prompt, src, refs, args, kwargs = calls[0]
+    assert (client_, prompt, src, refs, args) == (
+        client,
+        "journaled",
+        None,
+        [],
+        ("1:1", "png", False),
+    )
+    deadline = kwargs.pop("timeout")  # one deadline for the pipeline, from the submit
+    assert isinstance(deadline, _core.Deadline) and 29 < deadline.at - t0 <= 30.1
+    assert kwargs == {"download": None, "overwrite": False}
 
 
 CHILD = textwrap.dedent(
