@@ -45,7 +45,9 @@ __all__ = [
     "TimeoutError",
     "Uni1Error",
     "__version__",
+    "aestimate",
     "as_completed",
+    "aupload",
     "default_client",
     "estimate",
     "generate",
@@ -383,6 +385,32 @@ def as_completed(items, timeout: "float | None" = None) -> "AsCompleted":
     from ._many import AsCompleted
 
     return AsCompleted(items, timeout)
+
+
+async def aupload(file, *, timeout: "float | None" = None, client: "Client | None" = None) -> str:
+    """upload() for asyncio. See Client.aupload."""
+    return await _pick_client(client).aupload(file, timeout=timeout)
+
+
+async def aestimate(
+    prompt: str,
+    *,
+    source=None,
+    image_refs=(),
+    aspect_ratio: "str | None" = None,
+    output_format: str = "png",
+    web_search: bool = False,
+    client: "Client | None" = None,
+) -> float:
+    """estimate() for asyncio. See Client.aestimate."""
+    return await _pick_client(client).aestimate(
+        prompt,
+        source=source,
+        image_refs=image_refs,
+        aspect_ratio=aspect_ratio,
+        output_format=output_format,
+        web_search=web_search,
+    )
 
 
 def wait(items, timeout: "float | None" = None) -> list:

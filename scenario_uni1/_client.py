@@ -551,3 +551,45 @@ class Client(_core.Client):
 
         self._check_open()
         return wait(items, timeout)
+
+    # -- awaitable forms of the blocking calls -------------------------------------
+
+    async def aupload(self, file, *, timeout: float | None = None) -> str:
+        """upload() for asyncio: `asset_id = await client.aupload("ref.png")`.
+
+        The event loop is never blocked. Until the engine takes uploads as
+        tasks of their own, the call runs on a small pool of threads shared
+        by the process (at most four, however many calls are awaited).
+        """
+        from ._aio import run_blocking
+
+        self._check_open()
+        return await run_blocking(self.upload, file, timeout=timeout)
+
+    async def aestimate(
+        self,
+        prompt: str,
+        *,
+        source=None,
+        image_refs=(),
+        aspect_ratio: str | None = None,
+        output_format: str = "png",
+        web_search: bool = False,
+    ) -> float:
+        """estimate() for asyncio: `cost = await client.aestimate("A castle")`.
+
+        Runs like aupload (see there); inputs that are not asset ids are
+        uploaded first, as estimate() does.
+        """
+        from ._aio import run_blocking
+
+        self._check_open()
+        return await run_blocking(
+            self.estimate,
+            prompt,
+            source=source,
+            image_refs=image_refs,
+            aspect_ratio=aspect_ratio,
+            output_format=output_format,
+            web_search=web_search,
+        )

@@ -172,6 +172,12 @@ class Generation:
         return None if gen is None else gen.job
 
     @property
+    def client(self) -> "_core.Client | None":
+        """The client whose engine runs it (None if it never started)."""
+        gen = self._gen
+        return None if gen is None else gen.client
+
+    @property
     def error(self) -> "BaseException | None":
         gen = self._gen
         return self._error if gen is None else gen.error

@@ -16,6 +16,7 @@ import types
 
 import pytest
 from _emulator_process import emulator_process
+from conftest import png_bytes
 
 import scenario_uni1 as uni1
 
@@ -204,3 +205,58 @@ def test_live_notebook_display(client, emu, monkeypatch):
     assert "<progress" in first and "<img" not in first
     assert "<img" in last and gen.job.id in last
     assert shown[-1][1]["text/plain"] == repr(gen)
+
+
+def test_aupload_and_aestimate(client, emu):
+    data = png_bytes()
+
+    async def main():
+        asset_id = await client.aupload(data)
+        same = await client.aupload(asset_id)  # an asset id: no request
+        cost = await client.aestimate("priced", image_refs=[asset_id])
+        module_cost = await uni1.aestimate("priced", image_refs=[asset_id], client=client)
+        with pytest.raises(uni1.InvalidRequestError):
+            await client.aupload(b"not an image")
+        return asset_id, same, cost, module_cost
+
+    asset_id, same, cost, module_cost = asyncio.run(main())
+    assert asset_id.startswith("asset_") and same == asset_id
+    assert cost == module_cost == client.estimate("priced", image_refs=[asset_id])
+    assert emu.request_count("POST", r"^/v1/assets$") == 1
+    assert emu.jobs_created == 0
+
+
+def test_many_auploads_at_once_keep_the_loop_free_on_a_bounded_pool(client, emu):
+    emu.inject("POST", r"^/v1/assets$", delay=0.5, times=None)  # a slow upload
+    images = [png_bytes(8 + i, 8) for i in range(12)]
+
+    async def main():
+        lags = []
+        stop = asyncio.Event()
+
+        async def ticker():
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                t0 = loop.time()
+                await asyncio.sleep(0.005)
+                lags.append(loop.time() - t0 - 0.005)
+
+        tick = asyncio.ensure_future(ticker())
+        before = threading.active_count()
+        t0 = time.monotonic()
+        ids = await asyncio.gather(*(client.aupload(data) for data in images))
+        elapsed = time.monotonic() - t0
+        during = threading.active_count()
+        stop.set()
+        await tick
+        return ids, elapsed, before, during, sorted(lags)
+
+    ids, elapsed, before, during, lags = asyncio.run(main())
+    print(
+        f"12 aupload at once: {elapsed:.2f} s, threads {before} -> {during}, "
+        f"loop lag max {lags[-1] * 1e3:.1f} ms"
+    )
+    assert len(set(ids)) == 12
+    assert during - before <= 4  # a bounded pool, not a thread per call
+    assert elapsed < 12 * 0.5  # and yet several at a time
+    assert lags[-1] < 0.25  # the loop went on ticking through 0.5 s uploads

@@ -62,7 +62,7 @@ def test_submit_downloads_to_a_directory(client, emu, tmp_path):
 def test_module_level_submit_uses_the_default_client(emu_env):
     gen = uni1.submit("default client")
     assert len(gen.result(timeout=30)) == 1
-    assert gen.job.client is uni1.default_client()
+    assert gen.job.client is gen.client is uni1.default_client()
 
 
 @pytest.mark.parametrize(
