@@ -316,3 +316,59 @@ def test_ctrl_c_within_100ms(uni1_emulator, op):
         latencies.append(float(line[1]) - t0)
     print(f"Ctrl-C in {op}: " + ", ".join(f"{x * 1000:.1f} ms" for x in latencies))
     assert min(latencies) < 0.100, latencies
+
+
+def test_generate_many_with_a_journal_meets_the_ceiling_and_a_rerun_pays_nothing(
+    uni1_emulator, tmp_path
+):
+    emu = uni1_emulator
+    emu.max_jobs_in_flight = 3
+    emu.job_duration = 0.3
+    prompts = [f"journaled {i}" for i in range(20)]
+    journal = tmp_path / "journal.sqlite"
+    with emu.client(timeout=30, journal=journal) as client:
+        many = client.generate_many(prompts, concurrency=10, download=tmp_path / "out")
+        got = list(many)
+    assert many.ceiling_hits > 0
+    assert [g.error for g in got] == [None] * 20
+    assert emu.jobs_created == 20
+    assert max(collections.Counter(_prompts_of_jobs(emu)).values()) == 1
+    # The same batch again with the same journal: every item is done, nothing is sent.
+    posts = emu.request_count("POST", GENERATE_PATH)
+    with emu.client(timeout=30, journal=journal) as client:
+        again = list(client.generate_many(prompts, concurrency=10, download=tmp_path / "out"))
+    assert [g.error for g in again] == [None] * 20
+    assert emu.jobs_created == 20 and emu.request_count("POST", GENERATE_PATH) == posts
+    assert sorted(p for g in again for p in g.result(0)) == sorted(
+        p for g in got for p in g.result(0)
+    )
+
+
+@pytest.mark.parametrize("mode", ["for", "async for"])
+def test_a_ceiling_held_by_other_work_is_waited_for_not_hammered(uni1_emulator, mode):
+    emu = uni1_emulator
+    emu.max_jobs_in_flight = 1
+    emu.job_duration = 1.5
+    other = emu.client().generate("another program's job")  # holds the team's one slot
+    emu.job_duration = 0.1
+    # No retries in the core: every 429 reaches generate_many at once.
+    with emu.client(timeout=30, max_retries=0) as client:
+        many = client.generate_many(["ours"], concurrency=4)
+        t0 = time.monotonic()
+        if mode == "for":
+            got = list(many)
+        else:
+            import asyncio
+
+            async def main():
+                return [g async for g in many]
+
+            got = asyncio.run(main())
+        elapsed = time.monotonic() - t0
+    assert [g.error for g in got] == [None] and got[0].job.status == "success"
+    # Refused while the other job ran (1.5 s): sent again after 1 s, then 2 s
+    # more: two refusals, not one every few milliseconds.
+    refused = emu.request_count("POST", GENERATE_PATH) - emu.jobs_created
+    assert many.ceiling_hits == refused == 2, (many.ceiling_hits, refused)
+    assert 2.5 < elapsed < 10, elapsed
+    assert emu.jobs_created == 2 and emu.job(other.id)["status"] == "success"
