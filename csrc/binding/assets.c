@@ -51,9 +51,7 @@ PyObject *py_client_upload(PyObject *op, PyTypeObject *cls, PyObject *const *arg
     if (py_call_begin(&c, st, self, deadline) < 0)
         goto done;
     uni1_asset asset;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_upload_image(c.s, buf, (size_t)len, name, mime, &asset);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_upload_image(&c, buf, (size_t)len, name, mime, &asset);
     if (rc != UNI1_OK || PyErr_Occurred())
         py_call_fail(&c, rc, NULL, NULL);
     else
@@ -104,18 +102,7 @@ PyObject *py_client_upload_file(PyObject *op, PyTypeObject *cls, PyObject *const
     memset(&asset, 0, sizeof asset);
     uni1_status rc = UNI1_OK;
     int os_errno = 0, not_regular = 0;
-    py_call_allow_threads(&c);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0)
-        os_errno = errno;
-    else if (!S_ISREG(sb.st_mode))
-        not_regular = 1;
-    else
-        rc = uni1_upload_file(c.s, fd, (long long)sb.st_size, name, mime, &asset);
-    if (fd >= 0)
-        close(fd);
-    py_call_end_threads(&c);
+    rc = py_run_upload_file(&c, path, name, mime, &asset, &os_errno, &not_regular);
     if (os_errno) {
         errno = os_errno;
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, a[0]);
@@ -157,9 +144,7 @@ PyObject *py_client_get_asset(PyObject *op, PyTypeObject *cls, PyObject *const *
         return NULL;
     }
     uni1_asset asset;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_get_asset(c.s, asset_id, &asset);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_get_asset(&c, asset_id, &asset);
     if (rc != UNI1_OK || PyErr_Occurred())
         py_call_fail(&c, rc, NULL, NULL);
     else

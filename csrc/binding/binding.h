@@ -30,6 +30,7 @@
 #define UNI1_BINDING_H
 
 #include <Python.h>
+#include <pthread.h>
 
 #include "uni1.h"
 
@@ -106,7 +107,6 @@ typedef struct JobObject {
     PyObject *raw_cache;                /* json.loads(job.raw_json), or NULL */
     unsigned long cancel_gen;           /* bumped by cancel(): stops running waits */
     int waiting;                        /* a wait() runs (refuse a second one) */
-    uni1_session *wait_session;         /* the session that wait uses, for wakeups */
     PyObject *weakrefs;                 /* weakref list (caches hold jobs weakly) */
 } JobObject;
 
@@ -114,18 +114,29 @@ typedef struct JobObject {
 
 enum py_stop { PY_STOP_NONE = 0, PY_STOP_CANCEL, PY_STOP_CLOSED };
 
+/* A core function run on the client's engine for a blocking call: it gets
+ * the call's session and its argument, and returns the status. It runs on
+ * the engine thread: it must not touch Python objects. */
+typedef uni1_status (*py_core_fn)(uni1_session *s, void *arg);
+
 typedef struct py_call {
     py_state *st;
     ClientObject *client; /* strong for the duration of the call */
     uni1_session *s;
-    PyThreadState *tstate; /* saved while the GIL is released */
-    struct py_call *outer; /* a call made from a callback of this one */
     uint64_t requests_at_start;
     /* wait() only */
     JobObject *job;     /* borrowed: the caller holds it */
     PyObject *progress; /* callable or NULL (borrowed) */
     unsigned long cancel_gen;
     enum py_stop stop;
+    /* py_call_run */
+    py_core_fn fn;
+    void *arg;
+    uni1_status rc;
+    pthread_mutex_t mu; /* guards the job the engine reports */
+    uni1_job polled;    /* the last poll of a wait(), from the engine */
+    int polled_pending;
+    int mu_ready;
 } py_call;
 
 /* Extra context for mapping a failure to an exception. */
@@ -135,14 +146,44 @@ typedef struct py_error_extra {
     enum py_stop stop;                  /* why the binding interrupted */
 } py_error_extra;
 
-/* Acquires a session of client (raising ConfigurationError when closed) and
- * installs the interrupt callback and the deadline (absolute uni1_monotonic()
- * time, 0 for none). -1 with an exception set on failure. */
+/* Acquires a session of client (raising ConfigurationError when closed)
+ * with the deadline (absolute uni1_monotonic() time, 0 for none). -1 with an
+ * exception set on failure. */
 int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadline);
-/* Release and take back the GIL around core calls. Between them, touch no
- * Python object. */
-void py_call_allow_threads(py_call *c);
-void py_call_end_threads(py_call *c);
+/* THE way a blocking call reaches the network: fn(session, arg) runs as a
+ * task on the client's engine while this thread waits with the GIL released,
+ * waking every PY_WAIT_SLICE seconds to run signal handlers (Ctrl-C), to
+ * look for a cancel() of the job waited on or a close() of the client, and to
+ * hand wait() progress to Python; any of these cancels the task, which then
+ * ends at once. Returns fn's status (a pending Python exception, if any, is
+ * left set: it wins, pycurl's rule). */
+uni1_status py_call_run(py_call *c, py_core_fn fn, void *arg);
+/* The blocking core calls of the binding, each through py_call_run
+ * (corecalls.c): the same arguments as the core function, with the call in
+ * place of the session. */
+uni1_status py_run_generate(py_call *c, const uni1_generate_params *p, const char *const *exclude,
+                            size_t n_exclude, uni1_job *job, double *cost);
+uni1_status py_run_find_job(py_call *c, const uni1_generate_params *p, double sent_at,
+                            const char *const *exclude, size_t n_exclude, uni1_job *job,
+                            int *found);
+uni1_status py_run_estimate(py_call *c, const uni1_generate_params *p, double *cost);
+uni1_status py_run_get_job(py_call *c, const char *id, uni1_job *job);
+uni1_status py_run_list_jobs(py_call *c, const uni1_list_query *q, uni1_job_list *list);
+uni1_status py_run_cancel_job(py_call *c, const char *id);
+/* uni1_wait_job with the call's progress hand-over (c->job, c->progress). */
+uni1_status py_run_wait_job(py_call *c, uni1_job *job);
+uni1_status py_run_get_asset(py_call *c, const char *id, uni1_asset *asset);
+uni1_status py_run_upload_image(py_call *c, const void *data, size_t len, const char *name,
+                                const char *mime, uni1_asset *asset);
+/* Opens path on the engine: *os_errno or *not_regular say why it could not. */
+uni1_status py_run_upload_file(py_call *c, const char *path, const char *name, const char *mime,
+                               uni1_asset *asset, int *os_errno, int *not_regular);
+uni1_status py_run_fetch_to_memory(py_call *c, uni1_asset *asset, uni1_buffer *out,
+                                   char *content_type, size_t ct_len);
+uni1_status py_run_fetch_to_dir(py_call *c, const uni1_asset *assets, size_t n, const char *dir,
+                                const char *const *names, int overwrite, char *const *paths,
+                                size_t path_len);
+
 /* Maps the failed call to an exception (or keeps a pending one). Must be
  * called before py_call_finish: it reads the session error. Returns NULL. */
 PyObject *py_call_fail(py_call *c, uni1_status status, PyObject *job,
@@ -151,8 +192,14 @@ PyObject *py_call_fail(py_call *c, uni1_status status, PyObject *job,
  * closed client once its last call ends. */
 void py_call_finish(py_call *c);
 
-/* The core's progress callback for uni1_wait_job (call.c). */
+/* The core's progress callback for uni1_wait_job (call.c); userdata is the
+ * py_call. Runs on the engine thread: it only records the job. */
 int py_wait_progress(void *userdata, const uni1_job *job);
+/* How often a wait wakes to look for signals (Ctrl-C within this). */
+#define PY_WAIT_SLICE 0.05
+/* Set at interpreter exit (_core._at_exit): engine threads stop calling
+ * Python. */
+extern volatile int py_exiting;
 /* The core's log callback; userdata is the ClientObject (call.c). */
 void py_log_forward(void *userdata, uni1_log_level level, const char *message);
 

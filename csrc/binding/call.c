@@ -1,18 +1,17 @@
-/* One call into the core with the GIL released, in the manner of CPython's
- * sock_call_ex and pysleep: the core wakes at least every
- * UNI1_WAKE_INTERVAL_MS and calls the interrupt callback, which takes the GIL
- * back, runs PyErr_CheckSignals() (so Ctrl-C raises KeyboardInterrupt within
- * about 100 ms), looks for a cancel() or close() from another thread, and
- * releases the GIL again. */
+/* Blocking calls: every one runs on the client's engine (uni1.h, "The
+ * engine") while the calling thread waits with the GIL released, in the
+ * manner of CPython's sock_call_ex and pysleep: it wakes every
+ * PY_WAIT_SLICE seconds, takes the GIL back, runs PyErr_CheckSignals() (so
+ * Ctrl-C raises KeyboardInterrupt within about 50 ms), looks for a cancel()
+ * of the job waited on or a close() of the client, and hands the progress of
+ * a wait to Python. Anything that stops the call cancels its task, which
+ * ends at once. The engine thread never runs Python for these calls, except
+ * the debug log forwarder. */
 #include <string.h>
 
 #include "binding.h"
 
-/* The call running on this thread with the GIL released, for the log
- * callback (which the core calls with only the client's userdata). A
- * callback that runs Python code may start a nested call; `outer` keeps the
- * chain. */
-static _Thread_local py_call *current_call;
+volatile int py_exiting;
 
 int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadline)
 {
@@ -25,6 +24,13 @@ int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadlin
         PyErr_NoMemory();
         return -1;
     }
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        uni1_session_release(c->s);
+        c->s = NULL;
+        PyErr_NoMemory();
+        return -1;
+    }
+    c->mu_ready = 1;
     c->client = (ClientObject *)Py_NewRef(client);
     client->active++;
     c->requests_at_start = uni1_session_request_count(c->s);
@@ -38,7 +44,7 @@ int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadlin
 static int should_stop(py_call *c)
 {
     if (PyErr_Occurred())
-        return 1; /* e.g. a KeyboardInterrupt left by the log forwarder */
+        return 1;
     if (PyErr_CheckSignals() < 0)
         return 1;
     if (c->job && c->job->cancel_gen != c->cancel_gen) {
@@ -52,33 +58,63 @@ static int should_stop(py_call *c)
     return 0;
 }
 
-static int interrupt_cb(void *userdata)
+/* With the GIL: the job the engine polled last goes to the Job object, then
+ * to the user's progress callback. 1 when the callback raised. */
+static int hand_progress(py_call *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int pending = c->polled_pending;
+    uni1_job fresh = c->polled;
+    memset(&c->polled, 0, sizeof c->polled);
+    c->polled_pending = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (!pending)
+        return 0;
+    JobObject *self = c->job;
+    uni1_job_clear(&self->job);
+    self->job = fresh;
+    Py_CLEAR(self->raw_cache);
+    if (c->progress) {
+        PyObject *r = PyObject_CallFunctionObjArgs(c->progress, (PyObject *)self, NULL);
+        if (!r)
+            return 1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+static void run_on_engine(uni1_session *s, void *userdata)
 {
     py_call *c = userdata;
-    PyThreadState *ts = c->tstate;
-    c->tstate = NULL;
-    PyEval_RestoreThread(ts);
-    int stop = should_stop(c);
-    c->tstate = PyEval_SaveThread();
-    return stop;
+    c->rc = s ? c->fn(s, c->arg) : UNI1_ERR_NOMEM;
 }
 
-void py_call_allow_threads(py_call *c)
+uni1_status py_call_run(py_call *c, py_core_fn fn, void *arg)
 {
-    uni1_session_set_interrupt(c->s, interrupt_cb, c);
-    c->outer = current_call;
-    current_call = c;
-    c->tstate = PyEval_SaveThread();
-}
-
-void py_call_end_threads(py_call *c)
-{
-    PyThreadState *ts = c->tstate;
-    c->tstate = NULL;
-    PyEval_RestoreThread(ts);
-    current_call = c->outer;
-    c->outer = NULL;
-    uni1_session_set_interrupt(c->s, NULL, NULL);
+    c->fn = fn;
+    c->arg = arg;
+    c->rc = UNI1_ERR_NOMEM;
+    if (PyErr_Occurred())
+        return UNI1_ERR_INTERRUPTED;
+    uni1_task *t = uni1_task_start_on(c->s, run_on_engine, c, NULL, NULL);
+    if (!t)
+        return UNI1_ERR_NOMEM;
+    int stopping = 0;
+    for (;;) {
+        int done;
+        Py_BEGIN_ALLOW_THREADS done = uni1_tasks_wait(&t, 1, PY_WAIT_SLICE) >= 0;
+        Py_END_ALLOW_THREADS if (done) break;
+        if (stopping)
+            continue;
+        if ((c->job && hand_progress(c)) || should_stop(c)) {
+            stopping = 1;
+            uni1_task_cancel(t);
+        }
+    }
+    uni1_task_release(t);
+    if (c->job && !stopping && hand_progress(c))
+        return UNI1_ERR_INTERRUPTED;
+    return c->rc;
 }
 
 PyObject *py_call_fail(py_call *c, uni1_status status, PyObject *job,
@@ -90,6 +126,11 @@ PyObject *py_call_fail(py_call *c, uni1_status status, PyObject *job,
 
 void py_call_finish(py_call *c)
 {
+    if (c->mu_ready) {
+        uni1_job_clear(&c->polled);
+        pthread_mutex_destroy(&c->mu);
+        c->mu_ready = 0;
+    }
     ClientObject *client = c->client;
     if (!client)
         return;
@@ -103,60 +144,39 @@ void py_call_finish(py_call *c)
     Py_DECREF(client);
 }
 
-/* Called by uni1_wait_job after every poll, with the GIL released. Publishes
- * the new state on the Job object, then calls the user's callback. */
+/* Called by uni1_wait_job after every poll, on the engine thread: keeps the
+ * job for the waiting thread (hand_progress). */
 int py_wait_progress(void *userdata, const uni1_job *job)
 {
     py_call *c = userdata;
-    PyThreadState *ts = c->tstate;
-    c->tstate = NULL;
-    PyEval_RestoreThread(ts);
-    int stop = 0;
-    JobObject *self = c->job;
     uni1_job fresh;
-    if (uni1_job_copy(&fresh, job) != UNI1_OK) {
-        PyErr_NoMemory();
-        stop = 1;
-    } else {
-        uni1_job_clear(&self->job);
-        self->job = fresh;
-        Py_CLEAR(self->raw_cache);
-    }
-    if (!stop && c->progress) {
-        PyObject *r = PyObject_CallFunctionObjArgs(c->progress, (PyObject *)self, NULL);
-        if (!r)
-            stop = 1;
-        Py_XDECREF(r);
-    }
-    if (!stop)
-        stop = should_stop(c);
-    c->tstate = PyEval_SaveThread();
-    return stop;
+    if (uni1_job_copy(&fresh, job) != UNI1_OK)
+        return 0; /* the next poll brings it; the final state comes back anyway */
+    pthread_mutex_lock(&c->mu);
+    uni1_job_clear(&c->polled);
+    c->polled = fresh;
+    c->polled_pending = 1;
+    pthread_mutex_unlock(&c->mu);
+    return 0;
 }
 
 /* The core's log callback: forwards to logging.getLogger("scenario_uni1").
- * Installed only when that logger had DEBUG enabled at client creation. */
+ * Installed only when that logger had DEBUG enabled at client creation. It
+ * runs on the engine thread (or the thread creating the client), so it takes
+ * the GIL itself; a failing handler is reported, never raised into a call. */
 void py_log_forward(void *userdata, uni1_log_level level, const char *message)
 {
     ClientObject *client = userdata;
-    py_call *c = current_call;
-    /* Only the thread running a call, with its GIL released, can take the GIL
-     * back safely; anything else is dropped. */
-    if (!c || !c->tstate || c->client != client)
+    if (py_exiting || !client->logger)
         return;
-    PyThreadState *ts = c->tstate;
-    c->tstate = NULL;
-    PyEval_RestoreThread(ts);
-    if (client->logger && !PyErr_Occurred()) {
-        PyObject *r = PyObject_CallMethod(client->logger, "log", "iN", (int)level, py_str(message));
-        if (r) {
-            Py_DECREF(r);
-        } else if (PyErr_ExceptionMatches(PyExc_Exception)) {
-            /* A broken handler must not fail the request ... */
-            PyErr_WriteUnraisable(client->logger);
-        }
-        /* ... but a KeyboardInterrupt raised in it stays pending, and the next
-         * interrupt check stops the call with it. */
-    }
-    c->tstate = PyEval_SaveThread();
+    PyGILState_STATE gs = PyGILState_Ensure();
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallMethod(client->logger, "log", "iN", (int)level, py_str(message));
+    if (r)
+        Py_DECREF(r);
+    else
+        PyErr_WriteUnraisable(client->logger);
+    PyErr_Restore(type, value, tb);
+    PyGILState_Release(gs);
 }

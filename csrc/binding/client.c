@@ -352,10 +352,7 @@ static PyObject *client_submit(PyObject *op, PyTypeObject *cls, PyObject *const 
     }
     uni1_job job;
     double cost = -1;
-    py_call_allow_threads(&c);
-    uni1_status rc =
-        uni1_generate_excluding(c.s, &g.params, (const char *const *)ex, n_ex, &job, &cost);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_generate(&c, &g.params, (const char *const *)ex, n_ex, &job, &cost);
     free_ids(ex, n_ex);
     PyObject *result;
     if (rc != UNI1_OK) {
@@ -413,10 +410,8 @@ static PyObject *client_find_job(PyObject *op, PyTypeObject *cls, PyObject *cons
     if (py_gen_args_validate(st, &g) == 0 && py_call_begin(&c, st, self, deadline) == 0) {
         uni1_job job;
         int found = 0;
-        py_call_allow_threads(&c);
-        uni1_status rc = uni1_find_submitted_job(c.s, &g.params, sent_at, (const char *const *)ex,
-                                                 n_ex, &job, &found);
-        py_call_end_threads(&c);
+        uni1_status rc =
+            py_run_find_job(&c, &g.params, sent_at, (const char *const *)ex, n_ex, &job, &found);
         if (rc != UNI1_OK || PyErr_Occurred()) {
             result = py_call_fail(&c, rc, NULL, NULL);
         } else if (!found) {
@@ -458,9 +453,7 @@ static PyObject *client_estimate(PyObject *op, PyTypeObject *cls, PyObject *cons
         return NULL;
     }
     double cost = -1;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_estimate(c.s, &g.params, &cost);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_estimate(&c, &g.params, &cost);
     PyObject *result;
     if (rc != UNI1_OK || PyErr_Occurred())
         result = py_call_fail(&c, rc, NULL, NULL);
@@ -491,9 +484,7 @@ static PyObject *client_job(PyObject *op, PyTypeObject *cls, PyObject *const *ar
         return NULL;
     }
     uni1_job job;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_get_job(c.s, job_id, &job);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_get_job(&c, job_id, &job);
     PyObject *result;
     if (rc != UNI1_OK || PyErr_Occurred()) {
         result = py_call_fail(&c, rc, NULL, NULL);
@@ -536,9 +527,7 @@ static PyObject *client_list_jobs(PyObject *op, PyTypeObject *cls, PyObject *con
     if (py_call_begin(&c, st, self, deadline) < 0)
         goto done;
     uni1_job_list list;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_list_jobs(c.s, &q, &list);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_list_jobs(&c, &q, &list);
     if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, NULL, NULL);
     } else {

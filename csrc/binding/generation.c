@@ -14,13 +14,6 @@
 #include "binding.h"
 #include "structmember.h"
 
-/* How often a wait wakes to look for signals (Ctrl-C within this). */
-#define PY_WAIT_SLICE 0.05
-
-/* Set at interpreter exit (_core._at_exit, from the glue's atexit hook):
- * from then on the engine threads never touch Python again. */
-static volatile int py_exiting;
-
 typedef struct GenerationObject {
     PyObject_HEAD uni1_generation *g;
     py_state *st;

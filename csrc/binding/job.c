@@ -240,16 +240,12 @@ int py_job_wait_impl(JobObject *self, py_state *st, double deadline, PyObject *p
     c.progress = progress;
     c.cancel_gen = self->cancel_gen;
     self->waiting = 1;
-    self->wait_session = c.s;
 
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_wait_job(c.s, &work, py_wait_progress, &c);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_wait_job(&c, &work);
 
     self->waiting = 0;
-    self->wait_session = NULL;
     int ret = 0;
-    /* py_wait_progress already published every poll on self. */
+    /* py_call_run handed every poll to self, the last one included. */
     if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, (PyObject *)self, NULL);
         ret = -1;
@@ -323,9 +319,7 @@ static PyObject *job_refresh(PyObject *op, PyTypeObject *cls, PyObject *const *a
     if (py_call_begin(&c, st, client, deadline) < 0)
         return NULL;
     uni1_job fresh;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_get_job(c.s, id, &fresh);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_get_job(&c, id, &fresh);
     PyObject *result = NULL;
     if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, NULL, NULL);
@@ -355,18 +349,14 @@ static PyObject *job_cancel(PyObject *op, PyTypeObject *cls, PyObject *const *ar
         return NULL;
     /* Local waiting stops whatever the server says (like sqlite's
      * Connection.interrupt()): the waits running now see the new generation
-     * at their next interrupt check, which the wakeup makes immediate. */
+     * at their next look (every PY_WAIT_SLICE) and cancel their task. */
     self->cancel_gen++;
-    if (self->wait_session)
-        uni1_session_wakeup(self->wait_session);
     py_id id;
     memcpy(id, self->job.id, sizeof id);
     py_call c;
     if (py_call_begin(&c, st, client, deadline) < 0)
         return NULL;
-    py_call_allow_threads(&c);
-    uni1_status rc = uni1_cancel_job(c.s, id);
-    py_call_end_threads(&c);
+    uni1_status rc = py_run_cancel_job(&c, id);
     PyObject *result = NULL;
     if (rc != UNI1_OK || PyErr_Occurred())
         py_call_fail(&c, rc, NULL, NULL);

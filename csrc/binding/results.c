@@ -106,15 +106,12 @@ PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, 
     if (py_call_begin(&c, st, client, deadline) < 0)
         goto done;
     uni1_status rc = UNI1_OK;
-    py_call_allow_threads(&c);
     for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
-        rc = uni1_get_asset(c.s, ids[i], &assets[i]);
+        rc = py_run_get_asset(&c, ids[i], &assets[i]);
         expect_job_format(&assets[i], fallback);
         if (rc == UNI1_OK)
-            rc = uni1_download_asset_to_buffer(c.s, &assets[i], &bufs[i], ctypes[i],
-                                               sizeof ctypes[i]);
+            rc = py_run_fetch_to_memory(&c, &assets[i], &bufs[i], ctypes[i], sizeof ctypes[i]);
     }
-    py_call_end_threads(&c);
     if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, NULL, NULL);
     } else {
@@ -302,12 +299,10 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
         goto done;
     }
     uni1_status rc = UNI1_OK;
-    py_call_allow_threads(&c);
     for (size_t i = 0; i < n && rc == UNI1_OK; i++) {
-        rc = uni1_get_asset(c.s, ids[i], &assets[i]);
+        rc = py_run_get_asset(&c, ids[i], &assets[i]);
         expect_job_format(&assets[i], fallback);
     }
-    py_call_end_threads(&c);
     if (rc != UNI1_OK || PyErr_Occurred()) {
         py_call_fail(&c, rc, NULL, NULL);
         py_call_finish(&c);
@@ -355,9 +350,7 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
             nm[k] = fnames[todo[k]];
             out[k] = paths[todo[k]];
         }
-        py_call_allow_threads(&c);
-        rc = uni1_download_assets_to_dir(c.s, a, n_todo, dir, nm, overwrite, out, sizeof paths[0]);
-        py_call_end_threads(&c);
+        rc = py_run_fetch_to_dir(&c, a, n_todo, dir, nm, overwrite, out, sizeof paths[0]);
         free(a);
         free(nm);
         free(out);

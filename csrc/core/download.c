@@ -193,6 +193,8 @@ uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcod
             break; /* not an error: the unfinished ones go to the second pass */
         }
         double wake_at = moved_at + s->client->stall_timeout;
+        if (wake_at > now + UNI1_STALL_LOOK)
+            wake_at = now + UNI1_STALL_LOOK; /* see uni1__run_transfer */
         if (s->deadline > 0 && s->deadline < wake_at)
             wake_at = s->deadline;
         if ((st = uni1__loop_wait(s, now, wake_at)) != UNI1_OK)

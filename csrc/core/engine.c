@@ -37,6 +37,7 @@ struct uni1_task {
     uni1_task_done_fn done_fn;
     void *done_userdata;
     double deadline;
+    int own_session; /* the session was acquired for the task (else lent) */
     atomic_int cancel;
     atomic_int done;
     atomic_int refs;
@@ -204,7 +205,8 @@ static void finish(uni1_engine *e, uni1_task *t)
     t->fiber = NULL;
     if (t->session) {
         t->session->task = NULL;
-        uni1_session_release(t->session);
+        if (t->own_session)
+            uni1_session_release(t->session);
         t->session = NULL;
     }
     if (t->live_prev)
@@ -236,19 +238,22 @@ static void begin(uni1_engine *e, uni1_task *t)
         e->live->live_prev = t;
     e->live = t;
     e->n_live++;
-    t->session = uni1_session_acquire(e->client);
+    if (!t->session) {
+        t->own_session = 1;
+        t->session = uni1_session_acquire(e->client);
+        if (t->session)
+            t->session->deadline = t->deadline;
+    }
     t->fiber = t->session ? uni1__fiber_new(fiber_main, t) : NULL;
     if (!t->fiber) {
-        if (t->session) {
+        if (t->session && t->own_session)
             uni1_session_release(t->session);
-            t->session = NULL;
-        }
+        t->session = NULL;
         t->fn(NULL, t->userdata);
         finish(e, t);
         return;
     }
     t->session->task = t;
-    t->session->deadline = t->deadline;
     make_runnable(e, t);
 }
 
@@ -374,7 +379,7 @@ static uni1_engine *engine_new(uni1_client *c)
         free(e);
         return NULL;
     }
-    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 64L);
+    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)UNI1_ENGINE_CONNECTIONS);
     return e;
 }
 
@@ -389,8 +394,8 @@ static uni1_engine *engine_of(uni1_client *c)
     return e;
 }
 
-uni1_task *uni1_task_start(uni1_client *c, uni1_task_fn fn, void *userdata, double deadline,
-                           uni1_task_done_fn done, void *done_userdata)
+static uni1_task *start(uni1_client *c, uni1_session *lent, uni1_task_fn fn, void *userdata,
+                        double deadline, uni1_task_done_fn done, void *done_userdata)
 {
     pthread_once(&done_once, done_cv_init);
     uni1_engine *e = engine_of(c);
@@ -406,6 +411,7 @@ uni1_task *uni1_task_start(uni1_client *c, uni1_task_fn fn, void *userdata, doub
     t->done_fn = done;
     t->done_userdata = done_userdata;
     t->deadline = deadline;
+    t->session = lent;
     t->heap_at = SIZE_MAX;
     atomic_init(&t->refs, 2); /* the caller's and the engine's */
     pthread_mutex_lock(&e->mu);
@@ -427,6 +433,18 @@ uni1_task *uni1_task_start(uni1_client *c, uni1_task_fn fn, void *userdata, doub
     pthread_mutex_unlock(&e->mu);
     curl_multi_wakeup(e->multi);
     return t;
+}
+
+uni1_task *uni1_task_start(uni1_client *c, uni1_task_fn fn, void *userdata, double deadline,
+                           uni1_task_done_fn done, void *done_userdata)
+{
+    return start(c, NULL, fn, userdata, deadline, done, done_userdata);
+}
+
+uni1_task *uni1_task_start_on(uni1_session *s, uni1_task_fn fn, void *userdata,
+                              uni1_task_done_fn done, void *done_userdata)
+{
+    return start(s->client, s, fn, userdata, s->deadline, done, done_userdata);
 }
 
 int uni1_task_done(const uni1_task *t)
@@ -599,10 +617,17 @@ void uni1__engine_atfork_child(uni1_client *c)
 
 void uni1__engine_global_atfork(int phase)
 {
-    if (phase == 0)
+    if (phase == 0) {
         pthread_mutex_lock(&done_mu);
-    else
+    } else if (phase == 1) {
         pthread_mutex_unlock(&done_mu);
+    } else {
+        /* Threads of the parent may have been waiting on the condition: in
+         * the child they never leave it, and a broadcast would wait for them
+         * (glibc's condition variables track their waiters). New ones. */
+        pthread_mutex_init(&done_mu, NULL);
+        done_cv_init();
+    }
 }
 
 int uni1_task_forked(const uni1_task *t)

@@ -311,7 +311,12 @@ uni1_status uni1__run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *
                                 now - moved_at);
                 break;
             }
+            /* Bytes that arrive while parked only show at the next look:
+             * look often enough that a stall is seen within a quarter of
+             * a second of its due time. */
             double check = moved_at + s->client->stall_timeout;
+            if (check > now + UNI1_STALL_LOOK)
+                check = now + UNI1_STALL_LOOK;
             if (wake_at <= 0 || check < wake_at)
                 wake_at = check;
         }

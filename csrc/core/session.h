@@ -45,6 +45,13 @@ struct uni1_client {
     struct uni1_engine *engine;       /* engine.c: made at the first task, under lock */
 };
 
+/* Connections the engine's multi handle keeps open between transfers (more
+ * are closed as their transfers end): enough to reuse for a steady stream of
+ * polls, few enough that a burst leaves no crowd of idle sockets behind. */
+#define UNI1_ENGINE_CONNECTIONS 16
+/* How often a transfer parked in the engine looks at its byte count for the
+ * stall clock (seconds). */
+#define UNI1_STALL_LOOK 0.25
 /* Idle sessions a client keeps; more are cleaned up as they come back. */
 #define UNI1_IDLE_SESSIONS 4
 /* Pool bookkeeping (pool.c): a new client joins the fork registry; a client

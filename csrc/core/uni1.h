@@ -726,6 +726,13 @@ typedef void (*uni1_task_done_fn)(uni1_task *t, void *userdata);
  * or when the client is being freed. */
 uni1_task *uni1_task_start(uni1_client *c, uni1_task_fn fn, void *userdata, double deadline,
                            uni1_task_done_fn done, void *done_userdata);
+/* The same on a session the caller holds (uni1_session_acquire) and lends
+ * to the task: the task uses it, with its deadline, and leaves it (with its
+ * error and request count) to the caller, who must not touch it until the
+ * task is done. This is how a blocking call of one thread runs on the
+ * engine: start it on the caller's session, then wait for it. */
+uni1_task *uni1_task_start_on(uni1_session *s, uni1_task_fn fn, void *userdata,
+                              uni1_task_done_fn done, void *done_userdata);
 int uni1_task_done(const uni1_task *t);
 /* 1 when t was started by the parent of this (forked) process. */
 int uni1_task_forked(const uni1_task *t);
