@@ -74,6 +74,7 @@ struct uni1_engine {
     size_t n_heap, cap_heap;
     uni1_task *live;
     size_t n_live;
+    int gone; /* freed by a done callback on this thread: it frees itself */
 };
 
 /* Every waiter of the process sleeps on one condition, broadcast at each
@@ -302,59 +303,82 @@ static void take_queued(uni1_engine *e, int *stopping)
     }
 }
 
+/* One turn of the loop (see the top of this file): 0 once the engine is
+ * stopping with no task left, or was freed from one of its own done
+ * callbacks (uni1__engine_free). */
+static int engine_turn(uni1_engine *e)
+{
+    int stopping;
+    take_queued(e, &stopping);
+    if (stopping)
+        for (uni1_task *t = e->live; t; t = t->live_next) {
+            atomic_store(&t->cancel, 1);
+            make_runnable(e, t);
+        }
+    run_ready(e);
+    if (e->gone)
+        return 0;
+    int running = 0;
+    curl_multi_perform(e->multi, &running);
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(e->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        uni1_xfer *x = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x) {
+            x->done = 1;
+            x->result = msg->data.result;
+            if (x->task)
+                make_runnable(e, x->task);
+        }
+    }
+    double now = uni1_monotonic();
+    while (e->n_heap && e->heap[0]->wake_at <= now) {
+        uni1_task *t = e->heap[0];
+        heap_remove(e, t);
+        make_runnable(e, t);
+    }
+    if (e->run_head)
+        return 1;
+    if (stopping && e->n_live == 0)
+        return 0;
+    long ms = -1;
+    curl_multi_timeout(e->multi, &ms);
+    if (ms < 0 || ms > 1000)
+        ms = 1000;
+    if (e->n_heap) {
+        double d = (e->heap[0]->wake_at - now) * 1000.0 + 1.0;
+        if (d < ms)
+            ms = d < 0 ? 0 : (long)d;
+    }
+    curl_multi_poll(e->multi, NULL, 0, (int)ms, NULL);
+    return 1;
+}
+
+static void engine_destroy(uni1_engine *e)
+{
+    if (e->multi)
+        curl_multi_cleanup(e->multi);
+    close(e->fds[0]);
+    close(e->fds[1]);
+    pthread_mutex_destroy(&e->mu);
+    free(e->heap);
+    free(e);
+}
+
 static void *engine_main(void *arg)
 {
     uni1_engine *e = arg;
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the callers' business */
-    for (;;) {
-        int stopping;
-        take_queued(e, &stopping);
-        if (stopping)
-            for (uni1_task *t = e->live; t; t = t->live_next) {
-                atomic_store(&t->cancel, 1);
-                make_runnable(e, t);
-            }
-        run_ready(e);
-        int running = 0;
-        curl_multi_perform(e->multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(e->multi, &left))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            uni1_xfer *x = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-            if (x) {
-                x->done = 1;
-                x->result = msg->data.result;
-                if (x->task)
-                    make_runnable(e, x->task);
-            }
-        }
-        double now = uni1_monotonic();
-        while (e->n_heap && e->heap[0]->wake_at <= now) {
-            uni1_task *t = e->heap[0];
-            heap_remove(e, t);
-            make_runnable(e, t);
-        }
-        if (e->run_head)
-            continue;
-        if (stopping && e->n_live == 0)
-            break;
-        long ms = -1;
-        curl_multi_timeout(e->multi, &ms);
-        if (ms < 0 || ms > 1000)
-            ms = 1000;
-        if (e->n_heap) {
-            double d = (e->heap[0]->wake_at - now) * 1000.0 + 1.0;
-            if (d < ms)
-                ms = d < 0 ? 0 : (long)d;
-        }
-        curl_multi_poll(e->multi, NULL, 0, (int)ms, NULL);
-    }
+    while (engine_turn(e))
+        ;
     uni1__fiber_trim();
+    if (e->gone)
+        engine_destroy(e); /* nobody joins this thread */
     return NULL;
 }
 
@@ -571,17 +595,27 @@ void uni1__engine_free(uni1_client *c)
     e->stopping = 1;
     int started = e->started;
     pthread_mutex_unlock(&e->mu);
+    c->engine = NULL;
+    if (started && pthread_equal(pthread_self(), e->thread) && !uni1__fiber_current()) {
+        /* A done callback of this engine dropped the last reference to its
+         * client (Python: a Generation nobody holds frees its Client when it
+         * ends). The thread cannot join itself: it winds its tasks down from
+         * here, while the client still exists (their sessions go back to its
+         * pool; its sockets close through the multi handle), and frees the
+         * rest of the engine as it leaves. */
+        while (engine_turn(e))
+            ;
+        curl_multi_cleanup(e->multi);
+        e->multi = NULL;
+        e->gone = 1;
+        pthread_detach(e->thread);
+        return;
+    }
     if (started) {
         curl_multi_wakeup(e->multi);
         pthread_join(e->thread, NULL);
     }
-    curl_multi_cleanup(e->multi);
-    close(e->fds[0]);
-    close(e->fds[1]);
-    pthread_mutex_destroy(&e->mu);
-    free(e->heap);
-    free(e);
-    c->engine = NULL;
+    engine_destroy(e);
 }
 
 void uni1__engine_atfork_prepare(uni1_client *c)

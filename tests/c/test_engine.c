@@ -359,6 +359,57 @@ static void test_client_free_cancels_and_joins_running_tasks(void **state)
     }
 }
 
+/* The done callback of a task drops the last reference to its own client
+ * (Python: a Generation nobody holds, whose end frees the Client): the
+ * client is freed on its own engine thread, which cannot join itself. */
+typedef struct closer {
+    uni1_client *c;
+    atomic_int freed;
+} closer;
+
+static void free_own_client(uni1_task *t, void *ud)
+{
+    (void)t;
+    closer *k = ud;
+    uni1_client_free(k->c);
+    atomic_store(&k->freed, 1);
+}
+
+static void test_client_freed_by_a_done_callback_on_its_engine(void **state)
+{
+    (void)state;
+    enum { N = 3 };
+    int threads_before = thread_count();
+    closer k = {make_client(), 0};
+    probe ps[N], last = {0};
+    uni1_task *ts[N];
+    memset(ps, 0, sizeof ps);
+    for (int i = 0; i < N; i++)
+        ts[i] = start_sleeper(k.c, &ps[i], 60, 0);
+    for (int i = 0; i < N; i++)
+        wait_started(&ps[i]);
+    last.sleep_for = 0.01;
+    uni1_task *t = uni1_task_start(k.c, sleeper, &last, 0, free_own_client, &k);
+    assert_non_null(t);
+    uni1_task_release(t);
+    double until = uni1_monotonic() + 5 * slack();
+    while (!atomic_load(&k.freed) && uni1_monotonic() < until)
+        usleep(1000);
+    assert_true(atomic_load(&k.freed));
+    /* the others were cancelled and ended before the client went */
+    for (int i = 0; i < N; i++) {
+        assert_true(uni1_task_done(ts[i]));
+        assert_int_equal(ps[i].status, UNI1_ERR_INTERRUPTED);
+        assert_int_equal(atomic_load(&ps[i].done_calls), 1);
+        uni1_task_release(ts[i]);
+    }
+    /* and the engine thread leaves by itself */
+    until = uni1_monotonic() + 5 * slack();
+    while (thread_count() != threads_before && uni1_monotonic() < until)
+        usleep(1000);
+    assert_int_equal(thread_count(), threads_before);
+}
+
 static void test_deadline_of_a_task(void **state)
 {
     (void)state;
@@ -465,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_engine_fd_signals_completions),
         cmocka_unit_test(test_engine_fd_never_loses_a_completion),
         cmocka_unit_test(test_client_free_cancels_and_joins_running_tasks),
+        cmocka_unit_test(test_client_freed_by_a_done_callback_on_its_engine),
         cmocka_unit_test(test_deadline_of_a_task),
         cmocka_unit_test(test_fork_child_gets_a_new_engine),
     };
