@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -456,3 +457,35 @@ def test_items_sent_again_after_the_ceiling_keep_their_place(emu, journal, out):
         again = list(c.generate_many(prompts, concurrency=6, download=out))
     assert [g.error for g in again] == [None] * 8
     assert posts(emu) == sent and emu.jobs_created == 8
+
+
+def test_a_chaotic_batch_then_a_clean_rerun_pays_each_item_once(tmp_path):
+    # 10% of all requests faulted, every kind (lost answers, jobs created
+    # after a failed POST, resets, 5xx, lying CDN bodies...): whatever the
+    # first run could not finish, the re-run finishes, and every job the
+    # server created belongs to exactly one item.
+    from scenario_uni1.emulator import Emulator
+
+    n = 60
+    prompts = [f"chaos with a journal {i % (n // 2)}" for i in range(n)]  # each one twice
+    journal, out = str(tmp_path / "chaos.db"), str(tmp_path / "out")
+    settings = {"timeout": 5, "settle_window": 2.5, "backoff_base": 0.02, "backoff_max": 0.5}
+    with Emulator(job_duration=0.3, record_requests=False) as emu:
+        emu.chaos(0.1, seed=7)
+        with emu.client(journal=journal, **settings) as c:
+            first = list(c.generate_many(prompts, concurrency=12, download=out))
+        assert len(first) == n
+        emu.chaos(0)
+        while emu.late_pending:  # a job created after its failed POST is still to come
+            time.sleep(0.05)
+        with emu.client(journal=journal, **settings) as c:
+            again = list(c.generate_many(prompts, concurrency=12, download=out))
+        assert [g.error for g in again] == [None] * n
+        created = [job_id for job_id, _ in emu.created_jobs()]
+        owned = [r["job_id"] for r in rows(journal)]
+        assert len(created) == n and sorted(owned) == sorted(created)
+        assert [r["state"] for r in rows(journal)] == ["done"] * n
+        for gen in again:
+            for path in gen.result():
+                asset_id = os.path.basename(str(path)).partition(".")[0]
+                assert pathlib.Path(path).read_bytes() == emu.asset_bytes(asset_id)
