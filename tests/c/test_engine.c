@@ -434,6 +434,47 @@ static void test_deadline_of_a_task(void **state)
     uni1_client_free(c);
 }
 
+/* A blocking call of one thread run on the engine: the task uses the
+ * caller's session (its deadline; the error stays there) and gives it back
+ * to the caller, not to the pool. */
+static void test_task_on_a_lent_session(void **state)
+{
+    (void)state;
+    uni1_client *c = make_client();
+    uni1_session *s = uni1_session_acquire(c);
+    assert_non_null(s);
+    double t0 = uni1_monotonic();
+    s->deadline = t0 + 0.2;
+    probe p = {0};
+    p.sleep_for = 60;
+    uni1_task *t = uni1_task_start_on(s, sleeper, &p, on_done, &p);
+    assert_non_null(t);
+    assert_int_equal(uni1_tasks_wait(&t, 1, 5 * slack()), 0);
+    assert_true(uni1_monotonic() - t0 < 0.2 + 0.3 * slack());
+    assert_int_equal(p.status, UNI1_ERR_TIMEOUT);
+    assert_true(p.deadline_seen == t0 + 0.2);
+    uni1_task_release(t);
+    pthread_mutex_lock(&c->lock);
+    unsigned out = c->sessions_out;
+    pthread_mutex_unlock(&c->lock);
+    assert_int_equal(out, 1); /* the engine did not give it back */
+    assert_null(s->task);
+    assert_int_equal(uni1_session_error(s)->status, UNI1_ERR_TIMEOUT);
+    /* cancel reaches a task on a lent session too */
+    s->deadline = 0;
+    probe q = {0};
+    q.sleep_for = 60;
+    uni1_task *u = uni1_task_start_on(s, sleeper, &q, NULL, NULL);
+    assert_non_null(u);
+    wait_started(&q);
+    uni1_task_cancel(u);
+    assert_int_equal(uni1_tasks_wait(&u, 1, 5 * slack()), 0);
+    assert_int_equal(q.status, UNI1_ERR_INTERRUPTED);
+    uni1_task_release(u);
+    uni1_session_release(s);
+    uni1_client_free(c);
+}
+
 /* In a child, assertions cannot go through cmocka (its failure would unwind
  * into the child's copy of the runner): each check exits with its own code. */
 #define CHILD_CHECK(cond, code)                                                                    \
@@ -559,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_client_free_cancels_and_joins_running_tasks),
         cmocka_unit_test(test_client_freed_by_a_done_callback_on_its_engine),
         cmocka_unit_test(test_deadline_of_a_task),
+        cmocka_unit_test(test_task_on_a_lent_session),
         cmocka_unit_test(test_fork_child_gets_a_new_engine),
         cmocka_unit_test(test_fork_at_any_moment_of_a_start),
     };
