@@ -80,6 +80,20 @@ class Ours:
                     still.append(self.start(nxt, download))
             live = still
 
+    def completed(self, items):
+        """Each item as it finishes: `as_completed` once the public API has it, else wait_first."""
+        done_in_order = getattr(self.client, "as_completed", None)
+        if done_in_order is not None:
+            yield from done_in_order(items)
+            return
+        from scenario_uni1 import _core
+
+        live = list(items)
+        while live:
+            _core.wait_first(live)
+            yield from (g for g in live if g.done)
+            live = [g for g in live if not g.done]
+
     def api(self):
         """Which API the engine figures went through (for the notes)."""
         if hasattr(self.client, "generate_many"):

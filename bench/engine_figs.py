@@ -31,9 +31,11 @@ def _proc_sample(pid):
         fds = len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-    threads = int(re.search(r"^Threads:\s+(\d+)", text, re.M).group(1))
-    rss = int(re.search(r"^VmRSS:\s+(\d+)", text, re.M).group(1)) * 1024
-    return threads, fds, rss
+    threads = re.search(r"^Threads:\s+(\d+)", text, re.M)
+    rss = re.search(r"^VmRSS:\s+(\d+)", text, re.M)
+    if not threads or not rss:  # exited, not reaped yet: no memory lines any more
+        return None
+    return int(threads.group(1)), fds, int(rss.group(1)) * 1024
 
 
 class EngineFigures:

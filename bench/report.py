@@ -11,8 +11,6 @@ import re
 import statistics
 import sys
 
-NOT_ENGINE = "not measured: needs the engine (issue 7)"
-
 
 def _fmt(x):
     if x is None:
@@ -99,19 +97,6 @@ def solo(fig, what, ours, target_text, absolute=None, extra=None):
         "target": target_text,
         "met": met,
         "values": {"ours": list(ours), "sdk": None},
-    }
-
-
-def na(fig, what, target_text):
-    return {
-        "fig": fig,
-        "what": what,
-        "ours": NOT_ENGINE,
-        "sdk": "–",
-        "ratio": "–",
-        "target": target_text,
-        "met": "–",
-        "values": None,
     }
 
 

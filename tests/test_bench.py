@@ -25,7 +25,7 @@ def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
             "--runs",
             "1",
             "--only",
-            "P1,P3,P7,P9,P10",
+            "P1,P3,P5,P7,P9,P10",
             "--out",
             str(out),
         ],
@@ -47,10 +47,17 @@ def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
     by_fig = {}
     for cells in rows:
         by_fig.setdefault(cells[0].strip(), []).append([c.strip() for c in cells])
-    assert set(by_fig) == {"P1", "P3", "P7", "P9", "P10"}
+    assert set(by_fig) == {"P1", "P3", "P5", "P7", "P9", "P10"}
     assert len(by_fig["P1"]) == 3
     assert len(by_fig["P3"]) == 3 and len(by_fig["P10"]) == 3 and len(by_fig["P9"]) == 4
-    for cells in by_fig["P1"] + by_fig["P7"] + by_fig["P3"] + by_fig["P10"]:
+    # P5: every blocking call was interrupted (a worker that never saw KeyboardInterrupt gives ∞)
+    assert [r[1].split(" in ")[1].split()[0] for r in by_fig["P5"]] == [
+        "`job.wait()`",
+        "`job.download()`",
+        "`gen.result()`",
+        "`as_completed([gen])`",
+    ]
+    for cells in by_fig["P1"] + by_fig["P7"] + by_fig["P3"] + by_fig["P10"] + by_fig["P5"]:
         # ours and the SDK's cells: min / **median** / max, all numbers; the ratio a number
         for cell in cells[2:4]:
             nums = re.findall(NUM, cell.replace("*", ""))
