@@ -10,7 +10,6 @@ written as this project writes one: temporary file, fsync, rename.
 
 from __future__ import annotations
 
-import itertools
 import os
 import tempfile
 import time
@@ -48,100 +47,25 @@ class Ours:
     def download(job, dest):
         return job.download(dest, overwrite=True)
 
-    # ---- the engine: generations, no thread per job
+    # ---- the engine: generations, no thread per job (the public API of python-api.md)
     def start(self, prompt, download=None):
-        """A Generation running on the client's engine: `submit` once the public API has it."""
-        submit = getattr(self.client, "submit", None)
-        if submit is not None:
-            return submit(prompt, download=download)
-        return self.client._start(prompt, download=download)
+        return self.client.submit(prompt, download=download)
 
     def window(self, prompts, concurrency, download=None):
-        """Yields each finished Generation, at most `concurrency` in flight, from this thread
-        alone: `generate_many` once the public API has it, else submit + wait_first."""
-        many = getattr(self.client, "generate_many", None)
-        if many is not None:
-            yield from many(prompts, concurrency=concurrency, download=download)
-            return
-        from scenario_uni1 import _core
-
-        todo = iter(prompts)
-        live = [self.start(p, download) for p in itertools.islice(todo, concurrency)]
-        while live:
-            _core.wait_first(live)
-            still = []
-            for g in live:
-                if not g.done:
-                    still.append(g)
-                    continue
-                yield g
-                nxt = next(todo, None)
-                if nxt is not None:
-                    still.append(self.start(nxt, download))
-            live = still
+        """Each finished Generation, at most `concurrency` in flight, from this thread alone."""
+        return self.client.generate_many(prompts, concurrency=concurrency, download=download)
 
     def completed(self, items):
-        """Each item as it finishes: `as_completed` once the public API has it, else wait_first."""
-        done_in_order = getattr(self.client, "as_completed", None)
-        if done_in_order is not None:
-            yield from done_in_order(items)
-            return
-        from scenario_uni1 import _core
+        return self.client.as_completed(items)
 
-        live = list(items)
-        while live:
-            _core.wait_first(live)
-            yield from (g for g in live if g.done)
-            live = [g for g in live if not g.done]
-
-    def api(self):
+    @staticmethod
+    def api():
         """Which API the engine figures went through (for the notes)."""
-        if hasattr(self.client, "generate_many"):
-            return "submit / generate_many / await gen (public API)"
-        return (
-            "Client._start + _core.wait_first + loop.add_reader(Client._engine_fd()) (private API)"
-        )
+        return "the public API (`submit`, `generate_many`, `as_completed`, `await gen`)"
 
     async def agenerate(self, prompt):
         """One generation awaited on the running asyncio loop without blocking it."""
-        gen = self.start(prompt)
-        if hasattr(gen, "__await__"):
-            return await gen
-        return await _engine_future(self.client, gen)
-
-
-_ENGINE_WAITERS: dict = {}
-
-
-def _engine_future(client, gen):
-    """A future resolved from the client's engine fd once gen is done (one reader per client;
-    one asyncio loop per process, as in the bench workers). The fd is readable once some
-    generation ended since the last drain, so one that ends after the `done` check below is
-    still seen by the reader."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-    if gen.done:
-        fut.set_result(gen.result())
-        return fut
-    waiters = _ENGINE_WAITERS.get(id(client))
-    if waiters is None:
-        waiters = _ENGINE_WAITERS[id(client)] = {}
-
-        def ready():
-            client._engine_drain()
-            for g, f in list(waiters.items()):
-                if g.done:
-                    del waiters[g]
-                    if g.error is not None:
-                        f.set_exception(g.error)
-                    else:
-                        f.set_result(g.result())
-
-        loop.add_reader(client._engine_fd(), ready)
-    waiters[gen] = fut
-    return fut
+        return await self.client.submit(prompt)
 
 
 class Sdk:

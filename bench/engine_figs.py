@@ -219,8 +219,8 @@ class EngineFigures:
         ]
         self.notes.append(
             f"P3: {n:,} jobs of {secs:g} s server time (job_duration), at most {conc} in flight; each job: "
-            "submit, wait, fetch its image to memory. Ours from the main thread alone on the client's "
-            f"engine (one `Client`); the SDK with {conc} threads, each running jobs one after another "
+            "submit, wait, fetch its image to memory. Ours: `generate_many(prompts, "
+            f"concurrency={conc})` iterated by the main thread (one `Client`, one engine); the SDK with {conc} threads, each running jobs one after another "
             "(its 3 s poll loop). Ideal: jobs / concurrency × job length. Threads: the most seen in "
             "/proc/PID/status (sampled by the driver every 0.25 s) and /proc/self/task (read by the "
             "worker), after one warm-up job."
@@ -326,8 +326,8 @@ class EngineFigures:
         self.notes.append(
             f"P10: {n} generations of {secs:g} s (submit, wait, fetch the image to memory) gathered on "
             "one asyncio loop beside a ticker coroutine that sleeps 5 ms and records how late it woke "
-            "(loop.time()); lag quantiles over every tick of the run. Ours awaits each generation "
-            "through the client's engine fd; the SDK runs AsyncScenario with the same 3 s poll loop "
+            "(loop.time()); lag quantiles over every tick of the run. Ours: `await client.submit(...)` "
+            "(the client's engine fd on the loop); the SDK runs AsyncScenario with the same 3 s poll loop "
             "on asyncio.sleep and an httpx.AsyncClient for the CDN. Threads added: "
             "/proc/self/task after the run minus before it (the engine thread starts with the "
             "warm-up job, before)."

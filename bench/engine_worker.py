@@ -121,17 +121,12 @@ def p9(client, a):
     t0, w0 = time.process_time(), time.perf_counter()
     gens = [c.start(f"bench p9 {i}", download=dest) for i in range(n)]
     t_started = time.perf_counter() - w0
-    from scenario_uni1 import _core
-
-    threads_max, submitted_at = threads0, None
-    live = gens
-    while live:
-        _core.wait_first(live, timeout=1.0)
-        live = [g for g in live if not g.done]
-        threads_max = max(threads_max, threads_now())
-        if submitted_at is None and all(g.job is not None for g in live):
-            # every job of the batch is on the server (none done yet, or the rest done)
-            submitted_at = time.perf_counter() - w0
+    threads_max, done = threads0, 0
+    for _ in c.completed(gens):
+        done += 1
+        if not done % 500:
+            threads_max = max(threads_max, threads_now())
+    assert done == n, done
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     peak = _Proc.field("VmHWM") * 1024
     errors = [repr(g.error) for g in gens if g.error is not None]
@@ -143,7 +138,6 @@ def p9(client, a):
         "cpu_per_job": cpu / n,
         "wall": wall,
         "start_loop_seconds": t_started,
-        "all_submitted_at": submitted_at,
         "errors": len(errors),
         "first_errors": errors[:3],
         "api": c.api(),

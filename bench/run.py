@@ -183,12 +183,14 @@ class Bench(EngineFigures):
             f"P2: {n} jobs per run after one warm-up job, {P2_THREADS} threads each running its share "
             "one job after another (so our client's first-poll pause does not make the run long); "
             "job_duration=0 so both clients make the same requests per job (the first GET sees "
-            "success). The engine row: the same jobs as generations, at most "
-            f"{P2_THREADS} in flight, waited from the main thread (no worker threads). "
+            "success). The engine row: the same jobs through `generate_many(concurrency="
+            f"{P2_THREADS})` iterated by the main thread (no worker threads). "
             "bench/profile_p2.txt: "
             + (
-                f"`perf record -g` of the whole client process ({n} jobs to memory, {P2_THREADS} "
-                "threads: where the CPU goes by library and symbol, user and kernel), then "
+                "`perf record --call-graph dwarf` of the whole client process during the measured "
+                f"loop, {n} jobs to memory, once through the blocking calls ({P2_THREADS} threads) and "
+                "once through generate_many: where the CPU goes by library and symbol, user and "
+                "kernel; then "
                 if perf
                 else "(perf could not run here) "
             )
