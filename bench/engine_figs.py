@@ -176,6 +176,7 @@ class EngineFigures:
         wall = {"ours": [], "sdk": []}
         cpu = {"ours": [], "sdk": []}
         threads = {"ours": [], "sdk": []}
+        lag = {"ours": [], "sdk": []}
         reqs = {}
         for _ in range(self.runs):
             for client in ("ours", "sdk"):
@@ -185,6 +186,7 @@ class EngineFigures:
                 wall[client].append(r["wall"] / ideal)
                 cpu[client].append(r["cpu"])
                 threads[client].append(max(r["threads_max"], r["seen"]["threads"]))
+                lag[client].append(r["lag_mean"])
                 reqs[client] = self.per_job_requests(n + 1)
         self.knobs(job_duration=0)
         what = f"{n:,} jobs × {secs:g} s at concurrency {conc}"
@@ -198,6 +200,14 @@ class EngineFigures:
                 target=None,
                 absolute=1.10,
                 extra=f"requests per job: ours {reqs['ours']}, SDK {reqs['sdk']}",
+            ),
+            report.row(
+                "P3",
+                f"{what}: mean time from the job's success (server) to its image in hand (s)",
+                lag["ours"],
+                lag["sdk"],
+                "",
+                target=None,
             ),
             report.row(
                 "P3",

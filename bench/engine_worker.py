@@ -10,6 +10,7 @@ the thread that waits (no sampling thread, which would be counted).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import statistics
 import threading
@@ -70,9 +71,11 @@ def p3(client, a):
     prompts = [f"bench p3 {i}" for i in range(n)]
     t0, w0 = time.process_time(), time.perf_counter()
     done = 0
+    lags = []  # per job: wall clock when its result is in hand minus the server's success date
     if client == "ours":
         for g in c.window(prompts, conc):
             g.result()
+            lags.append(time.time() - _success_date(g.job.raw["statusHistory"]))
             done += 1
             if not done % 50:
                 threads_max = max(threads_max, threads_now())
@@ -87,9 +90,12 @@ def p3(client, a):
                     p = next(todo, None)
                 if p is None:
                     return
-                c.fetch(c.wait(c.submit(p)))
+                job = c.wait(c.submit(p))
+                c.fetch(job)
+                lag = time.time() - _success_date(job.status_history)
                 with lock:
                     counts[0] += 1
+                    lags.append(lag)
 
         ts = [threading.Thread(target=run) for _ in range(conc)]
         for t in ts:
@@ -100,10 +106,25 @@ def p3(client, a):
         done = counts[0]
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     assert done == n, done
-    out = {"cpu": cpu, "wall": wall, "threads_max": threads_max}
+    out = {"cpu": cpu, "wall": wall, "threads_max": threads_max, "lag_mean": statistics.mean(lags)}
     if client == "ours":
         out["api"] = c.api()
     return out
+
+
+def _success_date(history):
+    """Unix time of the success entry of a statusHistory (our raw dicts or the SDK's models)."""
+    for h in history:
+        status, date = (h["status"], h["date"]) if isinstance(h, dict) else (h.status, h.date)
+        if status == "success":
+            if isinstance(date, datetime.datetime):
+                return date.timestamp()
+            return (
+                datetime.datetime.strptime(date, "%Y-%m-%dT%H:%M:%S.%fZ")
+                .replace(tzinfo=datetime.timezone.utc)
+                .timestamp()
+            )
+    raise ValueError("no success in the job's statusHistory")
 
 
 def p9(client, a):
