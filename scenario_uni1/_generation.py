@@ -120,9 +120,10 @@ class Generation:
 
     stage: "pending", "uploading", "submitting", then the job's status
     ("queued", "in-progress", ...), "downloading", and at the end "done",
-    "failed" or "canceled". progress: the job's progress (0..1) or None.
-    job: the Job once submitted, else None. error: the exception that ended
-    it, or None.
+    "failed" or "canceled". progress: 0..1, the job's and then the
+    download's (None only for a generate_many item refused before it
+    started). job: the Job once submitted, else None. error: the exception
+    that ended it, or None. client: the client whose engine runs it.
 
     result(timeout=None) blocks (the GIL released, Ctrl-C works) and returns
     the paths (with download=) or the images, or raises error. In asyncio,
