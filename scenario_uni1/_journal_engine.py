@@ -4,10 +4,12 @@ Client.submit (and generate_many through it) hands every work item to the
 client's engine and returns at once; with a journal the item is first looked
 up, and what the journal knows decides how the pipeline starts:
 
-- a finished item ('done') whose files are all on disk, intact: nothing is
-  sent, no file is fetched (the pipeline re-attaches to the job and fetches
-  only what is missing, see _overwrite_for);
-- an item with a job id: the pipeline attaches to that job (no upload, no POST);
+- an item with a job id, finished ('done') or not: the pipeline attaches to
+  that job (no upload, no POST) and fetches its files; those already at their
+  targets are the job's own and are replaced by the same bytes, unless one the
+  journal recorded was changed since (see _overwrite_for). (A finished item
+  whose files are intact still costs their download: a _core.Generation cannot
+  be made done from what is on disk.)
 - an item still 'sending' (the process died while its POST was in flight):
   the pipeline is started with sent_after, so the ENGINE looks for the job that
   POST created, waits for it to land as long as the core's settle rules say, and
