@@ -37,6 +37,7 @@ struct uni1_task {
     uni1_task_done_fn done_fn;
     void *done_userdata;
     double deadline;
+    unsigned epoch;  /* fork_epoch when started */
     int own_session; /* the session was acquired for the task (else lent) */
     atomic_int cancel;
     atomic_int done;
@@ -81,6 +82,9 @@ struct uni1_engine {
  * completion: waiting for any of a set of tasks (of any clients) is then a
  * plain loop. */
 static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+/* How many fork()s this process is away from the first: a task started at
+ * another count that had not ended by then belongs to a dead engine. */
+static atomic_uint fork_epoch;
 static pthread_cond_t done_cv;
 static pthread_once_t done_once = PTHREAD_ONCE_INIT;
 
@@ -435,6 +439,7 @@ static uni1_task *start(uni1_client *c, uni1_session *lent, uni1_task_fn fn, voi
     t->done_fn = done;
     t->done_userdata = done_userdata;
     t->deadline = deadline;
+    t->epoch = atomic_load(&fork_epoch);
     t->session = lent;
     t->heap_at = SIZE_MAX;
     atomic_init(&t->refs, 2); /* the caller's and the engine's */
@@ -473,12 +478,12 @@ uni1_task *uni1_task_start_on(uni1_session *s, uni1_task_fn fn, void *userdata,
 
 int uni1_task_done(const uni1_task *t)
 {
-    return atomic_load(&t->done);
+    return atomic_load(&t->done) || uni1_task_forked(t);
 }
 
 void uni1_task_cancel(uni1_task *t)
 {
-    if (atomic_load(&t->done) || atomic_exchange(&t->cancel, 1))
+    if (uni1_task_done(t) || atomic_exchange(&t->cancel, 1))
         return;
     uni1_engine *e = t->eng;
     pthread_mutex_lock(&e->mu);
@@ -514,7 +519,7 @@ int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds)
     pthread_mutex_lock(&done_mu);
     for (;;) {
         for (size_t i = 0; i < n; i++)
-            if (atomic_load(&tasks[i]->done)) {
+            if (uni1_task_done(tasks[i])) {
                 found = (int)i;
                 break;
             }
@@ -631,20 +636,17 @@ void uni1__engine_atfork_parent(uni1_client *c)
 }
 
 /* In the child the engine thread does not exist: its fibers are frozen
- * mid-way and can never run again. The tasks are marked done (their owners
- * see UNI1_ERR_CONFIG, "started before fork()") and leaked with their
- * sessions, multi handle and stacks; the next task starts a new engine. No
- * libcurl call here (not async-signal-safe; the sockets are already
- * /dev/null, see pool.c). */
+ * mid-way and can never run again. Its unfinished tasks count as done there
+ * (uni1_task_forked, by fork_epoch: also those the engine was picking up,
+ * in no list at the fork; their owners see UNI1_ERR_CONFIG, "started before
+ * fork()") and are leaked with their sessions, multi handle and stacks; the
+ * next task starts a new engine. No libcurl call here (not
+ * async-signal-safe; the sockets are already /dev/null, see pool.c). */
 void uni1__engine_atfork_child(uni1_client *c)
 {
     uni1_engine *e = c->engine;
     if (!e)
         return;
-    for (uni1_task *t = e->live; t; t = t->live_next)
-        atomic_store(&t->done, 2);
-    for (uni1_task *t = e->queued; t; t = t->next_queued)
-        atomic_store(&t->done, 2);
     pthread_mutex_unlock(&e->mu);
     c->engine = NULL;
 }
@@ -661,10 +663,11 @@ void uni1__engine_global_atfork(int phase)
          * (glibc's condition variables track their waiters). New ones. */
         pthread_mutex_init(&done_mu, NULL);
         done_cv_init();
+        atomic_fetch_add(&fork_epoch, 1);
     }
 }
 
 int uni1_task_forked(const uni1_task *t)
 {
-    return atomic_load(&t->done) == 2;
+    return t->epoch != atomic_load(&fork_epoch) && !atomic_load(&t->done);
 }

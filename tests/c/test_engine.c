@@ -585,6 +585,61 @@ static void test_fork_at_any_moment_of_a_start(void **state)
     uni1_client_free(c);
 }
 
+/* fork() while the engine is picking up a batch of started tasks (each new
+ * one gets a session and a stack, one after the other): every one of them
+ * is done and forked in the child, whichever step it was at. */
+static void test_fork_while_a_batch_is_picked_up(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    uni1_client *c = make_client();
+    atomic_int go = 0;
+    uni1_task *h = uni1_task_start(c, hog, &go, 0, NULL, NULL);
+    assert_non_null(h);
+    while (atomic_load(&go) != 1)
+        usleep(1000);
+    probe *ps = calloc(N, sizeof *ps);
+    uni1_task **ts = calloc(N, sizeof *ts);
+    assert_non_null(ps);
+    assert_non_null(ts);
+    for (int i = 0; i < N; i++)
+        ts[i] = start_sleeper(c, &ps[i], 60, 0);
+    atomic_store(&go, 2); /* the engine takes the whole batch */
+    for (unsigned out = 0; out < N / 2;) {
+        /* half of the batch has its session: the rest is on its way */
+        pthread_mutex_lock(&c->lock);
+        out = c->sessions_out;
+        pthread_mutex_unlock(&c->lock);
+    }
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char missed = 0;
+        for (int i = 0; i < N; i++)
+            missed += !uni1_task_forked(ts[i]);
+        if (write(fds[1], &missed, 1) == 1)
+            execl("/bin/true", "true", (char *)NULL);
+        _exit(1);
+    }
+    close(fds[1]);
+    char missed = -1;
+    ssize_t got = read(fds[0], &missed, 1);
+    close(fds[0]);
+    int wst = 0;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_int_equal(got, 1);
+    if (missed)
+        fail_msg("%d of %d tasks neither queued nor running in the child", missed, N);
+    uni1_client_free(c);
+    for (int i = 0; i < N; i++)
+        uni1_task_release(ts[i]);
+    uni1_task_release(h);
+    free(ps);
+    free(ts);
+}
+
 int main(void)
 {
     if (init_library() != 0)
@@ -603,6 +658,7 @@ int main(void)
         cmocka_unit_test(test_task_on_a_lent_session),
         cmocka_unit_test(test_fork_child_gets_a_new_engine),
         cmocka_unit_test(test_fork_at_any_moment_of_a_start),
+        cmocka_unit_test(test_fork_while_a_batch_is_picked_up),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     uni1_global_cleanup();
