@@ -9,9 +9,6 @@ package itself never imports asyncio).
 """
 
 import asyncio
-import functools
-import os
-import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,30 +76,3 @@ class Wakeup:
                     handle.cancel()
         finally:
             self._fut = None
-
-
-# Uploads and estimates have no engine entry that returns at once (only
-# generations do: Client._start), so their awaitable forms run the blocking
-# call (which releases the GIL) on a small pool shared by the process: a
-# bounded number of threads, never one per call. A fork child builds its own.
-_POOL_THREADS = 4
-_pool = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
-
-
-def _executor():
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            from concurrent.futures import ThreadPoolExecutor
-
-            _pool = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix="scenario_uni1-aio")
-            _pool_pid = os.getpid()
-        return _pool
-
-
-async def run_blocking(fn, /, *args, **kwargs):
-    """fn(*args, **kwargs) off the event loop, on the process's small pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))

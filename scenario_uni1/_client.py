@@ -12,7 +12,7 @@ import sys
 import weakref
 
 from . import _core
-from ._inputs import Upload, close_all, is_asset_path, ref_list, resolve
+from ._inputs import Upload, close_all, engine_inputs, is_asset_path, ref_list, resolve
 
 TYPE_CHECKING = False  # type checkers take the branch; nothing imports typing at run time
 if TYPE_CHECKING:
@@ -557,14 +557,30 @@ class Client(_core.Client):
     async def aupload(self, file, *, timeout: float | None = None) -> str:
         """upload() for asyncio: `asset_id = await client.aupload("ref.png")`.
 
-        The event loop is never blocked. Until the engine takes uploads as
-        tasks of their own, the call runs on a small pool of threads shared
-        by the process (at most four, however many calls are awaited).
+        The upload runs as a task of the client's engine; the event loop is
+        never blocked and no thread is taken for it.
         """
-        from ._aio import run_blocking
+        from ._aio import engine_future
 
         self._check_open()
-        return await run_blocking(self.upload, file, timeout=timeout)
+        deadline = _core.Deadline(timeout)
+        item = resolve(file, "file")
+        if not isinstance(item, Upload):
+            _core.validate_generate("x", None, [item])  # the id's syntax
+            return item
+        try:
+            gen = self._start(
+                None,
+                uploads=[(item.data, item.path, item.name, item.mime_type)],
+                timeout=deadline,
+                mode="upload",
+            )
+        except BaseException:
+            item.close()
+            raise
+        gen.add_done_callback(lambda _gen: item.close())  # a temporary copy, if any
+        await engine_future(gen)
+        return gen.result(0)[0]
 
     async def aestimate(
         self,
@@ -578,18 +594,30 @@ class Client(_core.Client):
     ) -> float:
         """estimate() for asyncio: `cost = await client.aestimate("A castle")`.
 
-        Runs like aupload (see there); inputs that are not asset ids are
-        uploaded first, as estimate() does.
+        Inputs that are not asset ids are uploaded first, as estimate() does;
+        the uploads and the quote run as one task of the client's engine.
         """
-        from ._aio import run_blocking
+        from ._aio import engine_future
 
-        self._check_open()
-        return await run_blocking(
-            self.estimate,
-            prompt,
-            source=source,
-            image_refs=image_refs,
-            aspect_ratio=aspect_ratio,
-            output_format=output_format,
-            web_search=web_search,
+        src, refs = self._prepare(
+            prompt, source, image_refs, aspect_ratio, output_format, web_search
         )
+        items = [src, *refs]
+        try:
+            source_arg, ref_args, uploads = engine_inputs(src, refs)
+            gen = self._start(
+                prompt,
+                source_arg,
+                ref_args,
+                aspect_ratio,
+                output_format,
+                web_search,
+                uploads=uploads,
+                mode="estimate",
+            )
+        except BaseException:
+            close_all(items)
+            raise
+        gen.add_done_callback(lambda _gen: close_all(items))
+        await engine_future(gen)
+        return gen.result(0)

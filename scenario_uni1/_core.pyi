@@ -197,6 +197,7 @@ class Client:
         sent_after: float | None = None,
         exclude: Sequence[str] = (),
         on_submitted: Callable[[Generation], object] | None = None,
+        mode: str = "generate",
     ) -> Generation:
         """Starts the whole pipeline on the client's engine; returns at once."""
     def _engine_fd(self) -> int: ...

@@ -27,6 +27,7 @@ typedef struct GenerationObject {
     PyObject *weakrefs;
     int fetch;
     int to_files;
+    uni1_gen_mode mode;
     int job_final; /* self->job holds the job as it ended */
 } GenerationObject;
 
@@ -159,8 +160,26 @@ static PyObject *get_error(GenerationObject *self)
     return value;
 }
 
+/* An upload: the asset ids of the uploads, in order. */
+static PyObject *uploaded_ids(GenerationObject *self)
+{
+    PyObject *list = PyList_New(0);
+    const char *id;
+    for (size_t i = 0; list && (id = uni1_generation_input_asset(self->g, i)); i++) {
+        PyObject *s = PyUnicode_FromString(id);
+        if (!s || PyList_Append(list, s) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(s);
+    }
+    return list;
+}
+
 static PyObject *build_result(GenerationObject *self)
 {
+    if (self->mode == UNI1_GEN_UPLOAD)
+        return uploaded_ids(self);
+    if (self->mode == UNI1_GEN_ESTIMATE)
+        return PyFloat_FromDouble(uni1_generation_cost(self->g));
     if (!self->fetch)
         return get_job(self);
     size_t n = uni1_generation_n_outputs(self->g);
@@ -452,6 +471,7 @@ PyObject *py_generation_new(py_state *st, ClientObject *client, const uni1_gen_s
     self->result = self->error = self->weakrefs = NULL;
     self->fetch = fetch;
     self->to_files = to_files;
+    self->mode = gs->mode;
     self->job_final = 0;
     self->keepalive = Py_NewRef((PyObject *)self);
     PyObject_GC_Track((PyObject *)self);

@@ -197,16 +197,30 @@ PyObject *py_client_start(PyObject *op, PyTypeObject *cls, PyObject *const *args
     py_state *st = PyType_GetModuleState(cls);
     ClientObject *client = (ClientObject *)op;
     static const char *const names[] = {
-        "prompt",        "source",     "image_refs",   "aspect_ratio",
-        "output_format", "web_search", "uploads",      "download",
-        "overwrite",     "timeout",    "job",          "fetch",
-        "sent_after",    "exclude",    "on_submitted", NULL};
+        "prompt",     "source",  "image_refs", "aspect_ratio", "output_format",
+        "web_search", "uploads", "download",   "overwrite",    "timeout",
+        "job",        "fetch",   "sent_after", "exclude",      "on_submitted",
+        "mode",       NULL};
     static const py_argspec spec = {"_start", names, 6, 0};
-    PyObject *a[15];
+    PyObject *a[16];
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
         return NULL;
     if (py_client_check_open(st, client) < 0)
         return NULL;
+    uni1_gen_mode mode = UNI1_GEN_RUN;
+    if (a[15] && a[15] != Py_None) {
+        const char *m = PyUnicode_Check(a[15]) ? PyUnicode_AsUTF8AndSize(a[15], NULL) : NULL;
+        if (m && strcmp(m, "upload") == 0)
+            mode = UNI1_GEN_UPLOAD;
+        else if (m && strcmp(m, "estimate") == 0)
+            mode = UNI1_GEN_ESTIMATE;
+        else if (!m || strcmp(m, "generate") != 0) {
+            PyErr_Clear();
+            PyErr_SetString(st->InvalidRequestError,
+                            "mode must be 'generate', 'upload' or 'estimate'");
+            return NULL;
+        }
+    }
     start_args sa;
     memset(&sa, 0, sizeof sa);
     sa.source = -1;
@@ -229,7 +243,9 @@ PyObject *py_client_start(PyObject *op, PyTypeObject *cls, PyObject *const *args
         }
         attach = (JobObject *)a[10];
     }
-    if (!attach) {
+    if (mode == UNI1_GEN_UPLOAD) {
+        /* Only the uploads: no request to check. */
+    } else if (!attach) {
         if (a[1] && a[1] != Py_None &&
             parse_ref(st, &sa, n_uploads, a[1], "source", &sa.source, &src_ph) < 0)
             goto out;
@@ -308,7 +324,9 @@ PyObject *py_client_start(PyObject *op, PyTypeObject *cls, PyObject *const *args
     gs.fallback_ext = fallback[0] ? fallback : NULL;
     gs.deadline = deadline;
 
-    result = py_generation_new(st, client, &gs, fetch, dir != NULL, (PyObject *)attach, a[14]);
+    gs.mode = mode;
+    result = py_generation_new(st, client, &gs, mode == UNI1_GEN_RUN ? fetch : 0, dir != NULL,
+                               (PyObject *)attach, a[14]);
 out:
     if (ga_ready)
         py_gen_args_free(&ga);

@@ -35,6 +35,7 @@ struct uni1_generation {
      * itself (run, task_ended): the task may reach an event before the
      * caller's store, and the event's callback reads it. */
     _Atomic(uni1_task *) task;
+    uni1_gen_mode mode;
     uni1_gen_event_fn on_event;
     void *userdata;
     atomic_int refs;
@@ -188,7 +189,7 @@ static uni1_status find_or_send(uni1_session *s, uni1_generation *g, const uni1_
     return uni1_generate_excluding(s, p, ex, g->n_exclude, &g->job, &g->cost);
 }
 
-static uni1_status submit(uni1_session *s, uni1_generation *g)
+static uni1_status upload_inputs(uni1_session *s, uni1_generation *g)
 {
     int uploads = 0;
     for (size_t i = 0; i < g->n_inputs; i++)
@@ -202,6 +203,15 @@ static uni1_status submit(uni1_session *s, uni1_generation *g)
         if (st != UNI1_OK)
             return st;
     }
+    return UNI1_OK;
+}
+
+/* Uploads, then sends the request (or, UNI1_GEN_ESTIMATE, asks its price). */
+static uni1_status submit(uni1_session *s, uni1_generation *g)
+{
+    uni1_status up = upload_inputs(s, g);
+    if (up != UNI1_OK || g->mode == UNI1_GEN_UPLOAD)
+        return up;
     const char **refs = calloc(g->n_refs ? g->n_refs : 1, sizeof *refs);
     if (!refs)
         return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
@@ -217,7 +227,8 @@ static uni1_status submit(uni1_session *s, uni1_generation *g)
         .web_search = g->web_search,
     };
     set_stage(g, UNI1_GEN_SUBMITTING, 0);
-    uni1_status st = find_or_send(s, g, &p);
+    uni1_status st =
+        g->mode == UNI1_GEN_ESTIMATE ? uni1_estimate(s, &p, &g->cost) : find_or_send(s, g, &p);
     free(refs);
     return st;
 }
@@ -345,7 +356,9 @@ static void run_steps(uni1_session *s, uni1_generation *g)
         st = uni1__fail(s, UNI1_ERR_INTERRUPTED, "interrupted");
     else if (g->job_id)
         snprintf(g->job.id, sizeof g->job.id, "%s", g->job_id);
-    else if ((st = submit(s, g)) == UNI1_OK) {
+    else if ((st = submit(s, g)) == UNI1_OK && g->mode != UNI1_GEN_RUN)
+        goto out; /* an upload or a quote: nothing was submitted */
+    else if (st == UNI1_OK) {
         publish_job(g, &g->job);
         if (g->on_event)
             g->on_event(g, UNI1_GEN_SUBMITTED, g->userdata);
@@ -357,6 +370,7 @@ static void run_steps(uni1_session *s, uni1_generation *g)
     }
     if (st == UNI1_OK && g->fetch)
         st = fetch(s, g);
+out:
     g->status = st;
     if (st != UNI1_OK) {
         keep_error(g, uni1_session_error(s));
@@ -452,6 +466,7 @@ static int copy_spec(uni1_generation *g, const uni1_gen_spec *sp)
     g->job_id = dup_opt(sp->job_id, &oom);
     g->download_dir = dup_opt(sp->download_dir, &oom);
     g->fallback_ext = dup_opt(sp->fallback_ext, &oom);
+    g->mode = sp->mode;
     g->source = sp->source;
     g->output_format = sp->output_format;
     g->web_search = sp->web_search;
@@ -504,7 +519,7 @@ static int check_spec(const uni1_gen_spec *sp, char *err, size_t errlen)
             return -1;
         }
     }
-    if (!sp->job_id && !sp->prompt) {
+    if (!sp->job_id && !sp->prompt && sp->mode != UNI1_GEN_UPLOAD) {
         uni1__errf(err, errlen, "a prompt or a job id is needed");
         return -1;
     }
@@ -610,6 +625,14 @@ const uni1_job *uni1_generation_job(const uni1_generation *g)
 double uni1_generation_cost(const uni1_generation *g)
 {
     return g->cost;
+}
+
+const char *uni1_generation_input_asset(const uni1_generation *g, size_t i)
+{
+    uni1_task *t = uni1_generation_task((uni1_generation *)g);
+    if (i >= g->n_inputs || !t || !uni1_task_done(t) || uni1_generation_status(g) != UNI1_OK)
+        return NULL;
+    return g->inputs[i].asset_id;
 }
 
 size_t uni1_generation_n_outputs(const uni1_generation *g)

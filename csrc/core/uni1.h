@@ -765,7 +765,16 @@ typedef struct uni1_gen_input {
     const char *name, *mime_type; /* for uploads */
 } uni1_gen_input;
 
+/* What a generation does: the whole pipeline, or only its first steps (the
+ * engine's way to upload, or to get a quote, without blocking a thread). */
+typedef enum uni1_gen_mode {
+    UNI1_GEN_RUN = 0, /* upload, submit, wait, fetch */
+    UNI1_GEN_UPLOAD,  /* upload the inputs: uni1_generation_input_asset */
+    UNI1_GEN_ESTIMATE /* upload, then the dry run: uni1_generation_cost */
+} uni1_gen_mode;
+
 typedef struct uni1_gen_spec {
+    uni1_gen_mode mode;
     const char *prompt;
     int source;            /* index into inputs, or -1 */
     const int *image_refs; /* indexes into inputs */
@@ -844,7 +853,11 @@ int uni1_generation_cancel(uni1_generation *g);
 uni1_status uni1_generation_status(const uni1_generation *g);
 const uni1_error *uni1_generation_error(const uni1_generation *g);
 const uni1_job *uni1_generation_job(const uni1_generation *g);
+/* The creative units the submission (or, UNI1_GEN_ESTIMATE, the quote)
+ * gave; -1 when unknown. */
 double uni1_generation_cost(const uni1_generation *g);
+/* The asset id of input i once done (given or uploaded), else NULL. */
+const char *uni1_generation_input_asset(const uni1_generation *g, size_t i);
 size_t uni1_generation_n_outputs(const uni1_generation *g);
 const uni1_gen_output *uni1_generation_output(const uni1_generation *g, size_t i);
 /* Frees a generation; one still running is cancelled first and freed when
