@@ -368,7 +368,8 @@ void uni1_session_set_deadline(uni1_session *s, double deadline)
 
 void uni1_session_wakeup(uni1_session *s)
 {
-    curl_multi_wakeup(s->multi);
+    if (s->multi) /* none yet: no poll to cut short */
+        curl_multi_wakeup(s->multi);
 }
 
 const uni1_error *uni1_session_error(const uni1_session *s)
@@ -481,7 +482,8 @@ uni1_status uni1__sleep(uni1_session *s, double seconds)
         int ms = step_ms < UNI1_WAKE_INTERVAL_MS ? (int)step_ms : UNI1_WAKE_INTERVAL_MS;
         /* With no transfers added this is a plain sleep that another thread
          * can cut short with curl_multi_wakeup. */
-        curl_multi_poll(s->multi, NULL, 0, ms, NULL);
+        if (uni1__session_multi(s))
+            curl_multi_poll(s->multi, NULL, 0, ms, NULL);
     }
     if (capped)
         return uni1__fail(s, UNI1_ERR_TIMEOUT, "deadline reached");

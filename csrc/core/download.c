@@ -184,9 +184,12 @@ uni1_status uni1__run_parallel(uni1_session *s, CURL **easies, size_t n, CURLcod
             break;
         }
         curl_off_t total = 0;
-        for (size_t i = 0; i < added; i++)
+        int queued = 0;
+        for (size_t i = 0; i < added; i++) {
             total += uni1__bytes_moved(easies[i]);
-        if (total != moved) {
+            queued |= results[i] == CURLE_FAILED_INIT && uni1__xfer_queued(easies[i]);
+        }
+        if (total != moved || queued) {
             moved = total;
             moved_at = now;
         } else if (now - moved_at >= s->client->stall_timeout) {
@@ -214,10 +217,12 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
                            size_t ct_len)
 {
     uni1_client *c = s->client;
-    CURL *e = s->cdn;
+    CURL *e = uni1__session_easy(s, 1);
     char shown[256];
     uni1__url_for_log(url, shown, sizeof shown);
     uni1__reset_error(s);
+    if (!e)
+        return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
     if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
         return uni1__fail(s, UNI1_ERR_PROTOCOL, "asset URL is not http(s)");
     sink->origin = 0;

@@ -25,9 +25,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "fiber.h"
 #include "session.h"
+
+/* How often (seconds, at most) the engine gives freed memory back. */
+#define UNI1_ENGINE_TRIM_EVERY 5.0
 
 struct uni1_task {
     uni1_client *client;
@@ -76,6 +82,7 @@ struct uni1_engine {
     uni1_task *live;
     size_t n_live;
     int gone; /* freed by a done callback on this thread: it frees itself */
+    double last_trim; /* engine thread: the last malloc_trim */
 };
 
 /* Every waiter of the process sleeps on one condition, broadcast at each
@@ -348,6 +355,15 @@ static int engine_turn(uni1_engine *e)
         return 1;
     if (stopping && e->n_live == 0)
         return 0;
+#ifdef __GLIBC__
+    /* A burst of submissions leaves the engine's malloc arena full of freed
+     * transfer buffers that glibc keeps; give them back now and then, when
+     * the loop is about to sleep. */
+    if (now - e->last_trim > UNI1_ENGINE_TRIM_EVERY) {
+        malloc_trim(0);
+        e->last_trim = now;
+    }
+#endif
     long ms = -1;
     curl_multi_timeout(e->multi, &ms);
     if (ms < 0 || ms > 1000)
@@ -408,6 +424,9 @@ static uni1_engine *engine_new(uni1_client *c)
         return NULL;
     }
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)UNI1_ENGINE_CONNECTIONS);
+    /* Thousands of tasks polling at once queue in libcurl for a connection
+     * instead of opening thousands of sockets (each with its buffers). */
+    curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)UNI1_ENGINE_HOST_CONNECTIONS);
     return e;
 }
 
@@ -577,6 +596,11 @@ void uni1__engine_park(uni1_task *t, double wake_at)
     if (wake_at > 0 && heap_push(t->eng, t) != 0)
         return; /* no memory for a timer: come back at once, the caller loops */
     uni1__fiber_yield();
+}
+
+void uni1__engine_trim_stack(void)
+{
+    uni1__fiber_release_unused();
 }
 
 void uni1__task_clear_cancel(uni1_task *t)

@@ -31,6 +31,9 @@ void uni1__engine_park(uni1_task *t, double wake_at);
 /* Lets a cancelled task make one last bounded request (the generation
  * pipeline cancelling its job on the server). */
 void uni1__task_clear_cancel(uni1_task *t);
+/* From inside a task: the pages of its stack below the frames in use go back
+ * to the system (for a task about to park for long). */
+void uni1__engine_trim_stack(void);
 /* Whether uni1_task_cancel was called on t. */
 int uni1__task_cancelled(const uni1_task *t);
 

@@ -187,6 +187,21 @@ void uni1__fiber_free(uni1_fiber *f)
     destroy(f);
 }
 
+void uni1__fiber_release_unused(void)
+{
+    uni1_fiber *f = current;
+    if (!f)
+        return;
+    volatile char here = 0;
+    size_t ps = page_size();
+    uintptr_t lo = (uintptr_t)f->map + ps;
+    /* Nothing below this frame is live (the page it is in stays). */
+    uintptr_t hi = (uintptr_t)&here & ~(uintptr_t)(ps - 1);
+    (void)here;
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 void uni1__fiber_trim(void)
 {
     while (spare) {

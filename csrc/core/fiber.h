@@ -32,6 +32,10 @@ uni1_fiber *uni1__fiber_current(void);
  * mid-way must not be freed (its stack holds live frames); see engine.c for
  * what happens to those after a fork. */
 void uni1__fiber_free(uni1_fiber *f);
+/* From inside a fiber: the pages of its stack below the current frame (and a
+ * margin for the frames still to come before it parks) are given back; they
+ * read as zeros if touched again. */
+void uni1__fiber_release_unused(void);
 /* Stacks kept for reuse are given back to the system. */
 void uni1__fiber_trim(void);
 

@@ -206,13 +206,23 @@ curl_off_t uni1__bytes_moved(CURL *easy)
     return down + up;
 }
 
+int uni1__xfer_queued(CURL *easy)
+{
+    curl_off_t pre = 0;
+    curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+    return pre == 0 && uni1__bytes_moved(easy) == 0;
+}
+
 CURLMcode uni1__loop_add(uni1_session *s, CURL *e, uni1_xfer *x)
 {
     x->task = s->task;
     x->done = 0;
     x->result = CURLE_OK;
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
-    return s->task ? uni1__engine_add(s->task, e) : curl_multi_add_handle(s->multi, e);
+    if (s->task)
+        return uni1__engine_add(s->task, e);
+    CURLM *m = uni1__session_multi(s);
+    return m ? curl_multi_add_handle(m, e) : CURLM_OUT_OF_MEMORY;
 }
 
 void uni1__loop_remove(uni1_session *s, CURL *e)
@@ -220,7 +230,7 @@ void uni1__loop_remove(uni1_session *s, CURL *e)
     if (s->task)
         uni1__engine_remove(s->task, e);
     else
-        curl_multi_remove_handle(s->multi, e);
+        curl_multi_remove_handle(uni1__session_multi(s), e);
     curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
 }
 
@@ -229,6 +239,8 @@ CURLMcode uni1__loop_pump(uni1_session *s)
     if (s->task)
         return CURLM_OK; /* the engine drives its multi handle */
     int running = 0;
+    if (!uni1__session_multi(s))
+        return CURLM_OUT_OF_MEMORY;
     CURLMcode mc = curl_multi_perform(s->multi, &running);
     if (mc != CURLM_OK)
         return mc;
@@ -265,7 +277,8 @@ uni1_status uni1__loop_wait(uni1_session *s, double now, double wake_at)
     int ms = UNI1_WAKE_INTERVAL_MS;
     if (s->deadline > 0 && (s->deadline - now) * 1000.0 < ms)
         ms = (int)((s->deadline - now) * 1000.0) + 1;
-    curl_multi_poll(s->multi, NULL, 0, ms, NULL);
+    if (uni1__session_multi(s))
+        curl_multi_poll(s->multi, NULL, 0, ms, NULL);
     return UNI1_OK;
 }
 
@@ -301,7 +314,7 @@ uni1_status uni1__run_transfer(uni1_session *s, CURL *easy, uni1_response_meta *
         double wake_at = s->deadline;
         if (watch_stall) {
             curl_off_t b = uni1__bytes_moved(easy);
-            if (b != moved) {
+            if (b != moved || uni1__xfer_queued(easy)) {
                 moved = b;
                 moved_at = now;
             } else if (now - moved_at >= s->client->stall_timeout) {
@@ -455,7 +468,9 @@ static uni1_status api_once_curl(uni1_session *s, const uni1_api_call *call, con
                                  uni1_buffer *out, uni1_response_meta *m)
 {
     uni1_client *c = s->client;
-    CURL *e = s->api;
+    CURL *e = uni1__session_easy(s, 0);
+    if (!e)
+        return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
     uni1_sink sink = {.buf = out, .fd = -1, .cap = JSON_BODY_CAP};
     curl_easy_reset(e);
     uni1__set_common(s, e, m, &sink);
@@ -623,10 +638,12 @@ static int put_seek(void *userdata, curl_off_t offset, int origin)
 uni1_status uni1__put(uni1_session *s, const char *url, const void *data, size_t len,
                       const char *what)
 {
-    CURL *e = s->cdn;
+    CURL *e = uni1__session_easy(s, 1);
     char shown[256];
     uni1__url_for_log(url, shown, sizeof shown);
     uni1__reset_error(s);
+    if (!e)
+        return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
     if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
         return uni1__fail(s, UNI1_ERR_PROTOCOL, "%s: URL is not http(s)", what);
     uni1_buffer answer = {0};

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "session.h"
 
 static uni1_status parse_fail(uni1_session *s, uni1_status st, const char *what, const char *err)
@@ -197,6 +198,13 @@ uni1_status uni1_wait_job(uni1_session *s, uni1_job *job, uni1_progress_fn progr
             if (s->deadline > 0 && now >= s->deadline)
                 return uni1__fail(s, UNI1_ERR_TIMEOUT, "job %s is still %s at the deadline",
                                   job->id, job->status);
+            if (s->task && delay >= UNI1_IDLE_PAUSE) {
+                /* A job waited on in the engine holds, between its polls, no
+                 * easy handle (nothing here keeps one across the pause) and
+                 * no stack pages it does not use: 10,000 waits stay small. */
+                uni1__session_idle(s);
+                uni1__engine_trim_stack();
+            }
             uni1_status sl = uni1__sleep(s, delay);
             if (sl == UNI1_ERR_TIMEOUT)
                 return uni1__fail(s, UNI1_ERR_TIMEOUT, "job %s is still %s at the deadline",

@@ -167,6 +167,36 @@ void uni1__track_sockets(uni1_client *c, CURL *e)
 
 /* ---- sessions ----------------------------------------------------------- */
 
+CURLM *uni1__session_multi(uni1_session *s)
+{
+    if (!s->multi) {
+        s->multi = curl_multi_init();
+        /* Keep a few connections per origin alive between requests. */
+        if (s->multi)
+            curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, 8L);
+    }
+    return s->multi;
+}
+
+CURL *uni1__session_easy(uni1_session *s, int cdn)
+{
+    CURL **e = cdn ? &s->cdn : &s->api;
+    if (!*e)
+        *e = curl_easy_init();
+    return *e;
+}
+
+void uni1__session_idle(uni1_session *s)
+{
+    /* In the engine a connection belongs to the multi handle's cache, not to
+     * the easy handle that used it: dropping the handles keeps it. */
+    if (s->api)
+        curl_easy_cleanup(s->api);
+    if (s->cdn)
+        curl_easy_cleanup(s->cdn);
+    s->api = s->cdn = NULL;
+}
+
 /* Never called with the client lock held: cleaning up closes sockets, which
  * takes it (track_close). */
 static void session_destroy(uni1_session *s)
@@ -231,17 +261,10 @@ uni1_session *uni1_session_acquire(uni1_client *c)
         if (s) {
             s->client = c;
             s->generation = generation;
-            s->multi = curl_multi_init();
-            s->api = curl_easy_init();
-            s->cdn = curl_easy_init();
+            /* The handles come at first use (uni1__session_*): a session
+             * lent to an engine task never needs a multi handle of its own,
+             * and one waiting for a job needs no easy handle. */
             s->rng = (unsigned)(uni1_monotonic() * 1e6) ^ (unsigned)(uintptr_t)s;
-            if (!s->multi || !s->api || !s->cdn) {
-                session_destroy(s);
-                s = NULL;
-            } else {
-                /* Keep a few connections per origin alive between requests. */
-                curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, 8L);
-            }
         }
         if (!s) {
             pthread_mutex_lock(&c->lock);

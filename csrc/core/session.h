@@ -49,6 +49,13 @@ struct uni1_client {
  * are closed as their transfers end): enough to reuse for a steady stream of
  * polls, few enough that a burst leaves no crowd of idle sockets behind. */
 #define UNI1_ENGINE_CONNECTIONS 16
+/* Connections the engine opens at once to one host (the API, the CDN);
+ * further transfers wait in libcurl's queue for one. */
+#define UNI1_ENGINE_HOST_CONNECTIONS 64
+/* A pause between a job's polls in the engine at least this long (seconds)
+ * first gives back the session's easy handles and the unused part of the
+ * task's stack (uni1_wait_job). */
+#define UNI1_IDLE_PAUSE 0.25
 /* How often a transfer parked in the engine looks at its byte count for the
  * stall clock (seconds). */
 #define UNI1_STALL_LOOK 0.25
@@ -138,6 +145,15 @@ struct uni1_session {
     uni1_task *task;       /* the engine task running on this session, or NULL */
 };
 
+/* The session's libcurl handles, made at first use (NULL when out of
+ * memory): its own multi handle (a caller's thread only) and its easy
+ * handles for the API and the CDN (pool.c). uni1__session_idle drops the easy
+ * handles of a session parked in the engine for a while (their connections
+ * stay in the engine's cache): a job waited on costs no handle. */
+CURLM *uni1__session_multi(uni1_session *s);
+CURL *uni1__session_easy(uni1_session *s, int cdn);
+void uni1__session_idle(uni1_session *s);
+
 /* Error helpers: set the session's error (status + formatted message; for
  * UNI1_ERR_PROTOCOL, UNI1_MALFORMED ": " comes first). */
 uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
@@ -195,6 +211,9 @@ size_t uni1__header_cb(char *buf, size_t size, size_t nitems, void *userdata);
 /* A libcurl result as a session error ("what" prefixes the message). */
 uni1_status uni1__map_curl(uni1_session *s, CURLcode rc, const uni1_response_meta *m,
                            const uni1_sink *sink, const char *what);
+/* Whether a transfer still waits in the engine's queue for a connection
+ * (UNI1_ENGINE_HOST_CONNECTIONS): that time is not a stall. */
+int uni1__xfer_queued(CURL *easy);
 /* Bytes moved so far by a transfer, both ways. */
 curl_off_t uni1__bytes_moved(CURL *easy);
 /* Drives one easy handle to completion on the session's multi handle, with
