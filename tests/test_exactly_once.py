@@ -382,3 +382,22 @@ def test_ctrl_c_during_the_settle_window_stops_at_once_and_never_resends(emu):
     assert line and line[0] == "KI", f"child said {line!r}"
     assert float(line[1]) - t0 < 0.5
     assert posts(emu) == 1 and emu.jobs_created == 0
+
+
+@pytest.mark.parametrize("kind", ["504", "reset"])
+def test_a_busy_account_still_adopts_the_job_created_late(emu, mk, kind):
+    """More than the pages reconciliation reads (5 of 50) of jobs newer than the
+    request: a match on the first page is still adopted, and the settle window goes
+    on while the list is only too long to prove absence (H3's chaos soak lost ~30
+    paid jobs in 2,000 this way)."""
+    emu.job_duration = 0.01
+    client = mk(settle_window=6.0)
+    for i in range(260):
+        client._submit(f"busy {i}")
+    _fail_then_create_late(emu, kind, 1.0)
+    t0 = time.time()
+    job = client._submit("the one on a busy account")
+    wait_past(t0 + 1.5)
+    assert emu.jobs_created == 261, f"{emu.jobs_created - 260} jobs paid for one request"
+    assert posts(emu) == 261
+    assert job.raw["metadata"]["input"]["prompt"] == "the one on a busy account"

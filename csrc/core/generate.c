@@ -196,8 +196,9 @@ static int list_candidates(uni1_session *s, const wanted *w, candidates *out)
         }
     }
     /* Pages left unread that may still hold jobs newer than the request:
-     * the list cannot prove the job does not exist. */
-    if (result == LOOK_NONE && !reached_end) {
+     * the list cannot prove the job does not exist (a match found is kept:
+     * on a busy account the job we look for is often on the first page). */
+    if (result == LOOK_NONE && !reached_end && out->n == 0) {
         uni1__fail(s, UNI1_ERR_UNCERTAIN, "job list: %d pages of jobs newer than the request",
                    RECONCILE_PAGES);
         result = LOOK_FAILED;
@@ -267,8 +268,13 @@ static int settle(uni1_session *s, const wanted *w, double until, uni1_job *out)
         int r = look(s, w, out);
         if (r == LOOK_FOUND || r == LOOK_STOPPED || r == LOOK_TWIN)
             return r;
-        if (r == LOOK_FAILED)
-            return look_was_stopped(s) ? LOOK_STOPPED : r;
+        if (r == LOOK_FAILED && look_was_stopped(s))
+            return LOOK_STOPPED;
+        /* A list too long to prove absence is no reason to stop looking: the
+         * job may still appear on its first page. One that cannot be read
+         * ends the window. */
+        if (r == LOOK_FAILED && s->err.status != UNI1_ERR_UNCERTAIN)
+            return r;
         if (started >= until)
             return r; /* the last look, and nothing */
         double left = until - uni1_monotonic();
