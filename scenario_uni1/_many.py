@@ -121,8 +121,11 @@ class AsCompleted(_Feed):
         self._waiting: list = []
         self._keys: list = []
         self._pos: dict = {}
+        self._watches: list = []  # the engine's polls of Job items (ours to stop)
         for i, item in enumerate(self._items):
             gen = _watch_gen(item)
+            if isinstance(item, _core.Job) and gen is not None:
+                self._watches.append(gen)
             if gen is None:
                 self.finished.append(i)
                 continue
@@ -186,6 +189,19 @@ class AsCompleted(_Feed):
             if gen.done:
                 self.finished.append(key)
 
+    def close(self) -> None:
+        """Stops following the Jobs not yet yielded (the engine's polls of them).
+
+        The jobs themselves go on; Generations given are left alone. Called
+        when the object is dropped, so a loop left early polls nothing more.
+        """
+        watches, self._watches = self._watches, []
+        for gen in watches:
+            gen.cancel()  # a watch never cancels the job on the server
+
+    def __del__(self) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"<scenario_uni1.as_completed: {len(self._waiting)} of {len(self._items)} pending>"
 
@@ -198,8 +214,11 @@ def wait(items, timeout=None) -> list:
     TimeoutError.
     """
     watch = AsCompleted(items, timeout)
-    for _ in watch:
-        pass
+    try:
+        for _ in watch:
+            pass
+    finally:
+        watch.close()  # a deadline or Ctrl-C: stop following the Jobs
     return list(watch._items)
 
 

@@ -122,6 +122,28 @@ def test_the_deadline_raises_timeout_error(client, emu):
         client.wait([stuck], timeout=0.2)
 
 
+def test_a_loop_left_early_stops_following_the_jobs_but_never_cancels_them(client, emu):
+    emu.next_job_outcome("stuck")
+    stuck = client.generate("followed, then left")
+    path = rf"^/v1/jobs/{stuck.id}$"
+    it = client.as_completed([stuck], timeout=60)
+    time.sleep(1.5)  # the engine polls it meanwhile
+    assert emu.request_count("GET", path) >= 1
+    it.close()  # also what dropping it does
+    time.sleep(0.3)
+    polled = emu.request_count("GET", path)
+    time.sleep(2.0)
+    assert emu.request_count("GET", path) == polled  # no poll after close()
+    assert emu.request_count("POST", r"/cancel") == 0  # the job is not ours to stop
+    with pytest.raises(uni1.TimeoutError):
+        client.wait([stuck], timeout=0.3)
+    time.sleep(0.3)
+    polled = emu.request_count("GET", path)
+    time.sleep(2.0)
+    assert emu.request_count("GET", path) == polled  # nor after wait() timed out
+    assert client.job(stuck.id).status not in ("canceled", "cancelled")
+
+
 def test_as_completed_refuses_what_it_cannot_watch(client, emu):
     gen = client.submit("ok")
     with pytest.raises(uni1.InvalidRequestError, match="Jobs and Generations"):

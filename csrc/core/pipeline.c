@@ -375,7 +375,9 @@ out:
     if (st != UNI1_OK) {
         keep_error(g, uni1_session_error(s));
         int user = atomic_load(&g->user_cancel);
-        if (user && g->job.id[0] && !uni1_job_state_is_terminal(g->job.state)) {
+        /* Only a job this generation submitted: a job it was only asked to
+         * follow (attach) is someone else's to cancel. */
+        if (user && !g->job_id && g->job.id[0] && !uni1_job_state_is_terminal(g->job.state)) {
             /* The caller cancelled a running job: stop it on the server too
              * (it is paid for either way; a finished one costs nothing more
              * to leave alone). Bounded, and never retried long. */

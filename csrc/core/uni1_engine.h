@@ -195,7 +195,8 @@ void uni1_generation_snapshot(uni1_generation *g, uni1_gen_snapshot *out);
 /* The engine task (for uni1_tasks_wait; owned by the generation). */
 uni1_task *uni1_generation_task(uni1_generation *g);
 /* Stops the pipeline: nothing more is downloaded; a submitted job still
- * running is cancelled on the server. 0 when it was already done. */
+ * running is cancelled on the server (only one it submitted: a job it was
+ * asked to follow, spec.job_id, is left alone). 0 when it was already done. */
 int uni1_generation_cancel(uni1_generation *g);
 /* Once done (uni1_task_done): UNI1_OK and the outputs, or the failure with
  * its error (owned by the generation). The job is the last one seen (id
