@@ -198,6 +198,7 @@ class Client:
         exclude: Sequence[str] = (),
         on_submitted: Callable[[Generation], object] | None = None,
         mode: str = "generate",
+        on_ready: Callable[[Generation, str | None, list[str]], object] | None = None,
     ) -> Generation:
         """Starts the whole pipeline on the client's engine; returns at once."""
     def _engine_fd(self) -> int: ...

@@ -177,11 +177,9 @@ def file_sha256(path) -> tuple[str, int]:
 def _has_uploads(request: dict) -> bool:
     """Whether a recorded request holds an input to upload (its content hash, not an asset id).
 
-    start_generation records a row before the engine uploads its inputs: if
-    the process died between that POST and the record of its answer, the
-    asset ids it carried are unknown, and its job cannot be told apart by its
-    input. (The engine would have to hand the uploaded ids to the journal
-    before the POST for that; it does not.)
+    start_generation records a row before the engine uploads its inputs, and
+    the engine hands the uploaded ids to the journal (on_ready) before the
+    POST: a row that still holds a hash died before its POST was sent.
     """
     inputs = [request.get("source"), *request.get("image_refs", ())]
     return any(item is not None and not isinstance(item, str) for item in inputs)
@@ -448,6 +446,17 @@ class Journal:
             (fp, occurrence, canonical_json(request).decode("utf-8"), now, now, now),
         )
         return now
+
+    def _ready(self, fp: str, occurrence: int, request: dict) -> None:
+        """The request as it is about to be sent (asset ids in place of the
+        uploaded inputs' hashes) and the time, committed (engine thread, just
+        before the POST). Nothing for a row that already has its job."""
+        now = time.time()
+        self._write(
+            "UPDATE submissions SET request_json = ?, sent_at = ?, updated = ?"
+            " WHERE fingerprint = ? AND occurrence = ? AND job_id IS NULL",
+            (canonical_json(request).decode("utf-8"), now, now, fp, occurrence),
+        )
 
     def _claim(self, fp: str, occurrence: int, job_id: str) -> bool:
         """Give the row its job; False when another row of the journal has that job."""

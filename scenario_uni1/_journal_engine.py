@@ -48,10 +48,11 @@ class _Item:
     handles (a job id re-attaches, 'sending' reconciles).
     """
 
-    __slots__ = ("download", "fp", "journal", "occurrence", "reconciling", "uploads")
+    __slots__ = ("download", "fp", "journal", "occurrence", "reconciling", "request", "uploads")
 
-    def __init__(self, journal, fp: str, occurrence: int, download, uploads) -> None:
+    def __init__(self, journal, fp: str, occurrence: int, download, uploads, request) -> None:
         self.journal = journal
+        self.request = request
         self.fp = fp
         self.occurrence = occurrence
         self.download = download
@@ -59,6 +60,17 @@ class _Item:
         # Started with sent_after: a POST of a dead process may have created
         # its job, whatever this pipeline's own error says.
         self.reconciling = False
+
+    def ready(self, gen, source, image_refs) -> None:
+        """The inputs are uploaded and the POST is next: the row gets the asset
+        ids it carries and the time, committed before it is sent. A re-run after
+        a death between this POST and its answer can then match the job by
+        its input, as for a request without uploads."""
+        try:
+            request = {**self.request, "source": source, "image_refs": list(image_refs)}
+            self.journal._ready(self.fp, self.occurrence, request)
+        except Exception as exc:  # noqa: BLE001 - never into the engine
+            _log("warning", "journal: cannot record the uploads of %s: %s", self.fp[:12], exc)
 
     def submitted(self, gen) -> None:
         job = gen.job
@@ -112,7 +124,7 @@ def start_generation(
     occurrence = journal.next_occurrence(fp)
     entry = journal.entry(fp, occurrence)
     source, image_refs, uploads = engine_inputs(src, refs)
-    item = _Item(journal, fp, occurrence, download, [src, *refs])
+    item = _Item(journal, fp, occurrence, download, [src, *refs], request)
     common = {"download": download, "timeout": timeout}
     try:
         if entry is not None and entry.job_id:
@@ -162,6 +174,7 @@ def start_generation(
                     sent_after=sent_after,
                     exclude=journal.job_ids(),
                     on_submitted=item.submitted,
+                    on_ready=item.ready,
                     **common,
                 )
             except BaseException:

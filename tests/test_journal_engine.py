@@ -11,6 +11,7 @@ exactly one job per item.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import signal
@@ -384,6 +385,57 @@ def test_kill_between_the_post_and_the_record_of_its_job_adopts_the_job(emu, tmp
     assert job_id == created
     (asset_id,) = emu.job(created)["metadata"]["assetIds"]
     assert sha256_file(path) == asset_sha256(emu, asset_id)
+
+
+ONE_WITH_UPLOAD = textwrap.dedent(
+    """
+    import sys
+    import scenario_uni1 as uni1
+
+    journal, out, ref = sys.argv[1], sys.argv[2], sys.argv[3]
+    with uni1.Client(journal=journal, timeout=5, settle_window=1) as client:
+        gen = client.submit("held answer, with a reference", image_refs=[ref], download=out)
+        for path in gen.result(timeout=60):
+            print("file", gen.job.id, path, flush=True)
+    print("finished", flush=True)
+    """
+)
+
+
+def test_kill_between_the_post_and_its_answer_with_an_upload_adopts_the_job(emu, tmp_path):
+    # The item uploads a reference first: before its POST the engine hands the
+    # journal the asset id it will carry (on_ready), so the re-run can match
+    # the job the dead process paid for. Before: the row kept the file's hash,
+    # the re-run could not match, and it paid for a second job.
+    ref = tmp_path / "ref.png"
+    ref.write_bytes(png_bytes(color=(7, 8, 9)))
+    script = tmp_path / "one_up.py"
+    script.write_text(ONE_WITH_UPLOAD)
+    journal, out = str(tmp_path / "up.db"), str(tmp_path / "out")
+    cmd = [sys.executable, str(script), journal, out, str(ref)]
+    emu.inject("POST", GEN, answer_delay=5.0, times=1)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_child_env(emu)
+    )
+    try:
+        reached = _wait_for(lambda: emu.jobs_created == 1, 20, proc=proc)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    assert reached
+    ((state, job_id, request),) = [
+        (r["state"], r["job_id"], json.loads(r["request_json"])) for r in rows(journal)
+    ]
+    assert (state, job_id) == ("sending", None)
+    assert request["image_refs"][0].startswith("asset_")  # the id, recorded before the POST
+    (created,) = emu.jobs
+    emu.clear_faults()
+
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_child_env(emu))
+    assert done.returncode == 0, done.stderr
+    assert emu.jobs_created == 1 and posts(emu) == 1
+    (row,) = rows(journal)
+    assert row["job_id"] == created and row["state"] == "done"
 
 
 def test_kill_while_the_post_is_still_landing_waits_for_it_then_adopts(emu, tmp_path):

@@ -358,7 +358,8 @@ PyObject *py_client_start(PyObject *op, PyTypeObject *cls, PyObject *const *args
                           PyObject *kwnames);
 /* A Generation running gs on the client's engine (NULL with an exception). */
 PyObject *py_generation_new(py_state *st, ClientObject *client, const uni1_gen_spec *gs, int fetch,
-                            int to_files, PyObject *attach, PyObject *on_submitted);
+                            int to_files, PyObject *attach, PyObject *on_submitted,
+                            PyObject *on_ready);
 PyObject *py_client_engine_fd(PyObject *op, PyObject *unused);
 PyObject *py_client_engine_drain(PyObject *op, PyObject *unused);
 PyObject *py_wait_first(PyObject *module, PyObject *const *args, Py_ssize_t nargs,

@@ -605,7 +605,8 @@ static PyMethodDef client_methods[] = {
     {"_start", PY_CMETHOD(py_client_start), PY_METHOD_FLAGS,
      "_start($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, uploads=(), download=None, overwrite=False, timeout=None, job=None, "
-     "fetch=True, sent_after=None, exclude=(), on_submitted=None)\n--\n\n"
+     "fetch=True, sent_after=None, exclude=(), on_submitted=None, mode='generate', "
+     "on_ready=None)\n--\n\n"
      "Starts the whole pipeline (uploads, submit, wait, fetch) on the client's engine and "
      "returns a Generation at once. source and image_refs entries are asset ids or indexes "
      "into uploads ((data, path, name, mime_type) tuples)."},

@@ -21,6 +21,7 @@ typedef struct GenerationObject {
     PyObject *keepalive;    /* self while the pipeline runs */
     PyObject *callbacks;    /* list of callables, or NULL */
     PyObject *on_submitted; /* callable or NULL */
+    PyObject *on_ready;     /* callable or NULL */
     PyObject *job;          /* Job, once known */
     PyObject *result;       /* cached result */
     PyObject *error;        /* cached exception */
@@ -47,6 +48,30 @@ static void call_each(PyObject *fns, PyObject *self)
     }
 }
 
+/* on_ready(gen, source_id, ref_ids): what the POST will carry. */
+static void call_ready(GenerationObject *self)
+{
+    const char *src = uni1_generation_request_asset(self->g, -1);
+    PyObject *source = src ? PyUnicode_FromString(src) : Py_NewRef(Py_None);
+    PyObject *refs = PyList_New(0);
+    const char *id;
+    for (int i = 0; refs && (id = uni1_generation_request_asset(self->g, i)); i++) {
+        PyObject *s = PyUnicode_FromString(id);
+        if (!s || PyList_Append(refs, s) < 0)
+            Py_CLEAR(refs);
+        Py_XDECREF(s);
+    }
+    PyObject *r = source && refs ? PyObject_CallFunctionObjArgs(self->on_ready, (PyObject *)self,
+                                                                source, refs, NULL)
+                                 : NULL;
+    if (r)
+        Py_DECREF(r);
+    else
+        PyErr_WriteUnraisable(self->on_ready);
+    Py_XDECREF(source);
+    Py_XDECREF(refs);
+}
+
 static void on_event(uni1_generation *g, uni1_gen_event ev, void *userdata)
 {
     (void)g;
@@ -54,7 +79,10 @@ static void on_event(uni1_generation *g, uni1_gen_event ev, void *userdata)
         return;
     GenerationObject *self = userdata;
     PyGILState_STATE gs = PyGILState_Ensure();
-    if (ev == UNI1_GEN_SUBMITTED) {
+    if (ev == UNI1_GEN_READY) {
+        if (self->on_ready)
+            call_ready(self);
+    } else if (ev == UNI1_GEN_SUBMITTED) {
         if (self->on_submitted) {
             PyObject *r = PyObject_CallFunctionObjArgs(self->on_submitted, (PyObject *)self, NULL);
             if (r)
@@ -70,6 +98,7 @@ static void on_event(uni1_generation *g, uni1_gen_event ev, void *userdata)
             Py_DECREF(fns);
         }
         Py_CLEAR(self->on_submitted);
+        Py_CLEAR(self->on_ready);
         PyObject *keep = self->keepalive;
         self->keepalive = NULL;
         Py_XDECREF(keep); /* may free self */
@@ -375,6 +404,7 @@ static int gen_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->client);
     Py_VISIT(self->callbacks);
     Py_VISIT(self->on_submitted);
+    Py_VISIT(self->on_ready);
     Py_VISIT(self->job);
     Py_VISIT(self->result);
     Py_VISIT(self->error);
@@ -388,6 +418,7 @@ static int gen_clear(PyObject *op)
     GenerationObject *self = (GenerationObject *)op;
     Py_CLEAR(self->callbacks);
     Py_CLEAR(self->on_submitted);
+    Py_CLEAR(self->on_ready);
     Py_CLEAR(self->job);
     Py_CLEAR(self->result);
     Py_CLEAR(self->error);
@@ -457,7 +488,8 @@ PyType_Spec py_generation_spec = {
 };
 
 PyObject *py_generation_new(py_state *st, ClientObject *client, const uni1_gen_spec *gs, int fetch,
-                            int to_files, PyObject *attach, PyObject *on_submitted)
+                            int to_files, PyObject *attach, PyObject *on_submitted,
+                            PyObject *on_ready)
 {
     GenerationObject *self = PyObject_GC_New(GenerationObject, st->generation_type);
     if (!self)
@@ -467,6 +499,7 @@ PyObject *py_generation_new(py_state *st, ClientObject *client, const uni1_gen_s
     self->client = (ClientObject *)Py_NewRef((PyObject *)client);
     self->callbacks = NULL;
     self->on_submitted = on_submitted && on_submitted != Py_None ? Py_NewRef(on_submitted) : NULL;
+    self->on_ready = on_ready && on_ready != Py_None ? Py_NewRef(on_ready) : NULL;
     self->job = attach ? Py_NewRef(attach) : NULL;
     self->result = self->error = self->weakrefs = NULL;
     self->fetch = fetch;

@@ -197,12 +197,11 @@ PyObject *py_client_start(PyObject *op, PyTypeObject *cls, PyObject *const *args
     py_state *st = PyType_GetModuleState(cls);
     ClientObject *client = (ClientObject *)op;
     static const char *const names[] = {
-        "prompt",     "source",  "image_refs", "aspect_ratio", "output_format",
-        "web_search", "uploads", "download",   "overwrite",    "timeout",
-        "job",        "fetch",   "sent_after", "exclude",      "on_submitted",
-        "mode",       NULL};
+        "prompt",     "source",   "image_refs",   "aspect_ratio", "output_format", "web_search",
+        "uploads",    "download", "overwrite",    "timeout",      "job",           "fetch",
+        "sent_after", "exclude",  "on_submitted", "mode",         "on_ready",      NULL};
     static const py_argspec spec = {"_start", names, 6, 0};
-    PyObject *a[16];
+    PyObject *a[17];
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
         return NULL;
     if (py_client_check_open(st, client) < 0)
@@ -303,8 +302,9 @@ PyObject *py_client_start(PyObject *op, PyTypeObject *cls, PyObject *const *args
         goto out;
     if (parse_exclude(st, &sa, a[13], &exclude, &n_exclude) < 0)
         goto out;
-    if (a[14] && a[14] != Py_None && !PyCallable_Check(a[14])) {
-        PyErr_SetString(PyExc_TypeError, "on_submitted must be callable");
+    if ((a[14] && a[14] != Py_None && !PyCallable_Check(a[14])) ||
+        (a[16] && a[16] != Py_None && !PyCallable_Check(a[16]))) {
+        PyErr_SetString(PyExc_TypeError, "on_submitted and on_ready must be callable");
         goto out;
     }
     char fallback[16] = "";
@@ -326,7 +326,7 @@ PyObject *py_client_start(PyObject *op, PyTypeObject *cls, PyObject *const *args
 
     gs.mode = mode;
     result = py_generation_new(st, client, &gs, mode == UNI1_GEN_RUN ? fetch : 0, dir != NULL,
-                               (PyObject *)attach, a[14]);
+                               (PyObject *)attach, a[14], a[16]);
 out:
     if (ga_ready)
         py_gen_args_free(&ga);

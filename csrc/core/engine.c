@@ -81,7 +81,7 @@ struct uni1_engine {
     size_t n_heap, cap_heap;
     uni1_task *live;
     size_t n_live;
-    int gone; /* freed by a done callback on this thread: it frees itself */
+    int gone;         /* freed by a done callback on this thread: it frees itself */
     double last_trim; /* engine thread: the last malloc_trim */
 };
 

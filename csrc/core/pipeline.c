@@ -227,6 +227,8 @@ static uni1_status submit(uni1_session *s, uni1_generation *g)
         .web_search = g->web_search,
     };
     set_stage(g, UNI1_GEN_SUBMITTING, 0);
+    if (g->mode == UNI1_GEN_RUN && g->sent_after <= 0 && g->on_event)
+        g->on_event(g, UNI1_GEN_READY, g->userdata);
     uni1_status st =
         g->mode == UNI1_GEN_ESTIMATE ? uni1_estimate(s, &p, &g->cost) : find_or_send(s, g, &p);
     free(refs);
@@ -627,6 +629,12 @@ const uni1_job *uni1_generation_job(const uni1_generation *g)
 double uni1_generation_cost(const uni1_generation *g)
 {
     return g->cost;
+}
+
+const char *uni1_generation_request_asset(const uni1_generation *g, int which)
+{
+    int i = which < 0 ? g->source : which < (int)g->n_refs ? g->refs_idx[which] : -1;
+    return i >= 0 && (size_t)i < g->n_inputs ? g->inputs[i].asset_id : NULL;
 }
 
 const char *uni1_generation_input_asset(const uni1_generation *g, size_t i)

@@ -161,7 +161,16 @@ typedef enum uni1_gen_stage {
     UNI1_GEN_CANCELED
 } uni1_gen_stage;
 
-typedef enum uni1_gen_event { UNI1_GEN_SUBMITTED = 1, UNI1_GEN_ENDED } uni1_gen_event;
+/* UNI1_GEN_READY: the inputs are uploaded and the request is about to be
+ * sent (never for a generation started with sent_after, nor attached); a
+ * journal records the asset ids and the time now, before the POST.
+ * UNI1_GEN_SUBMITTED: the job id is known, before the wait. UNI1_GEN_ENDED:
+ * done, after the waiters woke. */
+typedef enum uni1_gen_event {
+    UNI1_GEN_SUBMITTED = 1,
+    UNI1_GEN_ENDED,
+    UNI1_GEN_READY
+} uni1_gen_event;
 
 typedef struct uni1_generation uni1_generation;
 /* Called on the engine thread: SUBMITTED once the job id is known (before
@@ -207,6 +216,10 @@ const uni1_job *uni1_generation_job(const uni1_generation *g);
 /* The creative units the submission (or, UNI1_GEN_ESTIMATE, the quote)
  * gave; -1 when unknown. */
 double uni1_generation_cost(const uni1_generation *g);
+/* The asset id the request sends as its source (which -1) or as image_refs
+ * entry `which`: from the UNI1_GEN_READY event on (on the engine thread), or
+ * once done; NULL before, or when there is none. */
+const char *uni1_generation_request_asset(const uni1_generation *g, int which);
 /* The asset id of input i once done (given or uploaded), else NULL. */
 const char *uni1_generation_input_asset(const uni1_generation *g, size_t i);
 size_t uni1_generation_n_outputs(const uni1_generation *g);
