@@ -195,7 +195,8 @@ class AsCompleted(_Feed):
         The jobs themselves go on; Generations given are left alone. Called
         when the object is dropped, so a loop left early polls nothing more.
         """
-        watches, self._watches = self._watches, []
+        watches = getattr(self, "_watches", [])  # __init__ may have refused its items
+        self._watches = []
         for gen in watches:
             gen.cancel()  # a watch never cancels the job on the server
 
