@@ -348,7 +348,9 @@ def test_generate_many_with_a_journal_meets_the_ceiling_and_a_rerun_pays_nothing
     emu.job_duration = 0.3
     prompts = [f"journaled {i}" for i in range(20)]
     journal = tmp_path / "journal.sqlite"
-    with emu.client(timeout=30, journal=journal) as client:
+    # max_retries=0: the core does not absorb the ceiling's 429s with its own
+    # retries (which, timing permitting, could hide them all from generate_many).
+    with emu.client(timeout=30, journal=journal, max_retries=0) as client:
         many = client.generate_many(prompts, concurrency=10, download=tmp_path / "out")
         got = list(many)
     assert many.ceiling_hits > 0
