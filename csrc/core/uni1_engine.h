@@ -52,8 +52,9 @@ extern "C" {
  *
  * Ownership: uni1_task_start returns a reference the caller gives back with
  * uni1_task_release (at any time: the task runs on regardless). The
- * userdata belong to the caller and must outlive the task's end (the done
- * callback is the last use).
+ * userdata belong to the caller and must outlive the task's end: the done
+ * callback is their last use, and it may still run after uni1_task_done
+ * turned 1 (uni1_client_free returns only once every callback ran).
  *
  * Deadline: an absolute uni1_monotonic() time (0: none), the session's
  * deadline inside the task. Cancellation: uni1_task_cancel makes every wait
@@ -62,13 +63,18 @@ extern "C" {
  * Fork: a child has no engine thread. Its first task starts a new engine;
  * tasks of the parent are done in the child (uni1_task_forked) and their
  * function never ends there. Closing: uni1_client_free cancels every task and
- * waits for them to end. */
+ * waits for them to end; it may be called from a done callback of one of the
+ * client's own tasks (the engine thread then finishes the others and exits
+ * by itself), never from inside a task function. */
 typedef struct uni1_task uni1_task;
 /* s is NULL only when the engine could not give the task a session or a
  * stack (out of memory): the function must then record that and return. */
 typedef void (*uni1_task_fn)(uni1_session *s, void *userdata);
 /* Called on the engine thread once the function returned and the task is
- * done (uni1_task_done is 1 and waiters are woken before this is called). */
+ * done (uni1_task_done is 1 and waiters are woken before this is called: a
+ * waiter may see the task done while its done callback still runs, so what
+ * the callback uses must be kept alive by the callback's own means, e.g. a
+ * reference count, not by the waiter). */
 typedef void (*uni1_task_done_fn)(uni1_task *t, void *userdata);
 
 /* Queues fn(session, userdata) on the client's engine; no I/O on the
