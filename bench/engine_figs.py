@@ -242,7 +242,7 @@ class EngineFigures:
         n, secs = (500, 5.0) if self.quick else (10000, 60.0)
         self.knobs(job_duration=secs, asset_size_bytes=None, max_jobs_in_flight=None)
         got = {"threads": [], "rss": [], "cpu": [], "errors": [], "fds": []}
-        firsts = []
+        kinds = {}
         for _ in range(self.runs):
             dest = self.fresh_dir("p9")
             r = self.watched("P9", "ours", n=n, dest=dest, timeout=secs * 4 + 900)
@@ -252,7 +252,8 @@ class EngineFigures:
             got["cpu"].append(r["cpu_per_job"] * 1e3)
             got["errors"].append(r["errors"])
             got["fds"].append(r["seen"]["fds"])
-            firsts.extend(r["first_errors"])
+            for k, v in r["error_kinds"].items():
+                kinds[k] = kinds.get(k, 0) + v
             shutil.rmtree(dest)
         self.knobs(job_duration=0)
         what = f"{n:,} jobs of {secs:g} s in flight in one process"
@@ -283,11 +284,17 @@ class EngineFigures:
         self.notes.append(
             f"P9: {n:,} generations started at once from one thread (`submit` each: POST, wait, "
             f"download to a directory), {secs:g} s of server time each, the emulator's concurrency "
-            "ceiling off (max_jobs_in_flight=None); waited with wait_first. RSS growth: the peak "
+            "ceiling off (max_jobs_in_flight=None); waited with `as_completed`. RSS growth: the peak "
             "(VmHWM, reset after the warm-up job) minus the RSS before the first submit. Threads and "
             "open fds: the most the driver saw in /proc/PID every 0.25 s. No SDK figure: it would "
             f"need {n:,} threads (or tasks) to hold as many jobs."
-            + (f" First errors: {'; '.join(firsts[:3])}." if firsts else "")
+            + (
+                " Failures over the runs, by kind: "
+                + "; ".join(f"{v:,} × {k}" for k, v in sorted(kinds.items(), key=lambda x: -x[1]))
+                + "."
+                if kinds
+                else ""
+            )
         )
         return rows
 

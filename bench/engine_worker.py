@@ -10,6 +10,7 @@ the thread that waits (no sampling thread, which would be counted).
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import os
 import statistics
@@ -150,7 +151,11 @@ def p9(client, a):
     assert done == n, done
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     peak = _Proc.field("VmHWM") * 1024
-    errors = [repr(g.error) for g in gens if g.error is not None]
+    errors = [
+        f"{type(g.error).__name__}: {str(g.error).replace(dest, 'DIR')}"
+        for g in gens
+        if g.error is not None
+    ]
     return {
         "n": n,
         "threads_before": threads0,
@@ -160,7 +165,7 @@ def p9(client, a):
         "wall": wall,
         "start_loop_seconds": t_started,
         "errors": len(errors),
-        "first_errors": errors[:3],
+        "error_kinds": dict(collections.Counter(errors).most_common(4)),
         "api": c.api(),
     }
 

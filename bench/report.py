@@ -179,7 +179,7 @@ def _split(text):
         if line.startswith("## How each figure is taken"):
             part = "notes"
             continue
-        if part == "head" and line.startswith("- "):
+        if part == "head" and (line.startswith("- ") or line.startswith("  - ")):
             head.append(line)
         elif part == "table" and line.startswith("| P"):
             rows.setdefault(line.split("|")[1].strip(), []).append(line)
@@ -189,28 +189,48 @@ def _split(text):
     return head, rows, notes
 
 
+def _runs(head, figs_in_table):
+    """[(figs, date text, machine text)] of the runs a header names, the newest first: its
+    "- date:" (with "— rows ..." once merged, else every figure of the table) and each
+    earlier "- rows ...: date" with its "  - machine:" line."""
+    runs, older = [], set()
+    for i, x in enumerate(head):
+        if x.startswith("- rows "):
+            names, date = x[len("- rows ") :].split(": ", 1)
+            nxt = head[i + 1] if i + 1 < len(head) else ""
+            machine = nxt[len("  - machine: ") :] if nxt.startswith("  - machine: ") else None
+            runs.append((names.split(", "), date, machine))
+            older.update(names.split(", "))
+    date = next((x[len("- date: ") :] for x in head if x.startswith("- date: ")), None)
+    machine = next((x[len("- machine: ") :] for x in head if x.startswith("- machine: ")), None)
+    if date is not None:
+        date, _, named = date.partition(" — rows ")
+        figs = named.split(", ") if named else [f for f in figs_in_table if f not in older]
+        runs.insert(0, (figs, date, machine))
+    return runs
+
+
 def merge(old_text, new_text, figs):
     """RESULTS.md with the rows and notes of `figs` from new_text and every other figure's
-    from old_text (an earlier run), the header saying which run each row comes from."""
+    from old_text (earlier runs), the header saying which run each row comes from."""
     old_head, old_rows, old_notes = _split(old_text)
     new_head, new_rows, new_notes = _split(new_text)
-
-    def line(head, key):
-        return next((x for x in head if x.startswith(f"- {key}:")), None)
-
-    kept = [f for f in old_rows if f not in figs]
+    earlier = []
+    for run_figs, date, machine in _runs(old_head, list(old_rows)):
+        kept = [f for f in run_figs if f not in figs and f in old_rows]
+        if kept:
+            earlier.append(f"- rows {', '.join(kept)}: {date}")
+            if machine:
+                earlier.append(f"  - machine: {machine}")
     head = []
     for x in new_head:
         if x.startswith("- date:"):
-            x += f" — rows {', '.join(f for f in figs if f in new_rows)}"
-            old_date = line(old_head, "date")
-            if old_date and kept:
-                head += [x, f"- the other rows ({', '.join(kept)}): {old_date[len('- date: ') :]}"]
-                old_machine = line(old_head, "machine")
-                if old_machine:
-                    head.append(f"  - their {old_machine[2:]}")
-                continue
-        head.append(x)
+            date = x.partition(" — rows ")[0]
+            head.append(date + f" — rows {', '.join(f for f in figs if f in new_rows)}")
+        elif x.startswith("- machine:"):
+            head += [x] + earlier
+        elif not x.startswith("- rows ") and not x.startswith("  - "):
+            head.append(x)
     order = sorted(set(old_rows) | set(new_rows), key=lambda f: int(f[1:]))
     table = []
     for f in order:

@@ -493,6 +493,16 @@ def _result(stdout, stderr, fig, client):
     raise RuntimeError(f"{fig} {client}: no result\n{stdout[-2000:]}\n{stderr[-4000:]}")
 
 
+def _p2_file_ms(text):
+    """P2's file median from an earlier RESULTS.md (P9's bound when P2 is not re-run), or None."""
+    m = re.search(
+        r"^\| P2 \| client CPU per job, 1 MiB to file \(ms\)[^|]*\| [^|]*\*\*([\d.]+)\*\*",
+        text or "",
+        re.M,
+    )
+    return float(m.group(1)) if m else None
+
+
 def _importtime(stderr, mod):
     best = None
     for line in stderr.splitlines():
@@ -571,7 +581,7 @@ def main(argv=None):
                 continue
             t0 = time.time()
             if fig == "P9":
-                rows.extend(b.p9(cpu_p2=b.p2_file_ms))
+                rows.extend(b.p9(cpu_p2=b.p2_file_ms or _p2_file_ms(previous)))
             else:
                 rows.extend(getattr(b, fig.lower())())
             done.append(fig)

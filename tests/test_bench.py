@@ -91,3 +91,42 @@ def test_bench_quick_subset_writes_rows_with_numeric_ratios(tmp_path):
         assert len(re.findall(NUM, cells[2].replace("*", ""))) == 3, cells
     assert _median(by_fig["P9"][1][2]) > 0  # RSS grows while 500 jobs are in flight
     assert "fds max" in by_fig["P9"][3][1]
+
+
+def _page(date, machine, figs):
+    lines = [
+        "# Benchmarks: scenario_uni1 against scenario-sdk",
+        "",
+        f"- date: {date}",
+        f"- machine: {machine}",
+        "- versions: v",
+        "",
+        "| id | figure | scenario_uni1 | scenario-sdk | ratio | target | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {f} | {f} from {date} | 1 | 2 | 3 | t | met |" for f in figs]
+    lines += ["", "## How each figure is taken", ""] + [f"- {f}: how, {date}" for f in figs]
+    return "\n".join(lines + ["- a general note", ""])
+
+
+def test_bench_update_replaces_the_rows_run_and_keeps_the_others_with_their_run():
+    sys.path.insert(0, ROOT)
+    from bench import report
+
+    first = _page("D1", "M1", ["P1", "P2", "P3", "P10"])
+    second = report.merge(first, _page("D2", "M2", ["P2", "P3"]), ["P2", "P3"])
+    third = report.merge(second, _page("D3", "M3", ["P3"]), ["P3"])
+    table = [x for x in third.splitlines() if x.startswith("| P")]
+    assert [x.split("|")[2].strip() for x in table] == [
+        "P1 from D1",
+        "P2 from D2",
+        "P3 from D3",
+        "P10 from D1",
+    ]
+    notes = [x for x in third.splitlines() if x.startswith("- P")]
+    assert notes == ["- P1: how, D1", "- P2: how, D2", "- P3: how, D3", "- P10: how, D1"]
+    head = third.split("| id |")[0]
+    assert "- date: D3 — rows P3\n- machine: M3\n" in head
+    assert "- rows P2: D2\n  - machine: M2\n" in head
+    assert "- rows P1, P10: D1\n  - machine: M1\n" in head
+    assert third.count("- a general note") == 1
