@@ -13,6 +13,7 @@ import asyncio
 import collections
 import datetime
 import os
+import re
 import statistics
 import threading
 import time
@@ -152,7 +153,7 @@ def p9(client, a):
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     peak = _Proc.field("VmHWM") * 1024
     errors = [
-        f"{type(g.error).__name__}: {str(g.error).replace(dest, 'DIR')}"
+        re.sub(r"job_\w+", "job_ID", f"{type(g.error).__name__}: {g.error}".replace(dest, "DIR"))
         for g in gens
         if g.error is not None
     ]
