@@ -236,6 +236,10 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
     uni1_status st = UNI1_OK;
     uni1_retry retry;
     uni1__retry_init(&retry, c->max_retries);
+    /* A refused answer (a document, not the image; more bytes than declared)
+     * is the CDN's or a proxy's passing fault as often as not: it gets one
+     * fresh attempt from zero before it is reported. */
+    int second_chance = 1;
     for (;;) {
         uni1_response_meta m;
         memset(&m, 0, sizeof m);
@@ -276,6 +280,17 @@ uni1_status uni1__download(uni1_session *s, const char *url, uni1_sink *sink, ch
             char why[sizeof s->err.message];
             snprintf(why, sizeof why, "%s", s->err.message);
             st = uni1__fail(s, UNI1_ERR_NETWORK, "%s; starting again from zero", why);
+        }
+        if (st == UNI1_ERR_PROTOCOL && second_chance &&
+            (sink->failed == 10 + UNI1_CDN_NOT_IMAGE || (sink->failed == 20 && status == 200))) {
+            second_chance = 0;
+            if (uni1__sink_rewind(sink) != 0)
+                return uni1__fail(s, UNI1_ERR_IO, "download: cannot rewind the file");
+            have = 0;
+            uni1__log(s, UNI1_LOG_INFO, "%s; one more attempt from zero", s->err.message);
+            if ((st = uni1__sleep(s, c->backoff_base)) != UNI1_OK)
+                break;
+            continue;
         }
         char what[320];
         snprintf(what, sizeof what, "download %s (resume at %lld)", shown, have);

@@ -10,6 +10,7 @@
 #include "ledger.h"
 #include "retry.h"
 #include "session.h"
+#include "uni1_internal.h"
 
 #define GENERATE_PATH "/generate/custom/" UNI1_MODEL_ID
 
@@ -36,26 +37,6 @@ static double wall_clock(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* "2026-11-23T22:05:20.123Z" to Unix seconds; -1 if it does not parse. */
-static double parse_iso8601(const char *t)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    double frac = 0;
-    int n = 0;
-    if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6)
-        return -1;
-    if (t[n] == '.') {
-        char *end;
-        frac = strtod(t + n, &end);
-    }
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t secs = timegm(&tm);
-    return secs == (time_t)-1 ? -1 : (double)secs + frac;
 }
 
 /* Whether every field of the request body `want` stands, equal, in the job's
@@ -169,7 +150,7 @@ static int list_candidates(uni1_session *s, const wanted *w, candidates *out)
         int older_seen = 0;
         for (size_t i = 0; i < l.n_jobs && result == LOOK_NONE; i++) {
             uni1_job *j = &l.jobs[i];
-            double created = j->created_at[0] ? parse_iso8601(j->created_at) : -1;
+            double created = j->created_at[0] ? uni1__parse_iso8601(j->created_at) : -1;
             if (created >= 0 && created < w->sent_at - RECONCILE_SKEW) {
                 older_seen = 1; /* newest first: the rest are older still */
                 continue;

@@ -149,6 +149,22 @@ static uni1_status uni1_job_from_json(const cJSON *obj, const char *where, uni1_
     v = uni1__member(obj, "createdAt");
     if (cJSON_IsString(v))
         uni1__copy_trunc(out->created_at, sizeof out->created_at, v->valuestring);
+    out->created_ts = cJSON_IsString(v) ? uni1__parse_iso8601(v->valuestring) : -1;
+    out->finalizing_ts = out->success_ts = -1;
+    /* The times of the status changes (informational: a malformed history
+     * only loses the poll schedule's hint). */
+    const cJSON *hist = uni1__member(obj, "statusHistory"), *h;
+    if (cJSON_IsArray(hist))
+        cJSON_ArrayForEach(h, hist)
+        {
+            const cJSON *hs = uni1__member(h, "status"), *hd = uni1__member(h, "date");
+            if (!cJSON_IsString(hs) || !cJSON_IsString(hd))
+                continue;
+            if (strcmp(hs->valuestring, "finalizing") == 0)
+                out->finalizing_ts = uni1__parse_iso8601(hd->valuestring);
+            else if (strcmp(hs->valuestring, "success") == 0)
+                out->success_ts = uni1__parse_iso8601(hd->valuestring);
+        }
 
     if (uni1__raw_json(obj, &out->raw_json, &out->raw_len) != UNI1_OK)
         goto nomem;

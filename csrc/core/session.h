@@ -22,6 +22,10 @@ struct uni1_client {
     double backoff_base, backoff_max;
     int max_retries;
     double settle_window; /* see uni1_options */
+    /* How long "finalizing" lasts relative to the time before it, learned
+     * from this client's finished jobs (uni1_wait_job); under lock. */
+    double finalize_ratio;
+    unsigned finalize_samples;
     int resend_uncertain;
     uni1_transport_fn transport;
     void *transport_userdata;

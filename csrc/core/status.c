@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "uni1.h"
 #include "uni1_internal.h"
@@ -342,4 +343,24 @@ int uni1__copy_trunc(char *dst, size_t dstlen, const char *src)
     memcpy(dst, src, end);
     dst[end] = '\0';
     return 0;
+}
+
+/* "2026-11-23T22:05:20.123Z" to Unix seconds; -1 if it does not parse. */
+double uni1__parse_iso8601(const char *t)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    double frac = 0;
+    int n = 0;
+    if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6)
+        return -1;
+    if (t[n] == '.') {
+        char *end;
+        frac = strtod(t + n, &end);
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t secs = timegm(&tm);
+    return secs == (time_t)-1 ? -1 : (double)secs + frac;
 }

@@ -340,6 +340,9 @@ typedef struct uni1_job {
     char *raw_json;      /* the job object re-serialised (unformatted),
                             unknown fields kept */
     size_t raw_len;
+    /* From statusHistory (Unix seconds, server clock), or -1 when absent:
+     * when the job was created, entered "finalizing", reached "success". */
+    double created_ts, finalizing_ts, success_ts;
 } uni1_job;
 void uni1_job_clear(uni1_job *j);
 /* Deep copy; UNI1_ERR_NOMEM on failure (dst left cleared). */
@@ -526,6 +529,13 @@ typedef struct uni1_poll_state {
     double prev_progress; /* progress at the poll before, or -1 */
     double since_prev;    /* seconds between those two polls */
     unsigned polls;       /* polls so far */
+    /* "finalizing" (progress says nothing then): with predicted 1, when the
+     * end is expected, in seconds from now (<= 0: due). The prediction comes
+     * from the client's earlier jobs (uni1_wait_job learns, from their
+     * statusHistory, how long finalizing lasts relative to what came before
+     * it). A zeroed tail means no prediction. */
+    int predicted;
+    double finalize_left;
 } uni1_poll_state;
 double uni1_next_poll_delay(const uni1_poll_state *st);
 

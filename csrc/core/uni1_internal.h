@@ -54,6 +54,8 @@ uni1_status uni1__doc_parse(const char *buf, size_t len, const char *what, struc
 const char *uni1__json_type(const struct cJSON *v);
 /* obj[key], with a JSON null read as absent (NULL). */
 const struct cJSON *uni1__member(const struct cJSON *obj, const char *key);
+/* "2026-11-29T12:00:00[.fff]Z" as Unix seconds, or -1. */
+double uni1__parse_iso8601(const char *t);
 /* The object a response is about: root itself, or root[name] when that
  * member is present ({"asset": {...}} or a bare asset). NULL, with a message
  * in err, when root or the member is not an object. */
