@@ -121,7 +121,11 @@ def test_submit_latency_with_a_file_to_upload(tmp_path):
             f"submit with a path to upload: median {median * 1e3:.3f} ms, "
             f"max {max(times) * 1e3:.3f} ms"
         )
-        assert median < 0.001, times
+        # The sanitizer run (make asan: ASan+UBSan preloaded) slows every
+        # instruction several times over; the bound there only says "no wait
+        # on the network" (a request to the emulator's process takes longer).
+        bound = 0.005 if "libasan" in os.environ.get("LD_PRELOAD", "") else 0.001
+        assert median < bound, times
         for gen in client.wait(gens, timeout=60):
             assert gen.error is None, gen.error
             assert gen.job.status == "success"
