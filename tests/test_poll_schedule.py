@@ -22,7 +22,8 @@ def _gets_while_finalizing(emu, job_id: str) -> int:
 
 
 def test_later_jobs_sleep_through_finalizing(emu):
-    emu.job_duration = 8.0  # finalizing: the last 15% (1.2 s), progress stuck at 0.99
+    # finalizing: the last 15% (1.8 s), progress stuck at 0.99
+    emu.job_duration = 12.0
     with emu.client(timeout=60) as client:
         first = client.generate("teaches the schedule")
         first.wait(timeout=60)
@@ -33,9 +34,10 @@ def test_later_jobs_sleep_through_finalizing(emu):
             later.append((job, time.time()))
     before = _gets_while_finalizing(emu, first.id)
     after = [_gets_while_finalizing(emu, job.id) for job, _ in later]
-    # Without a prediction finalizing is polled every quarter second or so;
-    # with one, a sleep to just before the predicted end and a look or two.
-    assert before >= 3, before
+    # With a prediction: one sleep to just before the predicted end, then a look
+    # or two. (Without one, how often finalizing is polled depends on where the
+    # progress estimate left the schedule: from none to every quarter second,
+    # so the first job's count is only reported.)
     assert max(after) <= 2, (before, after)
     for job, noticed in later:
         assert noticed - _when(emu.job(job.id), "success") < 0.8
