@@ -228,10 +228,10 @@ class Chaos:
 
 
 def _make_fault(kind, req, rng) -> Fault:
-    status: "int | None" = None
-    body: "str | dict[str, object] | None" = None
-    headers: "dict[str, str] | None" = None
-    action: "str | None" = None
+    status: int | None = None
+    body: str | dict[str, object] | None = None
+    headers: dict[str, str] | None = None
+    action: str | None = None
     delay = 0.0
     answer_delay = 0.0
     create_after = None
