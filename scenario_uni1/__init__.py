@@ -152,7 +152,6 @@ def _install_glue(core) -> None:
             return
         core._set_glue(
             image_factory=_image_factory,
-            path_factory=_path_factory,
             client_for=_client_for,
         )
         # Engine threads take the GIL for generation events; at exit they
@@ -429,12 +428,6 @@ def _image_factory(**fields):
     from ._image import _image_factory as build
 
     return build(**fields)
-
-
-def _path_factory(path: str):
-    from pathlib import Path
-
-    return Path(path)
 
 
 def _setup_logging(level_name: str) -> None:

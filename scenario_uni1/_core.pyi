@@ -71,14 +71,12 @@ def validate_generate(
 def _set_glue(
     *,
     image_factory: Callable[..., Image],
-    path_factory: Callable[[str], Path],
     client_for: Callable[[str | None, str | None], Client],
 ) -> None:
     """Called once by scenario_uni1/__init__.py.
 
     image_factory(data=bytes, mime_type=str, asset_id=str, width=int|None,
-    height=int|None) builds an Image; path_factory builds a pathlib.Path;
-    client_for(base_url, project_id) returns the client an unpickled Job binds
+    height=int|None) builds an Image; client_for(base_url, project_id) returns the client an unpickled Job binds
     to at its first request."""
 
 @final

@@ -125,7 +125,6 @@ def test_impostor_from_the_client_hook_is_a_type_error(emu, client, impostor, tm
     data = pickle.dumps(job)
     glue = dict(
         image_factory=uni1._image_factory,
-        path_factory=uni1._path_factory,
     )
     _core._set_glue(client_for=lambda base_url, project_id: impostor, **glue)
     try:

@@ -61,12 +61,12 @@ typedef struct py_state {
 
     /* Hooks from scenario_uni1/__init__.py (_set_glue); NULL until set. */
     PyObject *image_factory;
-    PyObject *path_factory;
     PyObject *client_for; /* client_for(base_url, project_id): binds an
                              unpickled job at its first request */
 
     /* Imported on first use (import time matters to CLI users). */
     PyObject *json_loads;
+    PyObject *path_type; /* pathlib.Path */
     PyObject *os_makedirs;
 } py_state;
 
@@ -217,6 +217,8 @@ int py_errors_init(PyObject *m, py_state *st);
 
 /* json.loads(buf[:len]) */
 PyObject *py_json_loads(py_state *st, const char *buf, size_t len);
+/* pathlib.Path(os.fsdecode(fs_path)) (the stdlib's type, imported on first use). */
+PyObject *py_path(py_state *st, const char *fs_path);
 /* A str from UTF-8 the server sent (invalid bytes replaced). */
 PyObject *py_str(const char *s);
 PyObject *py_str_or_none(const char *s);

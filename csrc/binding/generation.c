@@ -219,9 +219,7 @@ static PyObject *build_result(GenerationObject *self)
         const uni1_gen_output *o = uni1_generation_output(self->g, i);
         PyObject *item;
         if (self->to_files) {
-            PyObject *p = PyUnicode_DecodeFSDefault(o->path);
-            item = p ? PyObject_CallFunctionObjArgs(self->st->path_factory, p, NULL) : NULL;
-            Py_XDECREF(p);
+            item = py_path(self->st, o->path);
         } else {
             item = py_make_image(self->st, &o->asset, &o->data, o->content_type);
         }

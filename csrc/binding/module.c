@@ -43,6 +43,25 @@ PyObject *py_json_loads(py_state *st, const char *buf, size_t len)
     return res;
 }
 
+PyObject *py_path(py_state *st, const char *fs_path)
+{
+    if (!st->path_type) {
+        PyObject *pathlib = PyImport_ImportModule("pathlib");
+        if (!pathlib)
+            return NULL;
+        st->path_type = PyObject_GetAttrString(pathlib, "Path");
+        Py_DECREF(pathlib);
+        if (!st->path_type)
+            return NULL;
+    }
+    PyObject *text = PyUnicode_DecodeFSDefault(fs_path);
+    if (!text)
+        return NULL;
+    PyObject *res = PyObject_CallFunctionObjArgs(st->path_type, text, NULL);
+    Py_DECREF(text);
+    return res;
+}
+
 /* ---- module functions ---------------------------------------------------- */
 
 static const char *const gen_names[] = {"prompt",        "source",     "image_refs", "aspect_ratio",
@@ -98,19 +117,18 @@ static PyObject *set_glue(PyObject *module, PyObject *const *args, Py_ssize_t na
                           PyObject *kwnames)
 {
     py_state *st = PyModule_GetState(module);
-    static const char *const names[] = {"image_factory", "path_factory", "client_for", NULL};
-    static const py_argspec spec = {"_set_glue", names, 0, 3};
-    PyObject *a[3];
+    static const char *const names[] = {"image_factory", "client_for", NULL};
+    static const py_argspec spec = {"_set_glue", names, 0, 2};
+    PyObject *a[2];
     if (py_parse_args(&spec, args, nargs, kwnames, a) < 0)
         return NULL;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 2; i++)
         if (!PyCallable_Check(a[i])) {
             PyErr_Format(PyExc_TypeError, "_set_glue: %s must be callable", names[i]);
             return NULL;
         }
     replace_hook(&st->image_factory, a[0]);
-    replace_hook(&st->path_factory, a[1]);
-    replace_hook(&st->client_for, a[2]);
+    replace_hook(&st->client_for, a[1]);
     Py_RETURN_NONE;
 }
 
@@ -197,7 +215,7 @@ static PyMethodDef module_methods[] = {
     {"_at_exit", py_at_exit, METH_NOARGS,
      "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling Python."},
     {"_set_glue", (PyCFunction)(void (*)(void))set_glue, METH_FASTCALL | METH_KEYWORDS,
-     "_set_glue(*, image_factory, path_factory, client_for)\n--\n\n"
+     "_set_glue(*, image_factory, client_for)\n--\n\n"
      "Hooks from the Python package (called once by scenario_uni1/__init__.py)."},
     {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,
      "_rebuild_job(job_id, raw_json=None, cost=None, base_url=None, project_id=None)\n--\n\n"
@@ -305,7 +323,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->JobFailedError);
     Py_VISIT(st->JobCanceledError);
     Py_VISIT(st->image_factory);
-    Py_VISIT(st->path_factory);
+    Py_VISIT(st->path_type);
     Py_VISIT(st->client_for);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->os_makedirs);
@@ -338,7 +356,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->JobFailedError);
     Py_CLEAR(st->JobCanceledError);
     Py_CLEAR(st->image_factory);
-    Py_CLEAR(st->path_factory);
+    Py_CLEAR(st->path_type);
     Py_CLEAR(st->client_for);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->os_makedirs);

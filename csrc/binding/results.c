@@ -368,11 +368,7 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
         Py_XDECREF(r);
     }
     for (size_t i = 0; result && i < n; i++) {
-        PyObject *p = PyUnicode_DecodeFSDefault(paths[i]);
-        PyObject *item = p && st->path_factory
-                             ? PyObject_CallFunctionObjArgs(st->path_factory, p, NULL)
-                             : Py_XNewRef(p);
-        Py_XDECREF(p);
+        PyObject *item = py_path(st, paths[i]);
         if (!item || PyList_Append(result, item) < 0)
             Py_CLEAR(result);
         Py_XDECREF(item);
