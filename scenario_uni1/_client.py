@@ -8,7 +8,6 @@ request before anything is sent.
 
 import itertools
 import os
-import sys
 import weakref
 
 from . import _core
@@ -26,14 +25,6 @@ ENV_API_KEY = "SCENARIO_SDK_API_KEY"
 ENV_API_SECRET = "SCENARIO_SDK_API_SECRET"
 ENV_BEARER = "SCENARIO_SDK_JWT"
 ENV_BASE_URL = "SCENARIO_BASE_URL"
-
-
-def _debug(message: str, *args: object) -> None:
-    # Logging is imported only by programs that use it; when it is not
-    # imported, no handler exists and there is nothing to emit.
-    logging = sys.modules.get("logging")
-    if logging is not None:
-        logging.getLogger("scenario_uni1").debug(message, *args)
 
 
 def _env(name: str) -> str | None:
@@ -100,6 +91,16 @@ def resolve_credentials(
 # binds to one of them for its base_url and project_id (see __init__._client_for).
 _live: "weakref.WeakValueDictionary[int, Client]" = weakref.WeakValueDictionary()
 _live_ids = itertools.count()
+
+
+def _result(gen: "_core.Generation"):
+    """gen.result() for a blocking call, which owns its pipeline: a wait that
+    ends early (Ctrl-C, an exception) stops it."""
+    try:
+        return gen.result()
+    except BaseException:
+        gen.cancel()
+        raise
 
 
 def serves(client: "Client", base_url: str, project_id: str | None) -> bool:
@@ -285,46 +286,20 @@ class Client(_core.Client):
         return src, items[1:]
 
     def _upload_all(self, src, refs, deadline: _core.Deadline):
-        """Upload each distinct input once; returns (source_id, ref_ids)."""
-        uploaded: dict[tuple[str, str], str] = {}
+        """Upload each distinct input once on the engine; returns (source_id, ref_ids).
 
-        def to_id(item):
-            if not isinstance(item, Upload):
-                return item
-            key = (item.mime_type, item.sha256)
-            asset_id = uploaded.get(key)
-            if asset_id is None:
-                asset_id = self._upload_prepared(item, deadline)
-                uploaded[key] = asset_id
-            return asset_id
+        The blocking form of the engine's upload pipeline (the one aupload and
+        submit run): the calling thread waits, GIL released, Ctrl-C stops it.
+        """
+        source, ref_args, uploads = engine_inputs(src, refs, by_content=True)
+        if not uploads:
+            return source, ref_args
+        ids = _result(self._start(None, uploads=uploads, timeout=deadline, mode="upload"))
 
-        source_id = None if src is None else to_id(src)
-        return source_id, [to_id(r) for r in refs]
+        def to_id(arg):
+            return ids[arg] if isinstance(arg, int) else arg
 
-    def _upload_prepared(self, item: Upload, deadline: _core.Deadline) -> str:
-        _debug("uploading %s (%s, %d bytes)", item.name, item.mime_type, item.size)
-        if item.data is not None and not item.large:
-            asset_id = self._upload(item.data, item.name, item.mime_type, timeout=deadline)
-        elif item.path is not None:
-            # The multipart flow, read from the file part by part.
-            asset_id = self._upload_file(item.path, item.name, item.mime_type, timeout=deadline)
-        elif item.data is not None:
-            # Large bytes (given as such, or an encoded PIL image): the
-            # multipart flow reads from a file, so they go to a temporary one.
-            import tempfile
-
-            suffix = os.path.splitext(item.name)[1]
-            fd, tmp = tempfile.mkstemp(prefix="scenario_uni1-", suffix=suffix)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(item.data)
-                asset_id = self._upload_file(tmp, item.name, item.mime_type, timeout=deadline)
-            finally:
-                os.unlink(tmp)
-        else:
-            raise RuntimeError("an Upload holds either its data or a file")
-        _debug("uploaded %s as %s", item.name, asset_id)
-        return asset_id
+        return (None if source is None else to_id(source)), [to_id(r) for r in ref_args]
 
     # -- public API ----------------------------------------------------------
 
@@ -333,6 +308,11 @@ class Client(_core.Client):
 
         An asset id is returned as it is, without a request.
         """
+        gen = self._start_upload(file, timeout)
+        return gen if isinstance(gen, str) else _result(gen)[0]
+
+    def _start_upload(self, file, timeout) -> "str | _core.Generation":
+        """The engine's upload of file (upload and aupload), or the asset id it is."""
         self._check_open()
         deadline = _core.Deadline(timeout)
         item = resolve(file, "file")
@@ -340,9 +320,17 @@ class Client(_core.Client):
             _core.validate_generate("x", None, [item])  # the id's syntax
             return item
         try:
-            return self._upload_prepared(item, deadline)
-        finally:
+            gen = self._start(
+                None,
+                uploads=[(item.data, item.path, item.name, item.mime_type)],
+                timeout=deadline,
+                mode="upload",
+            )
+        except BaseException:
             item.close()
+            raise
+        gen.add_done_callback(lambda _gen: item.close())  # a temporary copy, if any
+        return gen
 
     def _generate(
         self, prompt, source, image_refs, aspect_ratio, output_format, web_search, deadline
@@ -455,14 +443,37 @@ class Client(_core.Client):
         are uploaded first (uploads are free), because the quote needs real
         asset ids; pass asset ids to avoid that.
         """
+        return _result(
+            self._start_estimate(
+                prompt, source, image_refs, aspect_ratio, output_format, web_search, by_content=True
+            )
+        )
+
+    def _start_estimate(
+        self, prompt, source, image_refs, aspect_ratio, output_format, web_search, by_content=False
+    ) -> "_core.Generation":
+        """The engine's uploads and quote (estimate and aestimate; see engine_inputs)."""
         src, refs = self._prepare(
             prompt, source, image_refs, aspect_ratio, output_format, web_search
         )
+        items = [src, *refs]
         try:
-            source_id, ref_ids = self._upload_all(src, refs, _core.Deadline(None))
-        finally:
-            close_all([src, *refs])
-        return self._estimate(prompt, source_id, ref_ids, aspect_ratio, output_format, web_search)
+            source_arg, ref_args, uploads = engine_inputs(src, refs, by_content=by_content)
+            gen = self._start(
+                prompt,
+                source_arg,
+                ref_args,
+                aspect_ratio,
+                output_format,
+                web_search,
+                uploads=uploads,
+                mode="estimate",
+            )
+        except BaseException:
+            close_all(items)
+            raise
+        gen.add_done_callback(lambda _gen: close_all(items))
+        return gen
 
     # -- many at once, never blocking (on the client's engine) -------------------
 
@@ -562,23 +573,9 @@ class Client(_core.Client):
         """
         from ._aio import engine_future
 
-        self._check_open()
-        deadline = _core.Deadline(timeout)
-        item = resolve(file, "file")
-        if not isinstance(item, Upload):
-            _core.validate_generate("x", None, [item])  # the id's syntax
-            return item
-        try:
-            gen = self._start(
-                None,
-                uploads=[(item.data, item.path, item.name, item.mime_type)],
-                timeout=deadline,
-                mode="upload",
-            )
-        except BaseException:
-            item.close()
-            raise
-        gen.add_done_callback(lambda _gen: item.close())  # a temporary copy, if any
+        gen = self._start_upload(file, timeout)
+        if isinstance(gen, str):
+            return gen
         await engine_future(gen)
         return gen.result(0)[0]
 
@@ -599,25 +596,8 @@ class Client(_core.Client):
         """
         from ._aio import engine_future
 
-        src, refs = self._prepare(
+        gen = self._start_estimate(
             prompt, source, image_refs, aspect_ratio, output_format, web_search
         )
-        items = [src, *refs]
-        try:
-            source_arg, ref_args, uploads = engine_inputs(src, refs)
-            gen = self._start(
-                prompt,
-                source_arg,
-                ref_args,
-                aspect_ratio,
-                output_format,
-                web_search,
-                uploads=uploads,
-                mode="estimate",
-            )
-        except BaseException:
-            close_all(items)
-            raise
-        gen.add_done_callback(lambda _gen: close_all(items))
         await engine_future(gen)
         return gen.result(0)

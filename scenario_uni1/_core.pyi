@@ -201,17 +201,6 @@ class Client:
         """Starts the whole pipeline on the client's engine; returns at once."""
     def _engine_fd(self) -> int: ...
     def _engine_drain(self) -> None: ...
-    def _estimate(
-        self,
-        prompt: str,
-        source: str | None = None,
-        image_refs: Sequence[str] = (),
-        aspect_ratio: str | None = None,
-        output_format: str = "png",
-        web_search: bool = False,
-        *,
-        timeout: _Timeout = None,
-    ) -> float: ...
     def job(self, job_id: str, *, timeout: _Timeout = None) -> Job:
         """Re-attach to a job by id (one GET)."""
     def list_jobs(
@@ -223,20 +212,6 @@ class Client:
         type: str | None = None,
         timeout: _Timeout = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
-    def _upload(self, data: bytes, name: str, mime_type: str, *, timeout: _Timeout = None) -> str:
-        """POST /assets (small image); returns the asset id."""
-    def _upload_file(
-        self,
-        path: str | os.PathLike[str],
-        name: str,
-        mime_type: str,
-        *,
-        timeout: _Timeout = None,
-    ) -> str:
-        """The multipart POST /uploads flow (large images), the file read part by part,
-        parts retried on transient failures; returns the asset id. GIL released.
-        OSError when the file cannot be opened; APIError when the server refuses the
-        upload or ends it "failed"."""
     def get_asset(self, asset_id: str, *, timeout: _Timeout = None) -> dict[str, Any]:
         """The asset object as the server sent it."""
     def close(self) -> None: ...

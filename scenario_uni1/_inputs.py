@@ -390,7 +390,7 @@ def ref_list(image_refs) -> list:
         ) from None
 
 
-def engine_inputs(src, refs) -> tuple:
+def engine_inputs(src, refs, *, by_content: bool = False) -> tuple:
     """(source, image_refs, uploads) as Client._start takes them.
 
     src and refs are what Client._prepare returned (asset ids and Uploads).
@@ -399,6 +399,8 @@ def engine_inputs(src, refs) -> tuple:
     inputs are uploaded once. Nothing is read or hashed here (this runs on
     the calling thread of submit): in-memory inputs are compared by content,
     file inputs (the large ones, uploaded from the file) by their real path.
+    A blocking call may read: by_content=True compares every input by its
+    SHA-256, so a file and the same bytes given in memory are uploaded once.
     """
     uploads: list = []
     seen: dict = {}
@@ -406,7 +408,9 @@ def engine_inputs(src, refs) -> tuple:
     def arg(item):
         if not isinstance(item, Upload):
             return item
-        if item.data is not None:
+        if by_content:
+            key = ("sha256", item.mime_type, item.sha256)
+        elif item.data is not None:
             key = ("data", item.mime_type, item.data)
         else:
             key = ("path", os.path.realpath(item.path or ""))

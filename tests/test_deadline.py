@@ -73,17 +73,17 @@ def test_a_deadline_passed_as_timeout_is_not_restarted(emu, client):
 
 def test_every_step_of_run_gets_the_same_deadline(emu, monkeypatch):
     seen = []
-    real_upload, real_submit = _core.Client._upload, _core.Client._submit
+    real_start, real_submit = uni1.Client._start, uni1.Client._submit
 
-    def upload(self, *args, **kw):
-        seen.append(kw["timeout"])
-        return real_upload(self, *args, **kw)
+    def start(self, *args, **kw):
+        seen.append(kw["timeout"])  # the upload, on the engine
+        return real_start(self, *args, **kw)
 
     def submit(self, *args, **kw):
         seen.append(kw["timeout"])
         return real_submit(self, *args, **kw)
 
-    monkeypatch.setattr(uni1.Client, "_upload", upload)
+    monkeypatch.setattr(uni1.Client, "_start", start)
     monkeypatch.setattr(uni1.Client, "_submit", submit)
     with emu.client(timeout=10.0) as c:
         t0 = time.monotonic()

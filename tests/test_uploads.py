@@ -279,5 +279,6 @@ def test_deadline_bounds_the_validation_wait(client, emu, big_path):
 
 def test_missing_file_at_upload_time_is_an_os_error(client, emu, big_path):
     with pytest.raises(FileNotFoundError):
-        client._upload_file(str(big_path) + ".gone", "big.png", "image/png")
+        upload = (None, str(big_path) + ".gone", "big.png", "image/png")
+        client._start(None, uploads=[upload], mode="upload").result()
     assert emu.request_count() == 0

@@ -166,18 +166,12 @@ uni1_status py_run_generate(py_call *c, const uni1_generate_params *p, const cha
 uni1_status py_run_find_job(py_call *c, const uni1_generate_params *p, double sent_at,
                             const char *const *exclude, size_t n_exclude, uni1_job *job,
                             int *found);
-uni1_status py_run_estimate(py_call *c, const uni1_generate_params *p, double *cost);
 uni1_status py_run_get_job(py_call *c, const char *id, uni1_job *job);
 uni1_status py_run_list_jobs(py_call *c, const uni1_list_query *q, uni1_job_list *list);
 uni1_status py_run_cancel_job(py_call *c, const char *id);
 /* uni1_wait_job with the call's progress hand-over (c->job, c->progress). */
 uni1_status py_run_wait_job(py_call *c, uni1_job *job);
 uni1_status py_run_get_asset(py_call *c, const char *id, uni1_asset *asset);
-uni1_status py_run_upload_image(py_call *c, const void *data, size_t len, const char *name,
-                                const char *mime, uni1_asset *asset);
-/* Opens path on the engine: *os_errno or *not_regular say why it could not. */
-uni1_status py_run_upload_file(py_call *c, const char *path, const char *name, const char *mime,
-                               uni1_asset *asset, int *os_errno, int *not_regular);
 uni1_status py_run_fetch_to_memory(py_call *c, uni1_asset *asset, uni1_buffer *out,
                                    char *content_type, size_t ct_len);
 uni1_status py_run_fetch_to_dir(py_call *c, const uni1_asset *assets, size_t n, const char *dir,
@@ -332,11 +326,7 @@ PyObject *py_job_deepcopy(PyObject *op, PyObject *memo);
 PyObject *py_job_new_unbound(py_state *st, PyObject *base_url, PyObject *project_id, uni1_job *job,
                              double cost);
 
-/* Client methods for assets (assets.c), METH_METHOD|METH_FASTCALL|METH_KEYWORDS. */
-PyObject *py_client_upload(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
-                           PyObject *kwnames);
-PyObject *py_client_upload_file(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                                size_t nargs, PyObject *kwnames);
+/* Client.get_asset (assets.c), METH_METHOD|METH_FASTCALL|METH_KEYWORDS. */
 PyObject *py_client_get_asset(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
                               PyObject *kwnames);
 

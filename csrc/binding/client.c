@@ -7,11 +7,6 @@
 
 #include "binding.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #define PY_METHOD_FLAGS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
 #define PY_CMETHOD(f) ((PyCFunction)(void (*)(void))(f))
 
@@ -279,8 +274,6 @@ static PyGetSetDef client_getset[] = {
 
 /* ---- methods -------------------------------------------------------------- */
 
-static const char *const gen_names[] = {"prompt",        "source",     "image_refs", "aspect_ratio",
-                                        "output_format", "web_search", "timeout",    NULL};
 static const char *const submit_names[] = {"prompt",       "source",        "image_refs",
                                            "aspect_ratio", "output_format", "web_search",
                                            "timeout",      "exclude",       NULL};
@@ -425,42 +418,6 @@ static PyObject *client_find_job(PyObject *op, PyTypeObject *cls, PyObject *cons
     }
     py_gen_args_free(&g);
     free_ids(ex, n_ex);
-    return result;
-}
-
-static PyObject *client_estimate(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                                 size_t nargs, PyObject *kwnames)
-{
-    py_state *st = PyType_GetModuleState(cls);
-    ClientObject *self = (ClientObject *)op;
-    static const py_argspec spec = {"_estimate", gen_names, 6, 1};
-    PyObject *a[7];
-    if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0)
-        return NULL;
-    double deadline;
-    if (py_deadline(st, a[6], &deadline) < 0)
-        return NULL;
-    py_gen_args g;
-    if (py_gen_args_init(st, &g, a[0], a[1], a[2], a[3], a[4], a[5]) < 0)
-        return NULL;
-    if (py_gen_args_validate(st, &g) < 0) {
-        py_gen_args_free(&g);
-        return NULL;
-    }
-    py_call c;
-    if (py_call_begin(&c, st, self, deadline) < 0) {
-        py_gen_args_free(&g);
-        return NULL;
-    }
-    double cost = -1;
-    uni1_status rc = py_run_estimate(&c, &g.params, &cost);
-    PyObject *result;
-    if (rc != UNI1_OK || PyErr_Occurred())
-        result = py_call_fail(&c, rc, NULL, NULL);
-    else
-        result = PyFloat_FromDouble(cost);
-    py_call_finish(&c);
-    py_gen_args_free(&g);
     return result;
 }
 
@@ -615,23 +572,12 @@ static PyMethodDef client_methods[] = {
      "the last _engine_drain()."},
     {"_engine_drain", py_client_engine_drain, METH_NOARGS,
      "_engine_drain($self, /)\n--\n\nClears the readiness of _engine_fd()."},
-    {"_estimate", PY_CMETHOD(client_estimate), PY_METHOD_FLAGS,
-     "_estimate($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
-     "web_search=False, *, timeout=None)\n--\n\n"
-     "The cost in creative units (a dry run: no job is created)."},
     {"job", PY_CMETHOD(client_job), PY_METHOD_FLAGS,
      "job($self, job_id, *, timeout=None)\n--\n\nRe-attach to a job by id (one GET)."},
     {"list_jobs", PY_CMETHOD(client_list_jobs), PY_METHOD_FLAGS,
      "list_jobs($self, *, page_size=0, pagination_token=None, status=None, type=None, "
      "timeout=None)\n--\n\n"
      "One page of jobs: (list of job dicts, next pagination token or None)."},
-    {"_upload", PY_CMETHOD(py_client_upload), PY_METHOD_FLAGS,
-     "_upload($self, data, name, mime_type, *, timeout=None)\n--\n\n"
-     "POST /assets (a small image); returns the asset id."},
-    {"_upload_file", PY_CMETHOD(py_client_upload_file), PY_METHOD_FLAGS,
-     "_upload_file($self, path, name, mime_type, *, timeout=None)\n--\n\n"
-     "Uploads a file through POST /uploads (multipart, for large images), read from the "
-     "file in parts; returns the asset id."},
     {"get_asset", PY_CMETHOD(py_client_get_asset), PY_METHOD_FLAGS,
      "get_asset($self, asset_id, *, timeout=None)\n--\n\nThe asset object as the server sent it."},
     {"close", client_close, METH_NOARGS,

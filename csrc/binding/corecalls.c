@@ -2,11 +2,7 @@
  * client's engine through py_call_run (call.c). Every output is cleared
  * first: a call stopped before its task ran leaves it empty, not
  * uninitialised. */
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "binding.h"
 
@@ -14,9 +10,7 @@ typedef struct op {
     const uni1_generate_params *params;
     const char *const *exclude;
     size_t n_exclude;
-    const char *id, *name, *mime, *path, *dir;
-    const void *data;
-    size_t len;
+    const char *id, *dir;
     double sent_at;
     const uni1_list_query *query;
     uni1_job *job;
@@ -27,7 +21,6 @@ typedef struct op {
     size_t ct_len;
     double *cost;
     int *found;
-    int *os_errno, *not_regular;
     const uni1_asset *assets;
     size_t n;
     const char *const *names;
@@ -71,19 +64,6 @@ uni1_status py_run_find_job(py_call *c, const uni1_generate_params *p, double se
             .job = job,
             .found = found};
     return py_call_run(c, do_find, &o);
-}
-
-static uni1_status do_estimate(uni1_session *s, void *arg)
-{
-    op *o = arg;
-    return uni1_estimate(s, o->params, o->cost);
-}
-
-uni1_status py_run_estimate(py_call *c, const uni1_generate_params *p, double *cost)
-{
-    *cost = -1;
-    op o = {.params = p, .cost = cost};
-    return py_call_run(c, do_estimate, &o);
 }
 
 static uni1_status do_get_job(uni1_session *s, void *arg)
@@ -147,52 +127,6 @@ uni1_status py_run_get_asset(py_call *c, const char *id, uni1_asset *asset)
     memset(asset, 0, sizeof *asset);
     op o = {.id = id, .asset = asset};
     return py_call_run(c, do_get_asset, &o);
-}
-
-static uni1_status do_upload_image(uni1_session *s, void *arg)
-{
-    op *o = arg;
-    return uni1_upload_image(s, o->data, o->len, o->name, o->mime, o->asset);
-}
-
-uni1_status py_run_upload_image(py_call *c, const void *data, size_t len, const char *name,
-                                const char *mime, uni1_asset *asset)
-{
-    memset(asset, 0, sizeof *asset);
-    op o = {.data = data, .len = len, .name = name, .mime = mime, .asset = asset};
-    return py_call_run(c, do_upload_image, &o);
-}
-
-static uni1_status do_upload_file(uni1_session *s, void *arg)
-{
-    op *o = arg;
-    uni1_status rc = UNI1_OK;
-    int fd = open(o->path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0)
-        *o->os_errno = errno;
-    else if (!S_ISREG(sb.st_mode))
-        *o->not_regular = 1;
-    else
-        rc = uni1_upload_file(s, fd, (long long)sb.st_size, o->name, o->mime, o->asset);
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
-uni1_status py_run_upload_file(py_call *c, const char *path, const char *name, const char *mime,
-                               uni1_asset *asset, int *os_errno, int *not_regular)
-{
-    memset(asset, 0, sizeof *asset);
-    *os_errno = 0;
-    *not_regular = 0;
-    op o = {.path = path,
-            .name = name,
-            .mime = mime,
-            .asset = asset,
-            .os_errno = os_errno,
-            .not_regular = not_regular};
-    return py_call_run(c, do_upload_file, &o);
 }
 
 static uni1_status do_fetch_to_memory(uni1_session *s, void *arg)
