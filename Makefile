@@ -191,13 +191,13 @@ RUFF      ?= ruff
 .PHONY: format format-check
 format:
 	clang-format -i $(C_SOURCES)
-	$(RUFF) format scenario_uni1 tests bench
-	$(RUFF) check --fix scenario_uni1 tests bench
+	$(RUFF) format scenario_uni1 tests bench examples
+	$(RUFF) check --fix scenario_uni1 tests bench examples
 
 format-check:
 	clang-format --dry-run --Werror $(C_SOURCES)
-	$(RUFF) format --check scenario_uni1 tests bench
-	$(RUFF) check scenario_uni1 tests bench
+	$(RUFF) format --check scenario_uni1 tests bench examples
+	$(RUFF) check scenario_uni1 tests bench examples
 
 # --- Housekeeping ---------------------------------------------------------
 
