@@ -27,6 +27,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "APIError",
     "AuthenticationError",
+    "BudgetExceededError",
     "Client",
     "ConfigurationError",
     "ConnectionError",
@@ -109,7 +110,7 @@ if TYPE_CHECKING:
     )
     from ._generation import Generation
     from ._image import Image
-    from ._many import AsCompleted, GenerateMany
+    from ._many import AsCompleted, BudgetExceededError, GenerateMany
 
 
 def __getattr__(name: str):
@@ -123,6 +124,8 @@ def __getattr__(name: str):
         from ._image import Image as value
     elif name == "Generation":
         from ._generation import Generation as value
+    elif name == "BudgetExceededError":
+        from ._many import BudgetExceededError as value
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function
@@ -368,11 +371,16 @@ def generate_many(
     concurrency: int = 8,
     download=None,
     progress: "bool | None" = None,
+    max_cost: "float | None" = None,
     client: "Client | None" = None,
 ) -> "GenerateMany":
     """Many generations, yielded as each ends. See Client.generate_many."""
     return _pick_client(client).generate_many(
-        requests, concurrency=concurrency, download=download, progress=progress
+        requests,
+        concurrency=concurrency,
+        download=download,
+        progress=progress,
+        max_cost=max_cost,
     )
 
 

@@ -522,6 +522,7 @@ class Client(_core.Client):
         concurrency: int = 8,
         download: str | os.PathLike | None = None,
         progress: bool | None = None,
+        max_cost: float | None = None,
     ) -> "GenerateMany":
         """Run many generations, at most `concurrency` at a time; yields each Generation as it ends.
 
@@ -533,11 +534,27 @@ class Client(_core.Client):
         progress=True shows a bar (tqdm when installed, else a line on
         stderr). The result is an iterator and an async iterator; breaking out
         of the loop submits nothing more, while what is in flight runs on.
+
+        max_cost: a budget in creative units. Before each item is started its
+        cost is estimated (a dry run, see estimate(); identical requests are
+        quoted once), and the item is started only if the estimates of the
+        items started so far (each replaced by its job's cost once it ended)
+        plus its own stay within max_cost. The first item that does not fit,
+        and every item after it, is yielded unsent with a BudgetExceededError
+        as its error. With a journal, an item re-attached to a job of an
+        earlier run counts like any other, so re-running the same requests
+        keeps them under the same budget. The iterator's `spent` gives the
+        total so far.
         """
         from ._many import GenerateMany
 
         return GenerateMany(
-            self, requests, concurrency=concurrency, download=download, progress=progress
+            self,
+            requests,
+            concurrency=concurrency,
+            download=download,
+            progress=progress,
+            max_cost=max_cost,
         )
 
     def as_completed(self, items, timeout: float | None = None) -> "AsCompleted":

@@ -490,6 +490,21 @@ class Journal:
             (state, time.time(), job_id, state),
         )
 
+    def retry_failed(self, fp: str, occurrence: int) -> bool:
+        """Free a failed item's place for a new submission; False if it has not failed.
+
+        The row keeps its job (no reconciliation adopts that job for another
+        item) under a negative occurrence, which no call is ever given.
+        """
+        return bool(
+            self._write(
+                "UPDATE submissions SET updated = ?, occurrence = (SELECT MIN(0, IFNULL("
+                "MIN(occurrence), 0)) - 1 FROM submissions WHERE fingerprint = ?)"
+                " WHERE fingerprint = ? AND occurrence = ? AND state = 'failed'",
+                (time.time(), fp, fp, occurrence),
+            )
+        )
+
     def mark_done(self, job_id: str) -> None:
         self.set_state(job_id, DONE)
         with self._lock:

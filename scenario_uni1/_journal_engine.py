@@ -97,6 +97,24 @@ class _Item:
             _log("warning", "journal: cannot record the end of %s: %s", gen, exc)
 
 
+def item_key(client, prompt, src, refs, aspect_ratio, output_format, web_search):
+    """(fingerprint, recorded request) of a work item; src and refs as Client._prepare gives them.
+
+    The n-th item with a fingerprint on a client is its occurrence n (see
+    _journal.py): a caller that knows the order of its items (the batch
+    command) finds each one's row with this.
+    """
+    request = {
+        "prompt": prompt,
+        "source": input_key(src),
+        "image_refs": [input_key(r) for r in refs],
+        "aspect_ratio": aspect_ratio,
+        "output_format": output_format,
+        "web_search": bool(web_search),
+    }
+    return fingerprint({**request, "project_id": client.project_id}), request
+
+
 def start_generation(
     journal,
     client,
@@ -112,15 +130,7 @@ def start_generation(
     timeout,
 ):
     """See Journal.start_generation."""
-    request = {
-        "prompt": prompt,
-        "source": input_key(src),
-        "image_refs": [input_key(r) for r in refs],
-        "aspect_ratio": aspect_ratio,
-        "output_format": output_format,
-        "web_search": bool(web_search),
-    }
-    fp = fingerprint({**request, "project_id": client.project_id})
+    fp, request = item_key(client, prompt, src, refs, aspect_ratio, output_format, web_search)
     occurrence = journal.next_occurrence(fp)
     entry = journal.entry(fp, occurrence)
     source, image_refs, uploads = engine_inputs(src, refs)

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 _NOTHING = object()
 
 
+class BudgetExceededError(_core.Uni1Error):
+    """A generate_many item not submitted: its estimate would have taken the
+    spend past max_cost. Nothing was sent for it (the item is yielded with this
+    as its error; it never raises)."""
+
+
 def _left(deadline: "_core.Deadline") -> "float | None":
     """Seconds left (None: no deadline); TimeoutError once it passed."""
     try:
@@ -270,6 +276,7 @@ class GenerateMany(_Feed):
         concurrency: int = 8,
         download: "str | os.PathLike[str] | None" = None,
         progress: "bool | None" = None,
+        max_cost: "float | None" = None,
     ) -> None:
         super().__init__()
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
@@ -280,6 +287,7 @@ class GenerateMany(_Feed):
             raise _core.InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
         if download is not None:
             _core._fs_path(download, "download")  # the one rule for paths, checked up front
+        self._budget = None if max_cost is None else _Budget(client, max_cost)
         if isinstance(requests, (str, bytes, dict)):
             raise _core.InvalidRequestTypeError(
                 "requests must be an iterable of prompts (str) or dicts of submit() "
@@ -347,6 +355,9 @@ class GenerateMany(_Feed):
                     self._exhausted = True
                     return
                 gen = Generation(None, None, request)
+                if self._budget is not None and not self._budget.admit(gen, self._download):
+                    self._ready.append(gen)  # not sent: yielded with its error
+                    continue
             self._start_item(gen)
 
     def _take(self):
@@ -385,8 +396,10 @@ class GenerateMany(_Feed):
         self._fill()
         gen = self._take()
         if gen is not _NOTHING:
+            if self._budget is not None:
+                self._budget.settle(gen)
             self._fill()  # keep the engine busy while the caller looks at gen
-            self._progress.update(gen)
+            self._progress.update(gen, len(self._inflight))
             return gen
         if not self._inflight and not self._resend and self._exhausted:
             self._progress.close()
@@ -443,8 +456,115 @@ class GenerateMany(_Feed):
         self._resend.clear()
         self._progress.close()
 
+    @property
+    def spent(self) -> float:
+        """With max_cost: the creative units counted against it so far (the
+        estimates of the items started, each replaced by its job's cost once it
+        ended; nothing for an item that created no job). 0.0 without max_cost."""
+        return 0.0 if self._budget is None else self._budget.spent
+
     def __repr__(self) -> str:
         return f"<scenario_uni1.generate_many: {len(self._inflight)} in flight>"
+
+
+# The arguments of a quote: submit()'s, less where the files go and the deadline.
+_QUOTE_ARGS = ("source", "image_refs", "aspect_ratio", "output_format", "web_search")
+
+
+def job_cost(job: "_core.Job") -> "float | None":
+    """What a job cost in creative units: the submission's answer, or for a job
+    re-attached by id (whose answer this process never saw) its billing.cuCost."""
+    if job.cost is not None:
+        return float(job.cost)
+    raw = job.raw
+    billing = raw.get("billing") if isinstance(raw, dict) else None
+    cost = billing.get("cuCost") if isinstance(billing, dict) else None
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        return float(cost)
+    return None
+
+
+def quote_for(client: "Client", kwargs: dict, cache: dict) -> float:
+    """client.estimate() of one item's submit() arguments; cache: request -> quote,
+    so identical requests are quoted once (inputs given as bytes, files or
+    images are quoted each time)."""
+    import json
+
+    args = {k: kwargs[k] for k in _QUOTE_ARGS if k in kwargs}
+    try:
+        key = json.dumps([kwargs["prompt"], args], sort_keys=True)
+    except (TypeError, ValueError):
+        key = None
+    quote = cache.get(key) if key is not None else None
+    if quote is None:
+        quote = float(client.estimate(kwargs["prompt"], **args))
+        if key is not None:
+            cache[key] = quote
+    return quote
+
+
+class _Budget:
+    """generate_many's max_cost: a quote (a dry run) before each item is started.
+
+    spent is the estimates of the items started plus, once each ended, its
+    job's cost in place of its estimate (none if it created no job). An item
+    whose estimate would take spent past max_cost is not started, and neither
+    is any later item: the batch stops at the budget in input order, so a
+    re-run with a journal stops at the same item. Identical requests share
+    one quote.
+    """
+
+    def __init__(self, client: "Client", max_cost: object) -> None:
+        import math
+
+        if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)):
+            raise _core.InvalidRequestTypeError(
+                f"max_cost must be a number of creative units, not {type(max_cost).__name__}"
+            )
+        if math.isnan(max_cost) or max_cost < 0:
+            raise _core.InvalidRequestError(f"max_cost must be >= 0, not {max_cost}")
+        self._client = client
+        self.max_cost = float(max_cost)
+        self.spent = 0.0
+        self._stopped = False
+        self._quotes: dict = {}  # request key -> quote
+        self._counted: dict = {}  # id(Generation) -> what it added to spent
+
+    def admit(self, gen: Generation, download) -> bool:
+        """Count gen's estimate and True, or set its error (not started) and False."""
+        if self._stopped:
+            gen._error = BudgetExceededError(
+                f"not submitted: the budget of {self.max_cost:g} creative units was reached"
+            )
+            return False
+        try:
+            quote = quote_for(self._client, _request_kwargs(gen.request, download), self._quotes)
+        except Exception as exc:  # a bad item (or a refused quote) fails alone
+            gen._error = exc
+            return False
+        if self.spent + quote > self.max_cost:
+            self._stopped = True
+            gen._error = BudgetExceededError(
+                f"not submitted: its estimate of {quote:g} creative units would take the "
+                f"spend to {self.spent + quote:g}, past the budget of {self.max_cost:g}"
+            )
+            return False
+        self.spent += quote
+        self._counted[id(gen)] = quote
+        return True
+
+    def settle(self, gen: Generation) -> None:
+        """gen ended: its job's cost replaces its estimate (no job: nothing was spent)."""
+        quote = self._counted.pop(id(gen), None)
+        if quote is None:
+            return
+        job = gen.job
+        if job is None:
+            self.spent -= quote
+            return
+        cost = job_cost(job)
+        if cost is not None:
+            self.spent += cost - quote
 
 
 def _request_kwargs(item, download) -> dict:

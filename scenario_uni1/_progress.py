@@ -93,7 +93,7 @@ class ProgressPrinter:
 
 
 class _NoProgress:
-    def update(self, gen) -> None:
+    def update(self, gen, in_flight: "int | None" = None) -> None:
         pass
 
     def close(self) -> None:
@@ -101,18 +101,21 @@ class _NoProgress:
 
 
 class BatchProgress:
-    """generate_many's plain progress line: done/total, failures, elapsed time.
+    """generate_many's plain progress line: done/total, failures, in flight,
+    rate and time left.
 
     On a terminal one line on stderr rewritten in place; elsewhere a line
     every tenth of the batch (or every 50 items when the total is unknown)
     and at the end. Like ProgressPrinter, a stream that raises turns it off.
     """
 
-    def __init__(self, total: "int | None", stream=None) -> None:
+    def __init__(self, total: "int | None", stream=None, label: str = "generate_many") -> None:
         self._printer = ProgressPrinter(stream)
         self._total = total
+        self._label = label
         self._done = 0
         self._failed = 0
+        self._in_flight: int | None = None
         step = max(1, total // 10) if total else 50
         self._step = step
 
@@ -120,10 +123,19 @@ class BatchProgress:
         elapsed = time.monotonic() - self._printer._start
         total = f"/{self._total}" if self._total is not None else ""
         failed = f", {self._failed} failed" if self._failed else ""
-        return f"generate_many  {self._done}{total} done{failed}  {elapsed:6.1f}s"
+        flight = f", {self._in_flight} in flight" if self._in_flight else ""
+        rate = self._done / elapsed if elapsed > 0 else 0.0
+        left = ""
+        if self._total is not None and rate > 0 and self._done < self._total:
+            left = f"  ~{(self._total - self._done) / rate:.0f}s left"
+        return (
+            f"{self._label}  {self._done}{total} done{failed}{flight}  "
+            f"{rate:.1f}/s  {elapsed:6.1f}s{left}"
+        )
 
-    def update(self, gen) -> None:
+    def update(self, gen, in_flight: "int | None" = None) -> None:
         self._done += 1
+        self._in_flight = in_flight
         if gen.error is not None:
             self._failed += 1
         printer = self._printer
@@ -151,17 +163,18 @@ class _TqdmProgress:
         self._bar = bar
         self._failed = 0
 
-    def update(self, gen) -> None:
+    def update(self, gen, in_flight: "int | None" = None) -> None:
         if gen.error is not None:
             self._failed += 1
-            self._bar.set_postfix(failed=self._failed, refresh=False)
+        # tqdm shows the rate and the time left itself.
+        self._bar.set_postfix(failed=self._failed, in_flight=in_flight or 0, refresh=False)
         self._bar.update(1)
 
     def close(self) -> None:
         self._bar.close()
 
 
-def batch_progress(progress, total: "int | None"):
+def batch_progress(progress, total: "int | None", label: str = "generate_many"):
     """What generate_many reports to: progress=True gives a tqdm bar when tqdm
     is installed (tqdm.auto's widget in a notebook), else the plain line;
     False or None nothing. Anything else is an InvalidRequestError."""
@@ -179,5 +192,5 @@ def batch_progress(progress, total: "int | None"):
         else:
             from tqdm import tqdm  # type: ignore[import]
     except ImportError:
-        return BatchProgress(total)
-    return _TqdmProgress(tqdm(total=total, unit="job", desc="generate_many"))
+        return BatchProgress(total, label=label)
+    return _TqdmProgress(tqdm(total=total, unit="job", desc=label))

@@ -7,9 +7,11 @@
     scenario-uni1 upload picture.png
     scenario-uni1 estimate "a cat" --ref picture.png
     scenario-uni1 emulator --port 8080
+    scenario-uni1 batch prompts.txt -o renders/       # see scenario-uni1 batch --help
 
 Exit status: 0 success, 1 API or network error, 2 usage or invalid input,
-3 the job failed or was canceled, 130 interrupted (Ctrl-C).
+3 the job failed or was canceled, 130 interrupted (Ctrl-C). batch has its own
+(scenario_uni1/_batch.py).
 """
 
 from __future__ import annotations
@@ -161,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the same job and asset ids (and images) on every start (default: random ids)",
     )
+
+    from ._batch import add_parser
+
+    add_parser(sub, _add_connection_options)
 
     return parser
 
@@ -370,6 +376,19 @@ def _cmd_upload(args) -> int:
     return EXIT_OK
 
 
+def _cmd_batch(args) -> int:
+    from ._batch import InputError, run
+
+    try:
+        return run(args, args._argv)
+    except InputError as exc:
+        for n, message in exc.problems:
+            where = f"{args.input}:{n}: " if n else f"{args.input}: "
+            sys.stderr.write(f"error: {where}{message}\n")
+        sys.stderr.write("error: nothing was submitted\n")
+        return EXIT_USAGE
+
+
 def _cmd_emulator(args) -> int:
     from .emulator import serve
 
@@ -383,6 +402,7 @@ _COMMANDS = {
     "job": _cmd_job,
     "upload": _cmd_upload,
     "emulator": _cmd_emulator,
+    "batch": _cmd_batch,
 }
 
 
@@ -425,6 +445,7 @@ def _exists_message(exc: FileExistsError) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # batch prints it to resume
     # After parsing: --help and usage errors never load the extension.
     from . import _core
 
