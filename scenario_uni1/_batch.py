@@ -452,22 +452,14 @@ def _generate(batch: _Run, client, items, keys, saved_stdin) -> int:
         progress=not (args.json or args.quiet),
         max_cost=args.max_cost,
     )
-    interrupted = 0
-    while True:
+    stop = _Stop(many)
+    with stop:
         try:
             for gen in many:
                 results[index[id(gen.request)]] = gen
-            break
         except KeyboardInterrupt:
-            interrupted += 1
-            many.close()  # nothing more is submitted
-            in_flight = len(many._inflight)
-            if interrupted > 1 or not in_flight:
-                break
-            sys.stderr.write(
-                f"\nstopping: {in_flight} in flight will land (Ctrl-C again to leave them "
-                "to the next run)\n"
-            )
+            stop.count += 1  # the second Ctrl-C (or the first, off the main thread)
+    interrupted = stop.count
     records = [
         _record(n, item, gen, journal, batch.out, BudgetExceededError)
         for (n, item), gen in zip(items, results)
@@ -493,6 +485,48 @@ def _generate(batch: _Run, client, items, keys, saved_stdin) -> int:
         summary["resume"] = batch.resume_command(saved_stdin)
     _report(summary, records, args)
     return code
+
+
+class _Stop:
+    """Ctrl-C during the run. The first stops submitting and lets what is in
+    flight land; the second leaves at once (what was in flight is journaled).
+
+    The first is taken by a signal handler that raises nothing: a
+    KeyboardInterrupt raised between two statements of generate_many could
+    leave a started item untracked, paid for and never waited on. The wait
+    goes on, seeing that nothing more is to be submitted.
+    """
+
+    def __init__(self, many) -> None:
+        self.many = many
+        self.count = 0
+        self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        self.many.close()  # nothing more is submitted
+        in_flight = len(self.many._inflight)
+        if in_flight:
+            sys.stderr.write(
+                f"\nstopping: {in_flight} in flight will land (Ctrl-C again to leave them "
+                "to the next run)\n"
+            )
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 def _free_failed(journal, keys: list) -> None:

@@ -104,6 +104,7 @@ def test_jsonl_paths_are_relative_to_the_file(creds, tmp_path, monkeypatch):
     lines = [
         {"prompt": "with a ref", "image_refs": ["ref.png"], "aspect_ratio": "16:9"},
         {"prompt": "jpeg", "output_format": "jpeg", "web_search": True},
+        {"prompt": "an edit", "source": "ref.png"},
     ]
     (folder / "items.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     elsewhere = tmp_path / "cwd"
@@ -116,6 +117,7 @@ def test_jsonl_paths_are_relative_to_the_file(creds, tmp_path, monkeypatch):
     assert len(by_prompt["with a ref"]["imageRef"]) == 1
     assert by_prompt["with a ref"]["aspectRatio"] == "16:9"
     assert by_prompt["jpeg"]["outputFormat"] == "jpeg"
+    assert by_prompt["an edit"]["source"].startswith("asset_")
     records = manifest(out)
     assert records[0]["cost"] == 12  # a reference costs 2 more
     assert records[1]["files"][0]["path"].endswith(".jpg")
@@ -130,6 +132,7 @@ def test_csv_input(creds, tmp_path):
         "prompt,aspect_ratio,image_refs,web_search\n"
         '"a castle, at dusk",16:9,r1.png;r2.png,yes\n'
         "a lighthouse,,,\n"
+        'a mill,1:1,"[""r2.png""]",no\n'
     )
     out = tmp_path / "out"
     assert batch(str(src), "-o", str(out), "-q") == 0
@@ -139,8 +142,9 @@ def test_csv_input(creds, tmp_path):
     assert by_prompt["a castle, at dusk"].get("webSearch") is True
     assert by_prompt["a lighthouse"].get("aspectRatio") in (None, "3:2")  # the default
     assert by_prompt["a lighthouse"].get("webSearch") in (None, False)
+    assert len(by_prompt["a mill"]["imageRef"]) == 1
     records = manifest(out)
-    assert [r["line"] for r in records] == [2, 3]
+    assert [r["line"] for r in records] == [2, 3, 4]
     assert_files_match(out, records)
 
 
@@ -429,3 +433,44 @@ def test_ctrl_c_lets_in_flight_land_and_prints_the_resume_command(emu, tmp_path)
     assert [r["status"] for r in records] == ["done"] * n
     assert len(images(out)) == n
     assert_files_match(out, records)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_second_ctrl_c_leaves_at_once_and_the_rerun_attaches(emu, tmp_path):
+    n = 4
+    emu.job_duration = 3.0
+    src = tmp_path / "p.txt"
+    src.write_text("".join(f"left {i}\n" for i in range(n)))
+    out = tmp_path / "out"
+    args = [str(src), "-o", str(out), "--concurrency", "2", *FAST_RESUME]
+    proc = _popen(emu, *args)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and emu.jobs_created < 2:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        line = proc.stderr.readline()
+        while line and "stopping:" not in line:
+            line = proc.stderr.readline()
+        assert "2 in flight will land" in line
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "to finish the batch: scenario-uni1 batch" in stderr
+    assert [r["status"] for r in manifest(out)] == ["pending"] * n  # it did not wait
+    assert emu.jobs_created == 2
+    done = subprocess.run(
+        [sys.executable, "-m", "scenario_uni1", "batch", *args],
+        env=_env(emu),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert emu.jobs_created == n  # the two left in flight were re-attached, not paid again
+    assert_files_match(out, manifest(out))
+    assert len(images(out)) == n
