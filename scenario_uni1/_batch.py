@@ -628,7 +628,10 @@ def _report(summary: dict, records, args) -> None:
     if "resume" in summary:
         sys.stderr.write(f"interrupted; to finish the batch: {summary['resume']}\n")
     elif summary["failed"] and not args.offline:
-        sys.stderr.write("to pay for a new attempt of the failed items: add --retry-failed\n")
+        sys.stderr.write(
+            "the same command again finishes what a network or download error stopped; "
+            "add --retry-failed to pay for a new attempt of the items whose job failed\n"
+        )
 
 
 def _write_atomically(path: str, data: bytes) -> None:

@@ -474,3 +474,23 @@ def test_second_ctrl_c_leaves_at_once_and_the_rerun_attaches(emu, tmp_path):
     assert emu.jobs_created == n  # the two left in flight were re-attached, not paid again
     assert_files_match(out, manifest(out))
     assert len(images(out)) == n
+
+
+def test_a_download_failure_is_finished_by_the_same_command(creds, tmp_path, capsys):
+    src = tmp_path / "p.txt"
+    src.write_text("kept 1\nkept 2\n")
+    out = tmp_path / "out"
+    creds.inject("GET", origin="cdn", status=404, times=None)  # every image is refused
+    assert batch(str(src), "-o", str(out), "-q") == 1
+    stderr = capsys.readouterr()[1]
+    assert "the same command again finishes" in stderr
+    records = manifest(out)
+    assert [r["status"] for r in records] == ["failed"] * 2
+    assert all(r["job_id"] and r["files"] == [] and r["error"] for r in records)
+    assert creds.jobs_created == 2
+    creds.clear_faults()
+    assert batch(str(src), "-o", str(out), "-q") == 0  # no --retry-failed: the jobs are paid
+    assert creds.jobs_created == 2
+    again = manifest(out)
+    assert [r["job_id"] for r in again] == [r["job_id"] for r in records]
+    assert_files_match(out, again)
