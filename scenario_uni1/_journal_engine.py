@@ -132,11 +132,13 @@ def start_generation(
     """See Journal.start_generation."""
     fp, request = item_key(client, prompt, src, refs, aspect_ratio, output_format, web_search)
     occurrence = journal.next_occurrence(fp)
-    entry = journal.entry(fp, occurrence)
-    source, image_refs, uploads = engine_inputs(src, refs)
     item = _Item(journal, fp, occurrence, download, [src, *refs], request)
     common = {"download": download, "timeout": timeout}
     try:
+        # The row is this journal's to send, or has its job (see Journal.claim):
+        # waits only while another live process is sending the same item.
+        entry = journal.claim(fp, occurrence, request, timeout)
+        source, image_refs, uploads = engine_inputs(src, refs)
         if entry is not None and entry.job_id:
             _log("debug", "journal: item %s#%d is %s; attaching", fp[:12], occurrence, entry.job_id)
             # The pipeline starts at the wait: the inputs are not read again.
@@ -190,6 +192,8 @@ def start_generation(
             except BaseException:
                 if entry is None:
                     journal._forget(fp, occurrence)  # refused before anything was sent
+                else:
+                    journal._release(fp, occurrence)
                 raise
     except BaseException:
         close_all([src, *refs])
@@ -209,6 +213,8 @@ def generation_ended(journal, item: _Item, gen) -> None:
         # a reconciliation) leaves the row for a re-run to reconcile.
         if error is not None and not item.reconciling and _created_nothing(error):
             journal._forget(item.fp, item.occurrence)
+        else:
+            journal._release(item.fp, item.occurrence)
         return
     # Attached or adopted rows already hold the job; a new one got it in
     # on_submitted. A row with another job is not this generation's to finish.

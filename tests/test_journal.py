@@ -636,12 +636,38 @@ def test_journal_file_is_private(journal):
         j.close()
 
 
-def test_one_client_per_journal(emu, journal):
-    with emu.client(journal=journal) as c, pytest.raises(uni1.ConfigurationError, match="in use"):
-        emu.client(journal=journal)
-        c.generate("still fine")
-    with emu.client(journal=journal) as c:  # released on close
-        assert c.journal == journal
+def test_a_second_client_waits_for_the_first_ones_send_instead_of_paying_again(emu, journal):
+    second_client_waits(emu, journal, rows)
+
+
+def second_client_waits(emu, journal, rows) -> None:
+    """(Also run on PostgreSQL by test_journal_pg.py, rows reading its ledger.)"""
+    # Two clients on one journal (as two processes would be): the first one's
+    # POST takes 3 s to be answered. The second one, asked for the same item
+    # meanwhile, must neither take the row for a dead process's (its own
+    # settle window, 1.5 s, would pass with no job in the list, and it would
+    # send again) nor send it itself: it waits for the first one's job.
+    emu.inject("POST", GEN, delay=3.0, times=1)
+    first = emu.client(journal=journal, timeout=10)
+    second = emu.client(journal=journal, timeout=1.0, settle_window=0.5)
+    try:
+        jobs = {}
+        sender = threading.Thread(target=lambda: jobs.setdefault("first", first.generate("shared")))
+        sender.start()
+        deadline = time.monotonic() + 5
+        while not rows(journal) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [r["state"] for r in rows(journal)] == ["sending"]
+        job = second.generate("shared")
+        sender.join(20)
+        assert job.id == jobs["first"].id
+        assert emu.jobs_created == 1 and posts(emu) == 1
+    finally:
+        first.close()
+        second.close()
+    with emu.client(journal=journal) as c:  # and a third one re-attaches
+        assert c.generate("shared").id == job.id
+    assert emu.jobs_created == 1
 
 
 def test_a_client_dropped_without_close_releases_the_journal(emu, journal):

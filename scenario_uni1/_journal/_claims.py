@@ -1,112 +1,30 @@
-"""The submission journal behind Client(journal=path).
+"""The journal's rules, written once for every store (see the package's docstring).
 
-A generate request has no idempotency key: a POST that reached the server is a
-paid job. The journal makes a batch safe to re-run after the process died
-(SIGKILL, power cut, Ctrl-C): finished items are skipped, in-flight jobs are
-re-attached, missing files are fetched again, and nothing is submitted twice.
-
-Storage: one SQLite database (standard library) in WAL mode with
-synchronous=FULL. Every record is its own transaction, and a commit returns
-only once the write-ahead log is fsynced. A torn last write (the process or
-the machine dying in the middle of a commit) loses at most that last
-transaction: WAL frames carry checksums, and recovery stops at the first frame
-that does not check out, so earlier records are never corrupted.
-
-What is recorded, and when:
-- submissions: one row per work item, inserted and committed BEFORE the request
-  is sent (state 'sending', with the time), given the job id as soon as the
-  answer arrives ('submitted'), 'done' once every file of the job has been
-  downloaded (or its images fetched by run() or a Generation), 'failed' once
-  resume() or a Generation has seen the job end in failure or cancellation.
-- downloads: each finished file (job id, asset id, absolute path) with its size
-  and SHA-256.
-Nothing secret is stored: no credentials, no URLs (signed CDN URLs are
-capabilities), only prompts, asset ids, job ids, paths and hashes. The file is
-created readable by its owner only, since prompts may be private.
-
-Work items. A generate() call is identified by (fingerprint, occurrence):
-- fingerprint: SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8)
-  of the request as it would be POSTed, with one refinement: an input that is
-  uploaded (a path, bytes, a file object, a PIL image) stands as the SHA-256
-  and MIME type of its bytes, not as the asset id of its upload, because every
-  upload gets a new asset id and a re-run must map to the same row. The
-  project id is part of it (the same prompt in another project is other work).
-- occurrence: the n-th call with that fingerprint on this Client is occurrence
-  n (1, 2, ...). The same prompt sent 4 times for 4 images is 4 items, and
-  re-running the same script with the same journal maps each call to the same
-  row again. A script whose calls change order between runs still maps
-  identical requests to each other, which is all that matters: they are
-  interchangeable.
-
-Re-running. A row with a job id is re-attached (client.job: one GET, no
-POST). A row still 'sending' means the process died between sending and
-recording the answer: the job list is searched for a job with that input,
-created after the send (minus clock skew) and not owned by another row
-(Client._find_job). Found: it is adopted. Not found: the POST never created a
-job and it is sent again, but only once the POST, had it reached the server,
-would have landed: a server finishes a request whose client went away, so
-"not in the list yet" right after a crash proves nothing. The wait is the
-client's request timeout (1 s to 120 s: the longest the dead process would
-have waited for the answer) plus its settle window (how long after a failed
-POST its job may still appear, see Client), polling the list every second;
-only a re-run that follows the crash within that time waits at all. After a failed
-send the row is deleted only when the answer proves nothing was created (a
-validation error, HTTP 4xx other than 408/429); any other error keeps it for
-the next run to reconcile.
-
-Client.submit and generate_many take the same decisions without blocking the
-caller (start_generation, in _journal_engine.py): the item's pipeline runs on
-the client's engine, which attaches to a recorded job, or reconciles a
-'sending' row itself (the core's look and settle rules, given the row's send
-time) before it would POST; the records are written from the engine thread.
-
-Jobs of other items are never adopted: every reconciliation, the core's own
-after an uncertain POST included, is given the journal's job ids to exclude,
-on top of the claims the core shares between all clients of the process.
-
-One Client at a time may use a journal: the journal takes an exclusive lock
-(a `<journal>.lock` file, flock) for the client's lifetime, because a second
-live user would take the first one's in-flight rows for dead ones.
+A store (_sqlite.SQLiteStore, _postgres.PostgresStore) runs statements,
+transactions that lock what they read, and says whether the owner of a claim
+is alive; everything else, every decision about a work item, is here.
 """
 
-import hashlib
 import heapq
-import json
 import os
-import sys
 import threading
 import time
 
-from . import _core
-
-FORMAT = "scenario_uni1.journal"
-VERSION = 1
-
-SENDING = "sending"
-SUBMITTED = "submitted"
-DONE = "done"
-FAILED = "failed"
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS submissions (
-        fingerprint TEXT NOT NULL,
-        occurrence INTEGER NOT NULL,
-        request_json TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('sending', 'submitted', 'done', 'failed')),
-        sent_at REAL NOT NULL,
-        job_id TEXT UNIQUE,
-        created REAL NOT NULL,
-        updated REAL NOT NULL,
-        PRIMARY KEY (fingerprint, occurrence))""",
-    """CREATE TABLE IF NOT EXISTS downloads (
-        job_id TEXT NOT NULL,
-        asset_id TEXT NOT NULL,
-        path TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        finished REAL NOT NULL,
-        PRIMARY KEY (job_id, asset_id, path))""",
+from .. import _core
+from ._records import (
+    DONE,
+    ENTRY_COLUMNS,
+    FAILED,
+    SENDING,
+    SUBMITTED,
+    Entry,
+    _created_nothing,
+    _debug,
+    _has_uploads,
+    canonical_json,
+    file_sha256,
+    fingerprint,
+    input_key,
 )
 
 # How many times one work item may find its job taken by another item of the
@@ -123,136 +41,23 @@ _SETTLE_MIN = 1.0
 _SETTLE_MAX = 120.0
 _SETTLE_POLL = 1.0
 
-_CHUNK = 1 << 20
+# How often a row that a live process is sending is looked at again.
+_CLAIM_POLL = 0.2
+
+# Job ids recorded by other processes are read back from rows updated since
+# the last look, minus this margin for the clocks of other machines.
+_CLOCK_MARGIN = 300.0
 
 
-def _debug(message: str, *args: object) -> None:
-    logging = sys.modules.get("logging")
-    if logging is not None:
-        logging.getLogger("scenario_uni1").debug(message, *args)
+def open_store(spec: str):
+    """The store for Client(journal=spec): a PostgreSQL URL, else an SQLite file."""
+    from ._postgres import PostgresStore, is_url
 
+    if is_url(spec):
+        return PostgresStore(spec)
+    from ._sqlite import SQLiteStore
 
-def canonical_json(value: object) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def fingerprint(request: dict) -> str:
-    """SHA-256 (hex) of the canonical JSON of a request description."""
-    return hashlib.sha256(canonical_json(request)).hexdigest()
-
-
-def input_key(item: object) -> object:
-    """How an input stands in a fingerprint: an asset id as is, an upload as its content hash."""
-    if item is None or isinstance(item, str):
-        return item
-    digest = getattr(item, "sha256", None)
-    if not isinstance(digest, str):
-        data = getattr(item, "data", None)
-        if data is not None:
-            digest = hashlib.sha256(data).hexdigest()
-        else:
-            path = getattr(item, "path", None)
-            if path is None:
-                raise TypeError(f"cannot fingerprint an input of type {type(item).__name__}")
-            digest = file_sha256(path)[0]
-    return {"sha256": digest, "mime_type": getattr(item, "mime_type", None)}
-
-
-def file_sha256(path) -> tuple[str, int]:
-    """(SHA-256 hex, size in bytes) of a file's contents."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(_CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            h.update(chunk)
-    return h.hexdigest(), size
-
-
-def _has_uploads(request: dict) -> bool:
-    """Whether a recorded request holds an input to upload (its content hash, not an asset id).
-
-    start_generation records a row before the engine uploads its inputs, and
-    the engine hands the uploaded ids to the journal (on_ready) before the
-    POST: a row that still holds a hash died before its POST was sent.
-    """
-    inputs = [request.get("source"), *request.get("image_refs", ())]
-    return any(item is not None and not isinstance(item, str) for item in inputs)
-
-
-def _created_nothing(exc: BaseException) -> bool:
-    """Whether an error from _submit proves that no job was created.
-
-    Only answers that refuse the request qualify: a validation error raised
-    before anything is sent, a closed client, and an HTTP 4xx, 408 and 429
-    included (the core's rule: it sends again after those without looking for
-    a job; a 429 of the team's concurrency ceiling is how generate_many learns
-    to hold its submissions, and it sends the item again). Everything else
-    (network errors, timeouts, 5xx, Ctrl-C, SubmissionUncertainError) leaves
-    the row for a later reconciliation, which is always safe.
-    """
-    if isinstance(exc, (_core.InvalidRequestError, _core.ConfigurationError)):
-        return True
-    if isinstance(exc, _core.APIError):
-        status = exc.status_code
-        return isinstance(status, int) and 400 <= status < 500
-    return False
-
-
-class Entry:
-    """One submissions row."""
-
-    __slots__ = ("fingerprint", "job_id", "occurrence", "request", "sent_at", "state")
-
-    def __init__(self, fingerprint, occurrence, request_json, state, sent_at, job_id):
-        self.fingerprint = fingerprint
-        self.occurrence = occurrence
-        self.request = json.loads(request_json)
-        self.state = state
-        self.sent_at = sent_at
-        self.job_id = job_id
-
-    def __repr__(self) -> str:
-        return (
-            f"<journal entry {self.fingerprint[:12]}#{self.occurrence} {self.state}"
-            f" job={self.job_id}>"
-        )
-
-
-_ENTRY_COLUMNS = "fingerprint, occurrence, request_json, state, sent_at, job_id"
-
-
-def _lock_file(path: str):
-    """An exclusive flock on path + '.lock' (an open file), or None where flock does not exist.
-
-    A file object, not a bare descriptor: a client dropped without close()
-    releases the lock when it is collected.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        return None
-    lock_path = path + ".lock"
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError as exc:
-        raise _core.ConfigurationError(
-            f"cannot open the journal lock {lock_path!r}: {exc.strerror}"
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise _core.ConfigurationError(
-            f"the journal {path!r} is in use by another client (in this process or another); "
-            "close that client first, or use another journal"
-        ) from None
-    return os.fdopen(fd, "r+b", buffering=0)
+    return SQLiteStore(spec)
 
 
 class Journal:
@@ -262,14 +67,11 @@ class Journal:
     client by scenario_uni1.Client, and called by its Job.download().
     """
 
-    def __init__(self, path) -> None:
-        import sqlite3
-
-        self._sqlite3 = sqlite3
-        self.path = os.fsdecode(os.fspath(path))
+    def __init__(self, spec) -> None:
         self._lock = threading.Lock()
         # Held while a 'sending' row is matched to a job on the server, so two
-        # threads never adopt the same job for two rows.
+        # threads never adopt the same job for two rows (other processes are
+        # kept apart by the UNIQUE job_id: see _claim).
         self._claim_lock = threading.Lock()
         self._occurrences: dict[str, int] = {}
         # Occurrences handed out by this client whose row was deleted (the
@@ -286,98 +88,52 @@ class Journal:
         # Seconds to wait for an interrupted POST to land (None: from the
         # client's timeout; see _SETTLE_MIN).
         self.settle_time: float | None = None
-        self._db = None
-        self._lock_file = _lock_file(self.path)
+        spec = os.fsdecode(spec) if isinstance(spec, bytes) else str(spec)
+        self._store = open_store(spec)
+        self.path = self._store.name
         try:
-            self._db = self._open()
             # Every job id of the journal, kept in memory: each submission
             # hands them all to the core to exclude, and a batch of N items
-            # must not read N rows N times. Rows with a job are never deleted.
+            # must not read N rows N times. Rows with a job are never deleted;
+            # those other processes record are read back as they come (job_ids).
+            self._seen_until = time.time()
             self._job_ids = {
                 r[0]
-                for r in self._db.execute("SELECT job_id FROM submissions WHERE job_id IS NOT NULL")
+                for r in self._store.query(
+                    "SELECT job_id FROM submissions WHERE job_id IS NOT NULL"
+                )
             }
         except BaseException:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-            self._release_lock()
+            self._store.close()
+            self._store = None
             raise
 
-    def _open(self):
-        sqlite3 = self._sqlite3
-        try:
-            # Created owner-only before SQLite sees it; its -wal and -shm
-            # files take the database's permissions.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-            os.close(fd)
-        except OSError as exc:
-            raise _core.ConfigurationError(
-                f"cannot open the journal {self.path!r}: {exc.strerror}"
-            ) from None
-        db = None
-        try:
-            db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            # Someone else's database is refused before anything in it changes
-            # (journal_mode=WAL would stick).
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-            meta = {}
-            if "meta" in tables:
-                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            if tables and meta.get("format") != FORMAT:
-                raise _core.ConfigurationError(
-                    f"{self.path!r} is an SQLite database but not a scenario_uni1 journal"
-                )
-            if int(meta.get("version", "0")) > VERSION:
-                raise _core.ConfigurationError(
-                    f"the journal {self.path!r} was written by a newer scenario_uni1 "
-                    f"(format version {meta.get('version')}); upgrade to use it"
-                )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                if not meta:
-                    db.executemany(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                        (("format", FORMAT), ("version", str(VERSION))),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            if db is not None:
-                db.close()
-            raise _core.ConfigurationError(
-                f"cannot use {self.path!r} as a journal: {exc}"
-            ) from None
-        except BaseException:
-            if db is not None:
-                db.close()
-            raise
-        return db
-
-    def _release_lock(self) -> None:
-        f, self._lock_file = self._lock_file, None
-        if f is not None:
-            f.close()  # closing the file drops the flock
+    @property
+    def _db(self):
+        """The SQLite connection (None once closed, or for another store)."""
+        return getattr(self._store, "db", None) if self._store is not None else None
 
     def close(self) -> None:
         with self._lock:
-            db, self._db = self._db, None
+            store, self._store = self._store, None
             self._jobs.clear()  # they refer to the client: no cycle left behind
-            if db is not None:
-                db.close()
-        self._release_lock()
+            if store is None:
+                return
+            try:
+                # Rows this journal was sending and that have no job: the next
+                # process reconciles them without waiting for this one.
+                store.execute(
+                    "UPDATE submissions SET owner = NULL WHERE owner = ? AND job_id IS NULL",
+                    (store.owner,),
+                )
+            except Exception as exc:  # noqa: BLE001 - a dead owner is taken over anyway
+                _debug("journal: cannot release its claims: %s", exc)
+            finally:
+                store.close()
 
     @property
     def closed(self) -> bool:
-        return self._db is None
+        return self._store is None
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
@@ -386,19 +142,19 @@ class Journal:
     # -- database helpers ------------------------------------------------------
 
     def _conn(self):
-        db = self._db
-        if db is None:
+        store = self._store
+        if store is None:
             raise _core.ConfigurationError("the journal is closed (its client was closed)")
-        return db
+        return store
 
     def _write(self, sql: str, params=()) -> int:
         """One statement, committed (durably) before returning; the row count."""
         with self._lock:
-            return self._conn().execute(sql, params).rowcount
+            return self._conn().execute(sql, params)
 
     def _read(self, sql: str, params=()) -> list:
         with self._lock:
-            return self._conn().execute(sql, params).fetchall()
+            return self._conn().query(sql, params)
 
     # -- submissions -----------------------------------------------------------
 
@@ -413,14 +169,14 @@ class Journal:
 
     def entry(self, fp: str, occurrence: int) -> "Entry | None":
         rows = self._read(
-            f"SELECT {_ENTRY_COLUMNS} FROM submissions WHERE fingerprint = ? AND occurrence = ?",
+            f"SELECT {ENTRY_COLUMNS} FROM submissions WHERE fingerprint = ? AND occurrence = ?",
             (fp, occurrence),
         )
         return Entry(*rows[0]) if rows else None
 
     def entries(self, states=None) -> "list[Entry]":
         """Every row (or those in `states`), oldest first."""
-        sql = f"SELECT {_ENTRY_COLUMNS} FROM submissions"
+        sql = f"SELECT {ENTRY_COLUMNS} FROM submissions"
         params: tuple = ()
         if states is not None:
             states = tuple(states)
@@ -430,21 +186,132 @@ class Journal:
         return [Entry(*row) for row in self._read(sql, params)]
 
     def job_ids(self) -> list:
+        """Every job of the journal, those other processes recorded since the last call included."""
         with self._lock:
-            self._conn()
+            store = self._conn()
+            now = time.time()
+            self._job_ids.update(
+                r[0]
+                for r in store.query(
+                    "SELECT job_id FROM submissions WHERE job_id IS NOT NULL AND updated >= ?",
+                    (self._seen_until - _CLOCK_MARGIN,),
+                )
+            )
+            self._seen_until = now
             return list(self._job_ids)
+
+    # -- claims ------------------------------------------------------------------
+
+    def claim(self, fp: str, occurrence: int, request, deadline, *, wait: bool = True):
+        """Make this journal the one that sends the item; what to do with it.
+
+        The rules, the same for every store and every caller (generate,
+        submit, generate_many, resume), decided in one transaction that locks
+        the row:
+        - no row: a row 'sending' (the request as described, its inputs as
+          content hashes) is inserted, owned by this journal: returns None,
+          the caller uploads and sends;
+        - a row with a job: returns it; the caller attaches to that job (the
+          job the item's first attempt paid for, whichever process made it);
+        - a row without a job, owned by nobody (released after an uncertain
+          send), by this journal, or by a process that is gone: this journal
+          takes it over and returns it; the caller reconciles it (the dead
+          POST may have created a job) before it sends anything;
+        - a row without a job owned by a live process, which is sending it
+          now: waited for (polled), until it gets its job (attach) or is
+          released (take over); never sent a second time. The wait ends at
+          the caller's deadline (TimeoutError). With wait=False, returns
+          False at once instead.
+        With request None, a missing row is not inserted (returns None).
+        """
+        waited = False
+        while True:
+            with self._lock:
+                store = self._conn()
+                try:
+                    with store.transaction():
+                        found = self._claim_row(store, fp, occurrence, request)
+                except store.integrity_error:
+                    continue  # another process inserted the row meanwhile: look again
+            if found is not False:
+                return found
+            if not wait:
+                return False
+            if not waited:
+                _debug("journal: item %s#%d is being sent by another process", fp[:12], occurrence)
+                waited = True
+            remaining = deadline.remaining()  # TimeoutError once passed
+            time.sleep(_CLAIM_POLL if remaining is None else min(_CLAIM_POLL, remaining))
+
+    def _claim_row(self, store, fp: str, occurrence: int, request: dict):
+        rows = store.query(
+            f"SELECT {ENTRY_COLUMNS} FROM submissions"
+            f" WHERE fingerprint = ? AND occurrence = ?{store.for_update}",
+            (fp, occurrence),
+        )
+        now = time.time()
+        if not rows:
+            if request is None:
+                return None
+            store.execute(
+                "INSERT INTO submissions (fingerprint, occurrence, request_json, state, sent_at,"
+                " job_id, created, updated, owner) VALUES (?, ?, ?, 'sending', ?, NULL, ?, ?, ?)",
+                (
+                    fp,
+                    occurrence,
+                    canonical_json(request).decode("utf-8"),
+                    now,
+                    now,
+                    now,
+                    store.owner,
+                ),
+            )
+            return None
+        entry = Entry(*rows[0])
+        if entry.job_id:
+            return entry
+        if entry.owner not in (None, store.owner) and store.alive(entry.owner):
+            return False
+        store.execute(
+            "UPDATE submissions SET owner = ?, updated = ? WHERE fingerprint = ? AND occurrence = ?",
+            (store.owner, now, fp, occurrence),
+        )
+        entry.owner = store.owner
+        return entry
+
+    def _release(self, fp: str, occurrence: int) -> None:
+        """Let go of a row left without a job (an uncertain send): the next
+        attempt, in any process, reconciles it at once instead of waiting."""
+        with self._lock:
+            store = self._conn()
+            store.execute(
+                "UPDATE submissions SET owner = NULL WHERE fingerprint = ? AND occurrence = ?"
+                " AND owner = ? AND job_id IS NULL",
+                (fp, occurrence, store.owner),
+            )
 
     def _begin_sending(self, fp: str, occurrence: int, request: dict) -> float:
         """Record (and commit) that this request is about to be sent; its time."""
         now = time.time()
-        self._write(
-            "INSERT INTO submissions (fingerprint, occurrence, request_json, state, sent_at,"
-            " job_id, created, updated) VALUES (?, ?, ?, 'sending', ?, NULL, ?, ?)"
-            " ON CONFLICT (fingerprint, occurrence) DO UPDATE SET"
-            " request_json = excluded.request_json, state = 'sending', sent_at = excluded.sent_at,"
-            " updated = excluded.updated WHERE submissions.job_id IS NULL",
-            (fp, occurrence, canonical_json(request).decode("utf-8"), now, now, now),
-        )
+        with self._lock:
+            store = self._conn()
+            store.execute(
+                "INSERT INTO submissions (fingerprint, occurrence, request_json, state, sent_at,"
+                " job_id, created, updated, owner) VALUES (?, ?, ?, 'sending', ?, NULL, ?, ?, ?)"
+                " ON CONFLICT (fingerprint, occurrence) DO UPDATE SET"
+                " request_json = excluded.request_json, state = 'sending',"
+                " sent_at = excluded.sent_at, updated = excluded.updated, owner = excluded.owner"
+                " WHERE submissions.job_id IS NULL",
+                (
+                    fp,
+                    occurrence,
+                    canonical_json(request).decode("utf-8"),
+                    now,
+                    now,
+                    now,
+                    store.owner,
+                ),
+            )
         return now
 
     def _ready(self, fp: str, occurrence: int, request: dict) -> None:
@@ -459,28 +326,34 @@ class Journal:
         )
 
     def _claim(self, fp: str, occurrence: int, job_id: str) -> bool:
-        """Give the row its job; False when another row of the journal has that job."""
+        """Give the row its job; False when another row of the journal has that
+        job, or this row already has another (recorded by another process)."""
         with self._lock:
+            store = self._conn()
             try:
-                self._conn().execute(
-                    "UPDATE submissions SET job_id = ?, state = 'submitted', updated = ?"
-                    " WHERE fingerprint = ? AND occurrence = ?",
-                    (job_id, time.time(), fp, occurrence),
+                changed = store.execute(
+                    "UPDATE submissions SET job_id = ?, owner = NULL, updated = ?,"
+                    " state = CASE WHEN job_id IS NULL THEN 'submitted' ELSE state END"
+                    " WHERE fingerprint = ? AND occurrence = ? AND (job_id IS NULL OR job_id = ?)",
+                    (job_id, time.time(), fp, occurrence, job_id),
                 )
-            except self._sqlite3.IntegrityError:
+            except store.integrity_error:
+                return False
+            if not changed:
                 return False
             self._job_ids.add(job_id)
         return True
 
     def _forget(self, fp: str, occurrence: int) -> None:
-        """Delete a row that has no job; its occurrence is free again if this client gave it out."""
+        """Delete a row that has no job and that no other live process is
+        sending; its occurrence is free again if this client gave it out."""
         with self._lock:
-            cursor = self._conn().execute(
+            store = self._conn()
+            deleted = store.execute(
                 "DELETE FROM submissions WHERE fingerprint = ? AND occurrence = ?"
-                " AND job_id IS NULL",
-                (fp, occurrence),
+                " AND job_id IS NULL AND (owner IS NULL OR owner = ?)",
+                (fp, occurrence, store.owner),
             )
-            deleted = cursor.rowcount
             if deleted and occurrence <= self._occurrences.get(fp, 0):
                 heapq.heappush(self._free.setdefault(fp, []), occurrence)
 
@@ -547,7 +420,7 @@ class Journal:
         without network I/O: reads the journal, and for a new item commits its
         'sending' row. See _journal_engine.
         """
-        from ._journal_engine import start_generation
+        from .._journal_engine import start_generation
 
         return start_generation(
             self,
@@ -570,42 +443,49 @@ class Journal:
 
         src and refs are what Client._prepare returned (asset ids or uploads).
         """
-        fp = fingerprint(
-            {
-                "prompt": prompt,
-                "source": input_key(src),
-                "image_refs": [input_key(r) for r in refs],
-                "aspect_ratio": aspect_ratio,
-                "output_format": output_format,
-                "web_search": bool(web_search),
-                "project_id": client.project_id,
-            }
-        )
+        described = {
+            "prompt": prompt,
+            "source": input_key(src),
+            "image_refs": [input_key(r) for r in refs],
+            "aspect_ratio": aspect_ratio,
+            "output_format": output_format,
+            "web_search": bool(web_search),
+        }
+        fp = fingerprint({**described, "project_id": client.project_id})
         occurrence = self.next_occurrence(fp)
-        entry = self.entry(fp, occurrence)
+        entry = self.claim(fp, occurrence, described, deadline)
         if entry is not None and entry.job_id:
             _debug("journal: item %s#%d is %s; re-attaching", fp[:12], occurrence, entry.job_id)
             job = client.job(entry.job_id)
             if entry.state in (SENDING, SUBMITTED):
                 self._register(job)
             return job
-        if entry is not None and not _has_uploads(entry.request):
-            # The process died between sending and recording the answer (or
-            # the send failed in a way that proves nothing): ask the server.
-            job = self._reconcile(client, entry, deadline, settle=True)
-            if job is not None:
-                return job
-            request = entry.request  # the same asset ids: nothing to upload again
-        else:
-            source_id, ref_ids = client._upload_all(src, refs, deadline)
-            request = {
-                "prompt": prompt,
-                "source": source_id,
-                "image_refs": list(ref_ids),
-                "aspect_ratio": aspect_ratio,
-                "output_format": output_format,
-                "web_search": bool(web_search),
-            }
+        try:
+            if entry is not None and not _has_uploads(entry.request):
+                # The process died between sending and recording the answer
+                # (or the send failed in a way that proves nothing): ask the server.
+                job = self._reconcile(client, entry, deadline, settle=True)
+                if job is not None:
+                    return job
+                request = entry.request  # the same asset ids: nothing to upload again
+            else:
+                source_id, ref_ids = client._upload_all(src, refs, deadline)
+                request = {
+                    "prompt": prompt,
+                    "source": source_id,
+                    "image_refs": list(ref_ids),
+                    "aspect_ratio": aspect_ratio,
+                    "output_format": output_format,
+                    "web_search": bool(web_search),
+                }
+        except BaseException:
+            # Nothing of this attempt was sent: a row it made goes, one it
+            # took over is let go (its earlier POST may still be found).
+            if entry is None:
+                self._forget(fp, occurrence)
+            else:
+                self._release(fp, occurrence)
+            raise
         return self._send(client, fp, occurrence, request, deadline)
 
     def _reconcile(self, client, entry: Entry, deadline, *, settle: bool):
@@ -670,10 +550,23 @@ class Journal:
             except BaseException as exc:
                 if _created_nothing(exc):
                     self._forget(fp, occurrence)
+                else:
+                    self._release(fp, occurrence)
                 raise
             if self._claim(fp, occurrence, job.id):
                 _debug("journal: item %s#%d submitted as %s", fp[:12], occurrence, job.id)
                 return self._register(job)
+            entry = self.entry(fp, occurrence)
+            if entry is not None and entry.job_id:
+                # Another process recorded a job for this very item, which
+                # only happens after this journal's claim on the row was
+                # taken for dead (this process lost its database connection):
+                # the item is that job; the one just created is paid for and
+                # not recorded.
+                _debug(
+                    "journal: item %s#%d is %s; %s left", fp[:12], occurrence, entry.job_id, job.id
+                )
+                return self._register(client.job(entry.job_id, timeout=deadline))
             # The job the core returned belongs to another item of this journal.
             # The core was given the journal's jobs to leave alone, so only a
             # row recorded by another thread meanwhile can do that. Reconcile
@@ -681,7 +574,6 @@ class Journal:
             # any, is found; if none, send again. The POST was answered: no
             # need to wait for it to land.
             _debug("journal: %s already belongs to another item; reconciling", job.id)
-            entry = self.entry(fp, occurrence)
             if entry is None:  # pragma: no cover - rows are only deleted by this thread
                 continue
             found = self._reconcile(client, entry, deadline, settle=False)
@@ -698,6 +590,12 @@ class Journal:
         """The unfinished jobs, re-attached; 'sending' rows reconciled first."""
         jobs = []
         for entry in self.entries((SENDING, SUBMITTED)):
+            if entry.job_id is None:
+                # A row another live process is sending is left to it.
+                taken = self.claim(entry.fingerprint, entry.occurrence, None, deadline, wait=False)
+                if not taken:
+                    continue
+                entry = taken
             if entry.job_id is None:
                 job = self._reconcile(client, entry, deadline, settle=True)
                 if job is None:
@@ -741,8 +639,9 @@ class Journal:
 
     def _record_download(self, job_id: str, asset_id: str, path: str, digest: str, size: int):
         self._write(
-            "INSERT OR REPLACE INTO downloads (job_id, asset_id, path, sha256, size, finished)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO downloads (job_id, asset_id, path, sha256, size, finished)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, asset_id, path) DO UPDATE SET"
+            " sha256 = excluded.sha256, size = excluded.size, finished = excluded.finished",
             (job_id, asset_id, path, digest, size, time.time()),
         )
 

@@ -1,0 +1,188 @@
+"""The journal's PostgreSQL store: one ledger for every worker of a cluster.
+
+Client(journal="postgresql://user@host/db") keeps the journal in the tables of
+the schema scenario_uni1 of that database (created on first use; the user
+needs the right to create it, or an administrator creates it once). Every
+statement commits before it returns; a claim is read with SELECT ... FOR
+UPDATE and written in the same transaction.
+
+Who holds a claim is a key that the claiming connection holds a session-level
+advisory lock on: the server drops the lock when the connection ends (the
+process exited, was killed, or its machine went away and TCP keepalive gave
+up), and from then on the claim is dead, whatever host made it. A connection
+pooler in transaction mode (pgbouncer) would share sessions: connect to the
+server or to a session-mode pool.
+
+psycopg 3 is needed (`pip install scenario_uni1[cluster]` or
+`pip install "psycopg[binary]"`); it is imported only for such a journal.
+The connection string never leaves this module: Client.journal and every
+message show it without its password.
+"""
+
+import contextlib
+import secrets
+import urllib.parse
+
+from .. import _core
+from ._records import FORMAT, VERSION
+
+SCHEMA_NAME = "scenario_uni1"
+
+# Serialises the first creation of the schema by many workers at once
+# (CREATE ... IF NOT EXISTS races on the catalogs otherwise).
+_DDL_LOCK = 0x5C1E0001
+
+_SCHEMA = (
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA_NAME}",
+    f"SET search_path TO {SCHEMA_NAME}",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS submissions (
+        fingerprint TEXT NOT NULL,
+        occurrence INTEGER NOT NULL,
+        request_json TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('sending', 'submitted', 'done', 'failed')),
+        sent_at DOUBLE PRECISION NOT NULL,
+        job_id TEXT UNIQUE,
+        created DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL,
+        owner TEXT,
+        PRIMARY KEY (fingerprint, occurrence))""",
+    """CREATE TABLE IF NOT EXISTS downloads (
+        job_id TEXT NOT NULL,
+        asset_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        finished DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (job_id, asset_id, path))""",
+    "CREATE INDEX IF NOT EXISTS submissions_updated ON submissions (updated)",
+)
+
+
+def is_url(spec: str) -> bool:
+    return spec.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password (and without a password= parameter)."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}@{hostport}" if user else hostport
+    query = urllib.parse.urlencode(
+        [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() != "password"
+        ]
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _sql(statement: str) -> str:
+    # The rules are written with SQLite's ? placeholders (no literal ? occurs).
+    return statement.replace("?", "%s")
+
+
+class PostgresStore:
+    """One connection to the ledger. Not thread-safe: the Journal serialises calls."""
+
+    for_update = " FOR UPDATE"
+
+    def __init__(self, url: str) -> None:
+        self.name = redact(url)
+        try:
+            import psycopg
+        except ImportError:
+            raise _core.ConfigurationError(
+                "a PostgreSQL journal needs psycopg 3: pip install 'psycopg[binary]' "
+                "(or scenario_uni1[cluster])"
+            ) from None
+        self._psycopg = psycopg
+        self.integrity_error = psycopg.IntegrityError
+        try:
+            self.db = psycopg.connect(url, autocommit=True, application_name="scenario_uni1")
+        except psycopg.Error as exc:
+            # libpq's message names host and user, never the password.
+            raise _core.ConfigurationError(
+                f"cannot connect to the journal {self.name}: {str(exc).strip()}"
+            ) from None
+        try:
+            self._setup()
+            self._key = self._take_key()
+        except BaseException:
+            self.db.close()
+            raise
+        self.owner = f"pg/{self._key}"
+
+    def _setup(self) -> None:
+        psycopg = self._psycopg
+        try:
+            with self.db.transaction():
+                self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+                exists = self.db.execute(
+                    "SELECT 1 FROM information_schema.tables"
+                    " WHERE table_schema = %s AND table_name = 'meta'",
+                    (SCHEMA_NAME,),
+                ).fetchone()
+                meta = {}
+                if exists:
+                    meta = dict(
+                        self.db.execute(f"SELECT key, value FROM {SCHEMA_NAME}.meta").fetchall()
+                    )
+                    if meta.get("format") != FORMAT:
+                        raise _core.ConfigurationError(
+                            f"the schema {SCHEMA_NAME} of {self.name} is not a scenario_uni1 journal"
+                        )
+                    if int(meta.get("version", "0")) > VERSION:
+                        raise _core.ConfigurationError(
+                            f"the journal {self.name} was written by a newer scenario_uni1 "
+                            f"(format version {meta.get('version')}); upgrade to use it"
+                        )
+                for statement in _SCHEMA:
+                    self.db.execute(statement)
+                self.db.execute(
+                    "INSERT INTO meta (key, value) VALUES (%s, %s), (%s, %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    ("format", FORMAT, "version", str(VERSION)),
+                )
+            # SET inside the transaction is kept once it commits.
+        except psycopg.Error as exc:
+            raise _core.ConfigurationError(
+                f"cannot use {self.name} as a journal: {str(exc).strip()}"
+            ) from None
+
+    def _take_key(self) -> int:
+        while True:
+            key = secrets.randbits(62) + 1
+            if self.db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                return key
+
+    def alive(self, owner: str) -> bool:
+        """Whether the connection that made a claim still holds its lock."""
+        prefix, _, key_text = owner.partition("/")
+        if prefix != "pg" or not key_text.isdigit():
+            return False
+        key = int(key_text)
+        if key == self._key:
+            return True
+        if self.db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            self.db.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            return False
+        return True
+
+    def query(self, sql: str, params=()) -> list:
+        return self.db.execute(_sql(sql), params).fetchall()
+
+    def execute(self, sql: str, params=()) -> int:
+        return self.db.execute(_sql(sql), params).rowcount
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with self.db.transaction():
+            yield self
+
+    def close(self) -> None:
+        self.db.close()  # the server drops the advisory lock with the session
