@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS="build-essential pkg-config libcurl4-openssl-dev libcjson-dev libssl-dev libcmocka-dev valgrind clang-format python3-venv python3-dev"
+DEBS="build-essential pkg-config libcurl4-openssl-dev libcjson-dev libssl-dev libcmocka-dev valgrind clang-format python3-venv python3-dev postgresql"
 VENV="${UNI1_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
@@ -52,7 +52,18 @@ setup() {
     fi
     log "installing scenario_uni1 (builds the C extension)"
     "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
-    UNI1_WERROR=1 "$VENV/bin/python" -m pip install -q -e '.[test]'
+    # The cluster extra (psycopg, Dask, Ray) is for the cluster layer; it is
+    # installed here because every test module is collected by every layer.
+    UNI1_WERROR=1 "$VENV/bin/python" -m pip install -q -e '.[test,cluster]'
+}
+
+# The journal on a real PostgreSQL server (Debian's postgresql, started by the
+# tests on a temporary directory), many processes on one SQLite journal, and a
+# Dask LocalCluster and local Ray with a worker killed mid-batch. The other
+# layers leave these out (pyproject.toml: -m "not cluster").
+cluster_tests() {
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m cluster \
+        tests/test_journal_pg.py tests/test_cluster.py
 }
 
 demo() {
@@ -107,6 +118,8 @@ run_tests() {
     make fuzz-replay
     layer "pytest against the emulator"
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+    layer "cluster: PostgreSQL journal, many processes, Dask and Ray with a worker killed"
+    cluster_tests
     layer "typing: stubtest (scenario_uni1 and its _core stubs), mypy --strict on the README's examples"
     "$VENV/bin/python" -m mypy.stubtest scenario_uni1 --allowlist tests/typing/stubtest-allowlist.txt
     "$VENV/bin/python" tests/typing/check_readme.py
