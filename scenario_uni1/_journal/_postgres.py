@@ -127,7 +127,7 @@ class PostgresStore:
                     " WHERE table_schema = %s AND table_name = 'meta'",
                     (SCHEMA_NAME,),
                 ).fetchone()
-                meta = {}
+                meta: dict = {}
                 if exists:
                     meta = dict(
                         self.db.execute(f"SELECT key, value FROM {SCHEMA_NAME}.meta").fetchall()
@@ -154,10 +154,14 @@ class PostgresStore:
                 f"cannot use {self.name} as a journal: {str(exc).strip()}"
             ) from None
 
+    def _try_lock(self, key: int) -> bool:
+        row = self.db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])
+
     def _take_key(self) -> int:
         while True:
             key = secrets.randbits(62) + 1
-            if self.db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            if self._try_lock(key):
                 return key
 
     def alive(self, owner: str) -> bool:
@@ -168,7 +172,7 @@ class PostgresStore:
         key = int(key_text)
         if key == self._key:
             return True
-        if self.db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+        if self._try_lock(key):
             self.db.execute("SELECT pg_advisory_unlock(%s)", (key,))
             return False
         return True
