@@ -235,7 +235,7 @@ asan:
 	cd $(ASAN_BUILD) && $(ASAN_RUN) $(PYTHON) -c "import os, scenario_uni1._core as c; \
 	  assert os.path.realpath(c.__file__).startswith(os.getcwd()), c.__file__; \
 	  print('sanitized build:', c.__file__)"
-	cd $(ASAN_BUILD) && $(ASAN_RUN) $(PYTHON) -m pytest -q -p no:cacheprovider tests
+	cd $(ASAN_BUILD) && $(ASAN_RUN) $(PYTHON) -m pytest -q -p no:cacheprovider -m "not cluster" tests
 
 # make bench: every figure of shared/benchmarks.md against scenario-sdk (the
 # `bench` extra), written to bench/RESULTS.md (~35 min on 2 cores, P9's 10,000 jobs of
