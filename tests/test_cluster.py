@@ -95,6 +95,7 @@ def dask_cluster(uni1_emulator_session):
     env = {**_creds(uni1_emulator_session), "PYTHONPATH": os.pathsep.join([PACKAGE_PARENT, HERE])}
     cluster = distributed.LocalCluster(
         n_workers=2,
+        host="127.0.0.1",  # loopback only
         threads_per_worker=4,
         processes=True,
         dashboard_address=None,
@@ -179,7 +180,13 @@ def ray_session(uni1_emulator_session):
     # path to the package and to the task module.
     os.environ.update(_creds(uni1_emulator_session))
     os.environ["PYTHONPATH"] = os.pathsep.join([PACKAGE_PARENT, HERE])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        num_cpus=2,
+        _node_ip_address="127.0.0.1",  # loopback only
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     try:
         yield ray
     finally:
