@@ -141,3 +141,22 @@ def test_a_schema_that_is_not_a_journal_is_refused(emu, pg_journal):
         db.execute("INSERT INTO scenario_uni1.meta VALUES ('format', 'something else')")
     with pytest.raises(uni1.ConfigurationError, match="not a scenario_uni1 journal"):
         emu.client(journal=pg_journal)
+
+
+def test_a_failed_item_set_aside_is_sent_anew(emu, pg_journal):
+    # Journal.retry_failed (the batch command's --retry-failed) in the SQL both stores speak.
+    emu.next_job_outcome("failure", error="boom")
+    with emu.client(journal=pg_journal) as c:
+        failed = c.generate("try again")
+        with pytest.raises(uni1.JobFailedError):
+            failed.wait(timeout=20)
+        c.resume()  # records the failure
+    (row,) = ledger(pg_journal, "submissions")
+    assert row["state"] == "failed"
+    with emu.client(journal=pg_journal) as c:
+        assert c._journal.retry_failed(row["fingerprint"], 1)
+        assert not c._journal.retry_failed(row["fingerprint"], 1)  # nothing failed there now
+        fresh = c.generate("try again")
+    assert fresh.id != failed.id and emu.jobs_created == 2
+    occurrences = sorted(r["occurrence"] for r in ledger(pg_journal, "submissions"))
+    assert occurrences == [-1, 1]

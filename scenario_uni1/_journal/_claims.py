@@ -371,8 +371,10 @@ class Journal:
         """
         return bool(
             self._write(
-                "UPDATE submissions SET updated = ?, occurrence = (SELECT MIN(0, IFNULL("
-                "MIN(occurrence), 0)) - 1 FROM submissions WHERE fingerprint = ?)"
+                # CASE and COALESCE: the same SQL on SQLite and PostgreSQL.
+                "UPDATE submissions SET updated = ?, occurrence = (SELECT CASE WHEN"
+                " COALESCE(MIN(occurrence), 0) < 0 THEN MIN(occurrence) ELSE 0 END - 1"
+                " FROM submissions WHERE fingerprint = ?)"
                 " WHERE fingerprint = ? AND occurrence = ? AND state = 'failed'",
                 (time.time(), fp, fp, occurrence),
             )
