@@ -17,14 +17,21 @@ def sha256_of(path) -> str:
     return h.hexdigest()
 
 
-def render(prompt: str, base_url: str, journal: str, out: str) -> dict:
-    """One item: this process's shared client, the journal's exactly-once, the files."""
+def render(prompt: str, base_url: str, journal: str, out: str, marks: str | None = None) -> dict:
+    """One item: this process's shared client, the journal's exactly-once, the files.
+
+    With marks (a directory), a file named after this process and the job is
+    left there once the job is paid for: a test kills that process then, in
+    the middle of the item."""
     from scenario_uni1._workers import shared_client
 
     # A short timeout and settle window: a task retried after its worker was
     # killed reconciles the dead worker's POST within seconds.
     client = shared_client(base_url=base_url, journal=journal, timeout=3.0, settle_window=1.0)
     job = client.generate(prompt)
+    if marks is not None:
+        os.makedirs(marks, exist_ok=True)
+        open(os.path.join(marks, f"{os.getpid()}-{job.id}"), "w").close()
     paths = job.download(out, timeout=60)
     return {
         "prompt": prompt,

@@ -202,15 +202,25 @@ def test_ray_worker_killed_mid_batch_pays_for_nothing_twice(emu, ray_session, tm
     journal = str(tmp_path / "journal.db")
     prompts = [f"ray item {i}" for i in range(30)]
     out = str(tmp_path / "out")
-    refs = [render.remote(p, emu.url, journal, out) for p in prompts]
+    marks = str(tmp_path / "marks")
+    refs = [render.remote(p, emu.url, journal, out, marks) for p in prompts]
     pending = list(refs)
+    finished: set = set()
     killed = None
     deadline = time.monotonic() + 120
-    while pending and time.monotonic() < deadline:
-        ready, pending = ray.wait(pending, num_returns=1, timeout=5)
-        if ready and killed is None and len(refs) - len(pending) >= 8:
-            killed = ray.get(ready[0])["pid"]  # a worker that is running tasks
-            os.kill(killed, signal.SIGKILL)
+    while pending and killed is None and time.monotonic() < deadline:
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.05)
+        finished.update(r["job"].id for r in ray.get(ready))
+        if len(finished) < 8 or not os.path.isdir(marks):
+            continue
+        for name in os.listdir(marks):
+            pid, _, job_id = name.partition("-")
+            if job_id not in finished:
+                # That worker paid for its job and is waiting for it: killed
+                # mid-item, the retry must re-attach, not pay again.
+                killed = int(pid)
+                os.kill(killed, signal.SIGKILL)
+                break
     assert killed is not None
     results = ray.get(refs, timeout=120)
     check_batch(emu, results, prompts)
