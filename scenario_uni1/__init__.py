@@ -13,9 +13,9 @@ Set SCENARIO_UNI1_LOG=debug (or info) to log to stderr.
 # the extension means loading libcurl and the thirty-odd shared libraries it
 # links, which alone costs more than the rest of the package together, so
 # nothing heavy loads here. The extension (_core) and the glue modules load on
-# first use of a name that needs them (module __getattr__ below), and the glue
-# hooks are installed whenever _core is imported, by whatever route
-# (attribute access, `import scenario_uni1._core`, unpickling a Job).
+# first use of a name that needs them (module __getattr__ below). The
+# extension never calls back into the glue: the glue's types (Client, Job,
+# Generation) hold the extension's.
 import _thread
 import os as _os
 import sys as _sys
@@ -69,7 +69,6 @@ _FROM_CORE = frozenset(
         "ConfigurationError",
         "ConnectionError",
         "InvalidRequestError",
-        "Job",
         "JobCanceledError",
         "JobError",
         "JobFailedError",
@@ -96,7 +95,6 @@ if TYPE_CHECKING:
         ConfigurationError,
         ConnectionError,
         InvalidRequestError,
-        Job,
         JobCanceledError,
         JobError,
         JobFailedError,
@@ -110,6 +108,7 @@ if TYPE_CHECKING:
     )
     from ._generation import Generation
     from ._image import Image
+    from ._job import Job
     from ._many import AsCompleted, BudgetExceededError, GenerateMany
 
 
@@ -122,6 +121,8 @@ def __getattr__(name: str):
         from ._client import Client as value
     elif name == "Image":
         from ._image import Image as value
+    elif name == "Job":
+        from ._job import Job as value
     elif name == "Generation":
         from ._generation import Generation as value
     elif name == "BudgetExceededError":
@@ -139,47 +140,9 @@ def __dir__():
 def _load_core():
     # A dotted __import__ (not `from . import _core`, which would come back
     # here through __getattr__) loads the extension and sets the package
-    # attribute, which installs the glue (see _Package.__setattr__).
+    # attribute.
     __import__(__name__ + "._core")
     return _sys.modules[__name__ + "._core"]
-
-
-_glue_lock = _thread.RLock()
-_glue_installed = False
-
-
-def _install_glue(core) -> None:
-    global _glue_installed
-    with _glue_lock:
-        if _glue_installed:
-            return
-        core._set_glue(
-            image_factory=_image_factory,
-            client_for=_client_for,
-        )
-        # Engine threads take the GIL for generation events; at exit they
-        # must stop doing so before the interpreter goes away.
-        import atexit
-
-        atexit.register(core._at_exit)
-        _glue_installed = True
-
-
-class _Package(type(_sys)):  # type: ignore[misc]  # types.ModuleType, without importing types
-    """The package's module type: installs the glue when _core is imported.
-
-    The import system sets each loaded submodule as an attribute of its
-    package, so this sees every import of the extension, including the one
-    unpickling a Job does in a fresh process.
-    """
-
-    def __setattr__(self, name, value):
-        super().__setattr__(name, value)
-        if name == "_core":
-            _install_glue(value)
-
-
-_sys.modules[__name__].__class__ = _Package
 
 
 # -- the default client --------------------------------------------------------
@@ -203,52 +166,16 @@ def default_client() -> "Client":
         return _default
 
 
-# Clients built for unpickled jobs, by (base_url, project_id).
-_built_for_jobs: "dict[tuple[str, str | None], Client]" = {}
-
-
-def _client_for(base_url: "str | None", project_id: "str | None") -> "Client":
-    """The client an unpickled job binds to at its first request (the binding calls this).
-
-    A live client of this process with the same base_url and project_id (the
-    default client first), else one built from the environment for them and
-    kept for the next job. base_url None (a pickle made before jobs recorded
-    it) means the default client.
-    """
-    if base_url is None:
-        return default_client()
-    from ._client import Client, live_client, serves
-
-    client = _default
-    if client is not None and serves(client, base_url, project_id):
-        return client
-    client = live_client(base_url, project_id)
-    if client is not None:
-        return client
-    if project_id is None:
-        # The default client, when the environment points it at this server.
-        try:
-            client = default_client()
-        except _load_core().ConfigurationError:
-            client = None
-        if client is not None and serves(client, base_url, project_id):
-            return client
-    with _default_lock:
-        client = _built_for_jobs.get((base_url, project_id))
-        if client is None or client.closed:
-            client = Client(base_url=base_url, project_id=project_id)
-            _built_for_jobs[(base_url, project_id)] = client
-        return client
-
-
 def _reset_default_client() -> None:
     """Forget (and close) the default client and the clients built for unpickled
     jobs, e.g. after the environment changed."""
     global _default
     with _default_lock:
         client, _default = _default, None
-        built = list(_built_for_jobs.values())
-        _built_for_jobs.clear()
+    built = []
+    jobs = _sys.modules.get(__name__ + "._job")
+    if jobs is not None:
+        built = jobs._forget_built_clients()
     for c in [client, *built]:
         if c is not None:
             c.close()
@@ -427,15 +354,7 @@ def wait(items, timeout: "float | None" = None) -> list:
     return wait_all(items, timeout)
 
 
-# -- glue for the extension ------------------------------------------------------
-
-
-def _image_factory(**fields):
-    # Imported here, not when the glue is installed: _image needs _inputs,
-    # which may be the very module whose import is loading _core right now.
-    from ._image import _image_factory as build
-
-    return build(**fields)
+# -- logging ----------------------------------------------------------------------
 
 
 def _setup_logging(level_name: str) -> None:

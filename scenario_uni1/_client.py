@@ -1,9 +1,10 @@
 """Client: settings from arguments and the environment, and input handling.
 
-The C base class (_core.Client) does the HTTP work. This subclass resolves
-credentials (an explicit argument always wins over the environment), turns
-paths, bytes, files and PIL images into uploaded assets, and validates every
-request before anything is sent.
+The binding's client (_core.Client, held as Client._core) does the HTTP
+work. This class resolves credentials (an explicit argument always wins over
+the environment), turns paths, bytes, files and PIL images into uploaded
+assets, validates every request before anything is sent, and hands out this
+package's Job (scenario_uni1.Job, holding the binding's).
 """
 
 import itertools
@@ -12,13 +13,16 @@ import weakref
 
 from . import _core
 from ._inputs import Upload, close_all, engine_inputs, is_asset_path, ref_list, resolve
+from ._job import Job
 
 TYPE_CHECKING = False  # type checkers take the branch; nothing imports typing at run time
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Any
 
     from ._generation import Generation
     from ._image import Image
+    from ._journal import Journal
     from ._many import AsCompleted, GenerateMany
 
 ENV_API_KEY = "SCENARIO_SDK_API_KEY"
@@ -88,7 +92,7 @@ def resolve_credentials(
 
 
 # Every Client of the process, weakly and in creation order: an unpickled job
-# binds to one of them for its base_url and project_id (see __init__._client_for).
+# binds to one of them for its base_url and project_id (see _job._client_for).
 _live: "weakref.WeakValueDictionary[int, Client]" = weakref.WeakValueDictionary()
 _live_ids = itertools.count()
 
@@ -101,6 +105,14 @@ def _result(gen: "_core.Generation"):
     except BaseException:
         gen.cancel()
         raise
+
+
+def client_of(core: "_core.Client") -> "Client | None":
+    """The Client holding core, while it lives."""
+    for client in list(_live.values()):
+        if client._c_client is core:
+            return client
+    return None
 
 
 def serves(client: "Client", base_url: str, project_id: str | None) -> bool:
@@ -116,7 +128,7 @@ def live_client(base_url: str, project_id: str | None) -> "Client | None":
     return None
 
 
-class Client(_core.Client):
+class Client:
     """A connection to the Scenario API; safe to share between threads.
 
     Credentials and the base URL fall back to the environment
@@ -133,10 +145,10 @@ class Client(_core.Client):
     resend_uncertain=False, SubmissionUncertainError raised instead.
     """
 
-    def __new__(cls, *args: object, **kwargs: object):
-        # The C type is initialised in __init__ with the resolved settings;
-        # journal= and the unresolved arguments are not its business.
-        return super().__new__(cls)
+    # The binding's client (settings, connections, the engine); the journal
+    # (see _journal.py), None without one.
+    _c_client: "_core.Client"
+    _journal: "Journal | None"
 
     def __init__(
         self,
@@ -163,19 +175,13 @@ class Client(_core.Client):
         _check_str("base_url", base_url)
         if base_url is None:
             base_url = _env(ENV_BASE_URL)
-        # The submission journal (see _journal.py), None without one. It is
-        # opened first: the C client gets its download hooks handed down,
-        # with the display of wait(progress=True); it never looks them up.
         self._journal = None
         if journal is not None:
             from ._journal import Journal
 
             self._journal = Journal(os.fsdecode(_core._fs_path(journal, "journal", setting=True)))
-        from ._progress import ProgressPrinter
-
-        j = self._journal
         try:
-            super().__init__(
+            self._c_client = _core.Client(
                 key,
                 secret,
                 bearer_token=token,
@@ -192,9 +198,6 @@ class Client(_core.Client):
                 backoff_max=backoff_max,
                 settle_window=settle_window,
                 resend_uncertain=resend_uncertain,
-                _progress_display=ProgressPrinter,
-                _download_skip=None if j is None else j.download_skip,
-                _download_done=None if j is None else j.download_done,
             )
         except BaseException:
             if self._journal is not None:
@@ -206,20 +209,59 @@ class Client(_core.Client):
         # process's POST too.
         self._settle_window = float(settle_window)
 
+    # -- settings and state (the binding's client's) --------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The API root, normalised (ends with the version)."""
+        return self._c_client.base_url
+
+    @property
+    def project_id(self) -> str | None:
+        """The project sent with every request, or None."""
+        return self._c_client.project_id
+
+    @property
+    def timeout(self) -> float:
+        """Seconds allowed for one API request."""
+        return self._c_client.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Retries of reads after transient failures."""
+        return self._c_client.max_retries
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+        return self._c_client.closed
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests this client has sent, retries included (counted when each call ends)."""
+        return self._c_client.request_count
+
     @property
     def journal(self) -> str | None:
         """The journal's path (None without a journal)."""
-        journal = getattr(self, "_journal", None)
+        journal = self._journal
         return None if journal is None else journal.path
 
     def close(self) -> None:
-        """Close the connections and the journal (if any)."""
+        """Close the connections and the journal (if any).
+
+        Later calls raise ConfigurationError; calls running in other threads stop.
+        """
         try:
-            super().close()
+            self._c_client.close()
         finally:
-            journal = getattr(self, "_journal", None)
+            journal = self._journal
             if journal is not None:
                 journal.close()
+
+    def __enter__(self) -> "Client":
+        self._check_open()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -236,6 +278,57 @@ class Client(_core.Client):
             "pickle Job objects instead (they re-attach to a client for the same "
             "base_url and project_id)"
         )
+
+    # -- the binding's calls, with this package's Job ----------------------------------
+
+    def job(self, job_id: str, *, timeout: float | None = None) -> Job:
+        """Re-attach to a job by id (one GET)."""
+        return Job._of(self, self._c_client.job(job_id, timeout=timeout))
+
+    def list_jobs(
+        self,
+        *,
+        page_size: int = 0,
+        pagination_token: str | None = None,
+        status: str | None = None,
+        type: str | None = None,
+        timeout: float | None = None,
+    ) -> "tuple[list[dict[str, Any]], str | None]":
+        """One page of jobs: (list of job dicts, next pagination token or None)."""
+        return self._c_client.list_jobs(
+            page_size=page_size,
+            pagination_token=pagination_token,
+            status=status,
+            type=type,
+            timeout=timeout,
+        )
+
+    def get_asset(self, asset_id: str, *, timeout: float | None = None) -> "dict[str, Any]":
+        """The asset object as the server sent it."""
+        return self._c_client.get_asset(asset_id, timeout=timeout)
+
+    def _submit(self, *args: "Any", **kwargs: "Any") -> Job:
+        """POST the generation (asset ids only); see _core.Client._submit."""
+        return Job._of(self, self._c_client._submit(*args, **kwargs))
+
+    def _find_job(self, *args: "Any", **kwargs: "Any") -> "Job | None":
+        """The job an interrupted submission created, or None; see _core.Client._find_job."""
+        job = self._c_client._find_job(*args, **kwargs)
+        return None if job is None else Job._of(self, job)
+
+    def _start(self, *args: "Any", job: "Job | None" = None, **kwargs: "Any") -> "_core.Generation":
+        """The pipeline on this client's engine; see _core.Client._start."""
+        if job is not None:
+            if not isinstance(job, Job):
+                raise _core.InvalidRequestTypeError(f"job must be a Job, not {type(job).__name__}")
+            kwargs["job"] = job._core_job()
+        return self._c_client._start(*args, **kwargs)
+
+    def _attach(self, job_id: str) -> Job:
+        """A Job of this client for job_id, without a request (the journal's jobs)."""
+        job = _core._rebuild_job(job_id)
+        job._bind(self._c_client)
+        return Job._of(self, job)
 
     # -- inputs ------------------------------------------------------------
 
@@ -367,7 +460,7 @@ class Client(_core.Client):
         aspect_ratio: str | None = None,
         output_format: str = "png",
         web_search: bool = False,
-    ) -> _core.Job:
+    ) -> Job:
         """Submit a generation and return its Job at once (without waiting).
 
         source and each of image_refs may be an asset id, a path, bytes, a
@@ -414,7 +507,7 @@ class Client(_core.Client):
             self._journal.mark_done(job.id)
         return images
 
-    def resume(self, *, timeout: float | None = None) -> "list[_core.Job]":
+    def resume(self, *, timeout: float | None = None) -> "list[Job]":
         """The unfinished jobs of the journal, re-attached (oldest first).
 
         Unfinished: submitted and not yet downloaded (nor fetched by run()),
@@ -513,7 +606,7 @@ class Client(_core.Client):
             overwrite=overwrite,
             timeout=timeout,
         )
-        return Generation(gen, prompt)
+        return Generation(gen, prompt, client=self)
 
     def generate_many(
         self,

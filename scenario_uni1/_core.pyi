@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, final
 
-from typing_extensions import Self, disjoint_base
+from typing_extensions import Self
 
-from ._image import Image
+from ._job import Job as _PublicJob
 
 __version__: str
 curl_version: str  # the linked libcurl, e.g. "7.88.1"
@@ -48,7 +48,9 @@ class SubmissionUncertainError(Uni1Error):
     sent_at: str  # ISO 8601 UTC time the request was sent
 
 class JobError(Uni1Error):
-    job: Job
+    # The binding raises it with its _core.Job; scenario_uni1 hands users the
+    # exception with its own Job in place.
+    job: _PublicJob | Job
     error: str | None
     hint: str | None
 
@@ -67,17 +69,6 @@ def validate_generate(
 
     source and image_refs must be asset ids here (the glue uploads other
     inputs first, and validates with placeholder ids before uploading)."""
-
-def _set_glue(
-    *,
-    image_factory: Callable[..., Image],
-    client_for: Callable[[str | None, str | None], Client],
-) -> None:
-    """Called once by scenario_uni1/__init__.py.
-
-    image_factory(data=bytes, mime_type=str, asset_id=str, width=int|None,
-    height=int|None) builds an Image; client_for(base_url, project_id) returns the client an unpickled Job binds
-    to at its first request."""
 
 @final
 class Deadline:
@@ -100,12 +91,12 @@ def _fs_path(
 ) -> bytes:
     """A path checked by the rule every call uses, in the filesystem encoding."""
 
-@disjoint_base
+@final
 class Client:
     """Holds settings and a pool of connections; safe to share between threads.
 
     Credentials are NOT read from the environment here: scenario_uni1.Client
-    (a Python subclass) resolves them and passes them explicitly."""
+    (which holds one) resolves them and passes them explicitly."""
 
     def __init__(
         self,
@@ -126,15 +117,7 @@ class Client:
         backoff_max: float = 20.0,
         settle_window: float = 20.0,
         resend_uncertain: bool = True,
-        _progress_display: Callable[[], Callable[[Job], object]] | None = None,
-        _download_skip: Callable[[str, str, str], bool] | None = None,
-        _download_done: Callable[[str, str, str], object] | None = None,
-    ) -> None:
-        """The last three are the glue's, handed down (the extension never looks
-        them up): _progress_display() gives the display of wait(progress=True);
-        Job.download asks _download_skip(job_id, asset_id, path) before each
-        file (True: it is there, intact) and tells _download_done(job_id,
-        asset_id, path) after each file it wrote."""
+    ) -> None: ...
     @property
     def base_url(self) -> str: ...
     @property
@@ -238,35 +221,41 @@ class Job:
     def cost(self) -> float | None: ...
     @property
     def raw(self) -> dict[str, Any]: ...
-    @property
-    def client(self) -> Client: ...
     def refresh(self, *, timeout: _Timeout = None) -> Job: ...
     def wait(
         self,
         timeout: _Timeout = None,
         *,
-        progress: bool | Callable[[Job], object] | None = None,
-    ) -> Job: ...
-    def images(self, *, timeout: _Timeout = None) -> list[Image]: ...
+        progress: Callable[[Job], object] | bool | None = None,
+    ) -> Job:
+        """progress: None/False, or a callable taking this job after each poll
+        (the glue turns progress=True into its display's callable)."""
+    def images(self, *, timeout: _Timeout = None) -> list[_ImageFields]:
+        """Each asset's (data, mime_type, asset_id, width, height): the glue
+        makes the Images."""
     def download(
         self,
         dest: str | os.PathLike[str] = ".",
         *,
         overwrite: bool = False,
         timeout: _Timeout = None,
-    ) -> list[Path]: ...
+        skip: Callable[[str, str], bool] | None = None,
+    ) -> list[tuple[str, Path, bool]]:
+        """(asset_id, path, fetched) for each asset; skip(asset_id, path), for
+        this call, tells a file that is there already (not fetched)."""
     def cancel(self, *, timeout: _Timeout = None) -> None: ...
-    def __reduce__(self) -> tuple[Any, ...]: ...
+    def _bind(self, client: Client, /) -> None:
+        """The client of a job rebuilt from its state (TypeError for anything
+        but a Client; a job bound already keeps its own)."""
+    def _state(self) -> tuple[str, str | None, float | None]:
+        """(job_id, raw_json, cost): what _rebuild_job takes."""
     def __copy__(self) -> Job: ...
     def __deepcopy__(self, memo: Any, /) -> Job: ...
 
-def _rebuild_job(
-    job_id: str,
-    raw_json: str | None = None,
-    cost: float | None = None,
-    base_url: str | None = None,
-    project_id: str | None = None,
-) -> Job: ...
+_ImageFields: TypeAlias = tuple[bytes, str, str, int | None, int | None]
+
+def _rebuild_job(job_id: str, raw_json: str | None = None, cost: float | None = None) -> Job:
+    """A Job from its state, bound to no client until Job._bind(client)."""
 
 @final
 class Generation:

@@ -2,9 +2,10 @@
 
 Client._start (C) hands the whole pipeline (upload the inputs, submit, wait,
 fetch) to the client's engine thread and returns a _core.Generation at once.
-Generation here wraps it with what belongs to Python: awaiting it in asyncio,
-the notebook display, and the request it came from (generate_many yields in
-completion order, so a finished generation says which item it was).
+Generation here wraps it with what belongs to Python: this package's Job and
+Image objects, awaiting it in asyncio, the notebook display, and the request
+it came from (generate_many yields in completion order, so a finished
+generation says which item it was).
 
 Nothing here blocks on the network: submit() reads and checks its inputs (as
 generate does) and returns; every transfer happens on the engine.
@@ -14,11 +15,15 @@ import os
 
 from . import _core
 from ._inputs import close_all, engine_inputs
+from ._job import Job
 
 TYPE_CHECKING = False  # type checkers take the branch; nothing imports typing at run time
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
     from typing import Any
+
+    from ._client import Client
+    from ._image import Image
 
 # The keyword arguments of submit(), which a generate_many item may set.
 SUBMIT_ARGS = (
@@ -138,7 +143,16 @@ class Generation:
     str or a dict), None for submit().
     """
 
-    __slots__ = ("__weakref__", "_error", "_gen", "prompt", "request")
+    __slots__ = (
+        "__weakref__",
+        "_client",
+        "_error",
+        "_gen",
+        "_images",
+        "_job",
+        "prompt",
+        "request",
+    )
 
     def __init__(
         self,
@@ -146,9 +160,13 @@ class Generation:
         prompt: "str | None" = None,
         request: "Any" = None,
         error: "BaseException | None" = None,
+        client: "Client | None" = None,
     ) -> None:
         self._gen = gen  # the _core.Generation; None if it never started (see _error)
         self._error = error
+        self._client = client  # the Client whose engine runs it
+        self._job: Job | None = None  # the Job of the _core.Job last seen
+        self._images: list[Image] | None = None
         self.prompt = prompt
         self.request = request
 
@@ -168,27 +186,62 @@ class Generation:
         return True if gen is None else gen.done
 
     @property
-    def job(self) -> "_core.Job | None":
+    def job(self) -> "Job | None":
         gen = self._gen
-        return None if gen is None else gen.job
+        core = None if gen is None else gen.job
+        return None if core is None else self._job_of(core)
+
+    def _job_of(self, core: "_core.Job") -> "Job | None":
+        # One Job per _core.Job the pipeline reports (gen.job is gen.job).
+        job = self._job
+        if job is None or job._job is not core:
+            client = self.client
+            if client is None:
+                return None
+            job = self._job = Job._of(client, core)
+        return job
 
     @property
-    def client(self) -> "_core.Client | None":
+    def client(self) -> "Client | None":
         """The client whose engine runs it (None if it never started)."""
-        gen = self._gen
-        return None if gen is None else gen.client
+        client = self._client
+        if client is None and self._gen is not None:
+            from ._client import client_of
+
+            client = self._client = client_of(self._gen.client)
+        return client
+
+    def _public(self, error: "BaseException | None") -> "BaseException | None":
+        # The binding's JobError carries its _core.Job: users get the Job.
+        if isinstance(error, _core.JobError) and isinstance(error.job, _core.Job):
+            job = self._job_of(error.job)
+            if job is not None:
+                error.job = job
+        return error
 
     @property
     def error(self) -> "BaseException | None":
         gen = self._gen
-        return self._error if gen is None else gen.error
+        return self._error if gen is None else self._public(gen.error)
 
     def result(self, timeout: "float | None" = None) -> "list[Any]":
         """The paths (download=) or images; blocks until done; raises error if it failed."""
         gen = self._gen
         if gen is None:
             raise self._error  # type: ignore[misc]  # set whenever _gen is None
-        return gen.result(timeout)
+        try:
+            out = gen.result(timeout)
+        except _core.JobError as exc:
+            self._public(exc)
+            raise
+        if out and isinstance(out[0], tuple):
+            # In memory: the binding gives each image's fields.
+            if self._images is None:
+                from ._image import image_from_fields
+
+                self._images = [image_from_fields(*fields) for fields in out]
+            return list(self._images)
+        return out
 
     def cancel(self) -> bool:
         """Stop the pipeline and cancel the server job; False if it had already ended."""

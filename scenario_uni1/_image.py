@@ -225,15 +225,15 @@ class Image:
         return (Image, (self._data, self._mime_type, self._asset_id, self._width, self._height))
 
 
-def _image_factory(
-    *,
+def image_from_fields(
     data: bytes,
     mime_type: str | None = None,
     asset_id: str | None = None,
     width: int | None = None,
     height: int | None = None,
 ) -> Image:
-    """The hook the extension calls to build an Image (see _core._set_glue)."""
+    """An Image of the fields the binding returns for fetched bytes (Job.images,
+    Generation.result)."""
     if mime_type:
         # Trust the bytes over a generic or missing Content-Type.
         sniffed = sniff_mime(data)

@@ -149,9 +149,7 @@ def start_generation(
                 aspect_ratio,
                 output_format,
                 web_search,
-                job=_core._rebuild_job(
-                    entry.job_id, None, None, client.base_url, client.project_id
-                ),
+                job=client._attach(entry.job_id),
                 overwrite=_overwrite_for(journal, entry.job_id, download, overwrite),
                 **common,
             )

@@ -16,6 +16,7 @@ import time
 
 from . import _core
 from ._generation import SUBMIT_ARGS, Generation, start
+from ._job import Job
 
 TYPE_CHECKING = False  # type checkers take the branch; nothing imports typing at run time
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def _watch_gen(item):
         return item._gen
     if isinstance(item, _core.Generation):
         return item
-    if isinstance(item, _core.Job):
+    if isinstance(item, Job):
         if item.done:
             return None
         # The engine polls the job on its schedule; nothing is fetched.
@@ -119,7 +120,7 @@ class AsCompleted(_Feed):
         self._end = _core.Deadline(timeout)
         self._items = list(items)
         for item in self._items:  # every type checked before any watch starts
-            if not isinstance(item, (Generation, _core.Generation, _core.Job)):
+            if not isinstance(item, (Generation, _core.Generation, Job)):
                 _watch_gen(item)  # raises
         self._taken = [False] * len(self._items)
         # The generations not yet yielded, with swap-remove positions: the
@@ -130,7 +131,7 @@ class AsCompleted(_Feed):
         self._watches: list = []  # the engine's polls of Job items (ours to stop)
         for i, item in enumerate(self._items):
             gen = _watch_gen(item)
-            if isinstance(item, _core.Job) and gen is not None:
+            if isinstance(item, Job) and gen is not None:
                 self._watches.append(gen)
             if gen is None:
                 self.finished.append(i)
@@ -157,10 +158,12 @@ class AsCompleted(_Feed):
                 if pos < len(self._waiting):
                     self._waiting[pos], self._keys[pos] = last_gen, last_key
                     self._pos[last_key] = pos
-                if isinstance(item, _core.Job):
+                if isinstance(item, Job):
                     # The watch ends with the job as the engine last saw it
                     # (a Job of its own: the one given is not updated).
-                    item = self._items[i] = gen.job or item
+                    final = gen.job
+                    if final is not None:
+                        item = self._items[i] = Job._of(item.client, final)
             return item
         return _NOTHING
 
@@ -331,6 +334,7 @@ class GenerateMany(_Feed):
             kwargs = _request_kwargs(gen.request, self._download)
             gen.prompt = kwargs.get("prompt")
             gen._gen = start(self._client, **kwargs)
+            gen._client = self._client
         except Exception as exc:  # a bad item fails alone; the batch goes on
             gen._gen, gen._error = None, exc
             self._ready.append(gen)

@@ -17,7 +17,6 @@ import sys
 import textwrap
 import threading
 import time
-from unittest import mock
 
 import pytest
 
@@ -101,34 +100,33 @@ def test_repr_and_messages_never_show_credentials(emu):
     assert info.value.status_code == 401 and info.value.retryable is False
 
 
-def test_python_subclass_reaches_module_state(emu):
-    class Sub(_core.Client):
-        def __init__(self, url):
-            super().__init__(emu.api_key, emu.api_secret, base_url=url)
-
-    c = Sub(emu.url)
-    job = c._submit("a subclass")
-    assert isinstance(job, _core.Job) and job.client is c
-    with pytest.raises(uni1.InvalidRequestError):
-        c._submit("")
-    assert repr(c).startswith("<") and "Sub" in repr(c)
+@pytest.mark.parametrize("name", ["Client", "Job", "Generation"])
+def test_binding_types_are_final(name):
+    # The glue composes them (scenario_uni1.Client holds a _core.Client,
+    # scenario_uni1.Job a _core.Job): nothing subclasses them.
+    with pytest.raises(TypeError):
+        type("Sub", (getattr(_core, name),), {})
 
 
-def test_subclass_init_finds_module_state_without_reading_mro(emu):
-    # __init__ gets its defining class from the interpreter, not from the
-    # subclass's __mro__ attribute, which a metaclass may present differently.
-    class Meta(type):
-        @property
-        def __mro__(cls):
-            return (cls, object)
+def test_public_types_hold_the_binding_types(emu):
+    with uni1.Client(emu.api_key, emu.api_secret, base_url=emu.url) as c:
+        assert not isinstance(c, _core.Client) and isinstance(c._c_client, _core.Client)
+        job = c._submit("composed")
+        assert type(job) is uni1.Job and type(job._job) is _core.Job
+        assert job.client is c and c.job(job.id).client is c
+        gen = c.submit("composed too")
+        assert gen.client is c and type(gen.result(timeout=30)[0]) is uni1.Image
+        assert type(gen.job) is uni1.Job and gen.job is gen.job and gen.job.client is c
+    with pytest.raises(TypeError, match="made by a Client"):
+        uni1.Job()
+    assert not hasattr(_core, "_set_glue")
 
-    class Odd(_core.Client, metaclass=Meta):
-        pass
 
-    with Odd(emu.api_key, emu.api_secret, base_url=emu.url) as c:
-        assert c.base_url == emu.url and c.job(c._submit("odd").id).id
+def test_client_init_runs_once(emu):
+    c = _core.Client(emu.api_key, emu.api_secret, base_url=emu.url)
     with pytest.raises(RuntimeError, match="only be called once"):
-        _core.Client.__init__(c, emu.api_key, emu.api_secret)
+        c.__init__(emu.api_key, emu.api_secret)
+    c.close()
 
 
 def test_close_then_calls_raise(emu):
@@ -239,56 +237,40 @@ def test_submit_wait_progress_images_download(emu, client, tmp_path):
     assert job.download(tmp_path / "out" / "deeper", overwrite=True) == [path]
 
 
-def test_progress_display_and_download_hooks_are_handed_down(emu, tmp_path):
-    # The C client calls what it was given at creation, and looks nothing up
-    # on itself: a `_journal` attribute (what it used to call by name) and a
-    # missing display are ignored or refused, never reached for.
-    class Sub(_core.Client):
-        pass
-
-    plain = Sub(emu.api_key, emu.api_secret, base_url=emu.url)
-    plain._journal = mock.Mock(side_effect=AssertionError("looked up"))
+def test_the_binding_takes_callables_per_call_only(emu, tmp_path):
+    # No callable is handed to the C client at creation; what a call needs
+    # (a progress callable, a skip predicate) is an argument of that call,
+    # and the binding returns raw results (image fields, what it wrote) for
+    # the glue to make Images of and to record.
+    with pytest.raises(TypeError):
+        _core.Client(emu.api_key, emu.api_secret, base_url=emu.url, _download_skip=print)
+    c = _core.Client(emu.api_key, emu.api_secret, base_url=emu.url)
     emu.outputs_per_job = 2
-    job = plain._submit("no hooks")
-    with pytest.raises(uni1.InvalidRequestError, match="progress display"):
-        job.wait(timeout=30, progress=True)
-    assert len(emu.requests) == 1  # refused before any request
-    assert len(job.download(tmp_path / "plain", timeout=30)) == 2
-    assert plain._journal.mock_calls == []
-    plain.close()
+    job = c._submit("per call")
+    seen, asked = [], []
+    assert job.wait(timeout=30, progress=seen.append) is job
+    assert seen and seen[-1] is job
+    with pytest.raises(uni1.InvalidRequestError, match="progress must be"):
+        job.wait(timeout=30, progress=42)
 
-    displays, asked, done = [], [], []
-
-    def display():
-        seen = []
-        displays.append(seen)
-        return seen.append
-
-    def skip(job_id, asset_id, path):
-        asked.append((job_id, asset_id, path))
+    def skip(asset_id, path):
+        asked.append((asset_id, path))
         return len(asked) == 1  # the first file is "already there"
 
-    hooked = _core.Client(
-        emu.api_key,
-        emu.api_secret,
-        base_url=emu.url,
-        _progress_display=display,
-        _download_skip=skip,
-        _download_done=lambda *a: done.append(a),
-    )
-    job = hooked._submit("hooks")
-    assert job.wait(timeout=30, progress=True) is job
-    assert len(displays) == 1 and displays[0] and displays[0][-1] is job
     cdn = emu.request_count("GET", origin="cdn")
-    paths = job.download(tmp_path / "hooked", timeout=30)
-    assert [a[:2] for a in asked] == [(job.id, a) for a in job.asset_ids]
-    assert [a[2] for a in asked] == [str(p) for p in paths]
-    assert done == [asked[1]]  # only the file it wrote
+    written = job.download(tmp_path / "out", timeout=30, skip=skip)
+    assert [(a, str(p)) for a, p, _ in written] == asked
+    assert [a for a, _, _ in written] == list(job.asset_ids)
+    assert [fetched for _, _, fetched in written] == [False, True]
     assert emu.request_count("GET", origin="cdn") == cdn + 1
-    assert not paths[0].exists() and paths[1].exists()
-    with pytest.raises(uni1.ConfigurationError, match="_download_done must be callable"):
-        _core.Client(emu.api_key, emu.api_secret, base_url=emu.url, _download_done=42)
-    hooked.close()
+    assert not written[0][1].exists() and written[1][1].exists()
+    with pytest.raises(uni1.InvalidRequestError, match="skip must be"):
+        job.download(tmp_path / "out", skip=42)
+    fields = job.images(timeout=30)
+    data, mime, asset_id, width, height = fields[1]
+    assert isinstance(data, bytes) and mime == "image/png" and asset_id == job.asset_ids[1]
+    assert data == written[1][1].read_bytes() and (width, height) != (None, None)
+    c.close()
 
 
 def test_progress_callback_exception_propagates(emu, client):

@@ -18,6 +18,7 @@ import pytest
 from conftest import png_bytes
 
 import scenario_uni1 as uni1
+import scenario_uni1._job
 from scenario_uni1 import _core
 
 # -- close() while another thread's call is in flight -------------------------------------
@@ -120,23 +121,44 @@ def test_mock_default_client_does_not_crash_an_unpickled_job(emu, client, monkey
 
 
 @pytest.mark.parametrize("impostor", _impostors(), ids=lambda o: type(o).__name__)
-def test_impostor_from_the_client_hook_is_a_type_error(emu, client, impostor, tmp_path):
+def test_impostor_picked_for_an_unpickled_job_is_a_type_error(
+    emu, client, impostor, tmp_path, monkeypatch
+):
+    # The glue picks the client an unpickled job binds to (_job._client_for)
+    # and refuses anything but a scenario_uni1.Client, before any request or
+    # any directory is made.
     job = client._submit("x")
     data = pickle.dumps(job)
-    glue = dict(
-        image_factory=uni1._image_factory,
-    )
-    _core._set_glue(client_for=lambda base_url, project_id: impostor, **glue)
-    try:
-        again = pickle.loads(data)
-        with pytest.raises(TypeError, match="must be a scenario_uni1 Client"):
-            again.refresh()
-        with pytest.raises(TypeError, match="must be a scenario_uni1 Client"):
-            again.download(tmp_path / "never-made")
-        assert not (tmp_path / "never-made").exists()
-    finally:
-        _core._set_glue(client_for=uni1._client_for, **glue)
-    assert pickle.loads(data).refresh().id == job.id  # the real hook again
+    monkeypatch.setattr(scenario_uni1._job, "_client_for", lambda base_url, project_id: impostor)
+    again = pickle.loads(data)
+    with pytest.raises(TypeError, match="must be a scenario_uni1 Client"):
+        again.refresh()
+    with pytest.raises(TypeError, match="must be a scenario_uni1 Client"):
+        again.download(tmp_path / "never-made")
+    assert not (tmp_path / "never-made").exists()
+    monkeypatch.undo()
+    assert pickle.loads(data).refresh().id == job.id  # the real choice again
+    assert len(emu.requests) == 2  # the submit and that refresh
+
+
+@pytest.mark.parametrize(
+    "impostor", [*_impostors(), mock.Mock(spec=_core.Client)], ids=lambda o: type(o).__name__
+)
+def test_impostor_bound_by_the_binding_is_a_type_error(client, impostor):
+    # The binding's own guard: Job._bind reads its argument as a C struct only
+    # when its real type is the binding's Client (what __class__ claims does
+    # not count), and a job stays unbound after a refusal.
+    job = _core._rebuild_job("job_impostor")
+    with pytest.raises(TypeError, match="must be a scenario_uni1 Client"):
+        job._bind(impostor)
+    with pytest.raises(RuntimeError, match="bound to no client"):
+        job.refresh()
+    job._bind(client._c_client)
+    job._bind(client._c_client)  # the same client again: nothing changes
+    other = _core.Client("k", "s", base_url=client.base_url)
+    with pytest.raises(RuntimeError, match="already bound to another client"):
+        job._bind(other)
+    other.close()
 
 
 @pytest.mark.parametrize("impostor", _impostors(), ids=lambda o: type(o).__name__)
@@ -149,11 +171,12 @@ def test_impostor_as_self_of_client_and_job_methods(impostor):
         (_core.Job.refresh, ()),
         (_core.Job.wait, ()),
         (_core.Job.download, ()),
-        (_core.Job.__reduce__, ()),
+        (_core.Job._state, ()),
+        (_core.Job._bind, (None,)),
     ):
         with pytest.raises(TypeError):
             method(impostor, *args)
-    for prop in (_core.Client.base_url, _core.Client.closed, _core.Job.id, _core.Job.client):
+    for prop in (_core.Client.base_url, _core.Client.closed, _core.Job.id, _core.Job.raw):
         with pytest.raises(TypeError):
             prop.__get__(impostor)
 

@@ -23,6 +23,7 @@ import _pickle_workers as workers
 import pytest
 
 import scenario_uni1 as uni1
+import scenario_uni1._job
 from scenario_uni1.emulator import Emulator
 
 RESULT_TIMEOUT = 60  # seconds; a spawned child imports the package first
@@ -126,10 +127,10 @@ def test_pickles_hold_state_and_place_but_no_credentials():
 
 
 def test_old_pickles_without_a_server_bind_to_the_default_client(emu_env):
-    """Pickles made before jobs recorded base_url and project_id still load."""
+    """A pickle that does not record base_url and project_id binds to the default client."""
     with emu_env.client() as c:
         job = c.generate("a cat")
-        old_style = pickle.dumps((uni1._core._rebuild_job, (job.id, None, 2.5)))
+        old_style = pickle.dumps((scenario_uni1._job._rebuild, (job.id, None, 2.5)))
     rebuild, args = pickle.loads(old_style)
     again = rebuild(*args)
     assert again.client is uni1.default_client()

@@ -379,40 +379,36 @@ static int copy_path_setting(py_state *st, PyObject *o, const char *what, char *
 
 int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {
-        "api_key",           "api_secret",     "bearer_token",    "base_url",
-        "project_id",        "timeout",        "max_retries",     "user_agent",
-        "ca_bundle",         "proxy",          "connect_timeout", "stall_timeout",
-        "backoff_base",      "backoff_max",    "settle_window",   "resend_uncertain",
-        "_progress_display", "_download_skip", "_download_done",  NULL};
+    static char *kwlist[] = {"api_key",
+                             "api_secret",
+                             "bearer_token",
+                             "base_url",
+                             "project_id",
+                             "timeout",
+                             "max_retries",
+                             "user_agent",
+                             "ca_bundle",
+                             "proxy",
+                             "connect_timeout",
+                             "stall_timeout",
+                             "backoff_base",
+                             "backoff_max",
+                             "settle_window",
+                             "resend_uncertain",
+                             NULL};
     PyObject *key = NULL, *secret = NULL, *bearer = NULL, *base_url = NULL, *project_id = NULL;
     PyObject *timeout = NULL, *max_retries = NULL, *user_agent = NULL, *ca_bundle = NULL;
     PyObject *proxy = NULL, *connect_timeout = NULL, *stall_timeout = NULL;
     PyObject *backoff_base = NULL, *backoff_max = NULL;
     PyObject *settle_window = NULL, *resend_uncertain = NULL;
-    PyObject *hooks[3] = {NULL, NULL, NULL};
-    static const char *const hook_names[3] = {"_progress_display", "_download_skip",
-                                              "_download_done"};
     memset(cfg, 0, sizeof *cfg);
     uni1_options *o = &cfg->options;
     uni1_options_init(o);
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|OO$OOOOOOOOOOOOOOOOO:Client", kwlist, &key, &secret, &bearer, &base_url,
+            args, kwds, "|OO$OOOOOOOOOOOOOO:Client", kwlist, &key, &secret, &bearer, &base_url,
             &project_id, &timeout, &max_retries, &user_agent, &ca_bundle, &proxy, &connect_timeout,
-            &stall_timeout, &backoff_base, &backoff_max, &settle_window, &resend_uncertain,
-            &hooks[0], &hooks[1], &hooks[2]))
+            &stall_timeout, &backoff_base, &backoff_max, &settle_window, &resend_uncertain))
         return -1;
-    for (int i = 0; i < 3; i++) {
-        if (hooks[i] == Py_None)
-            hooks[i] = NULL;
-        if (hooks[i] && !PyCallable_Check(hooks[i])) {
-            PyErr_Format(st->ConfigurationError, "%s must be callable or None", hook_names[i]);
-            return -1;
-        }
-    }
-    cfg->progress_display = hooks[0];
-    cfg->download_skip = hooks[1];
-    cfg->download_done = hooks[2];
     long retries = o->max_retries;
     /* The types and the conversions are judged here; the ranges by the core
      * (uni1_client_new), whose refusal is a ConfigurationError too. */

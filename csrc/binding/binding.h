@@ -7,7 +7,7 @@
  *
  * FILES
  *   module.c  module init/exec, module state, module functions
- *             (validate_generate, _set_glue, _rebuild_job).
+ *             (validate_generate, _rebuild_job).
  *   errors.c  the exception classes, and the one function that maps a failed
  *             core call to an exception (from uni1_error's fields only).
  *   args.c    argument parsing for vectorcall methods, and the conversions of
@@ -15,10 +15,17 @@
  *   call.c    one network call: session acquire/release, the GIL released
  *             around the core, the interrupt callback (Ctrl-C, Job.cancel(),
  *             Client.close()) and log forwarding.
- *   client.c  the Client type (a base type: scenario_uni1.Client subclasses it).
- *   job.c     the Job type (final; made only by the binding).
- *   jobbind.c where a Job belongs: its client, bound at the first request
- *             for an unpickled job; pickling and copying.
+ *   client.c  the Client type (final: scenario_uni1.Client holds one).
+ *   job.c     the Job type (final; made only by the binding; scenario_uni1.Job
+ *             holds one).
+ *   jobbind.c a Job's client (none for a job rebuilt from its state until
+ *             the glue binds one), its state and copies.
+ *   results.c Job.images() (raw image fields: the glue makes the Images) and
+ *             Job.download().
+ *
+ * The binding never calls into the glue: it takes plain values and, for
+ * one call, the callables passed as its arguments (progress, skip,
+ * on_submitted, on_ready, done callbacks).
  *
  * THREADS AND THE GIL
  *   abi3 extensions only load in interpreters with a GIL, and the binding
@@ -59,11 +66,6 @@ typedef struct py_state {
     PyObject *JobFailedError;
     PyObject *JobCanceledError;
 
-    /* Hooks from scenario_uni1/__init__.py (_set_glue); NULL until set. */
-    PyObject *image_factory;
-    PyObject *client_for; /* client_for(base_url, project_id): binds an
-                             unpickled job at its first request */
-
     /* Imported on first use (import time matters to CLI users). */
     PyObject *json_loads;
     PyObject *path_type; /* pathlib.Path */
@@ -85,23 +87,11 @@ typedef struct ClientObject {
     PyObject *project_id; /* str or None */
     PyObject *logger;     /* logging.Logger when DEBUG was enabled at
                              creation, else NULL */
-    /* Callables handed down by scenario_uni1.Client at creation (the binding
-     * never looks up the glue; NULL when not given):
-     * progress_display() -> fn(job), the display of wait(progress=True);
-     * download_skip(job_id, asset_id, path) -> bool, asked by Job.download
-     * before each file (True: the file is there, do not fetch it);
-     * download_done(job_id, asset_id, path), told after each file written.
-     * scenario_uni1.Client passes its journal's methods (_journal.py). */
-    PyObject *progress_display;
-    PyObject *download_skip;
-    PyObject *download_done;
 } ClientObject;
 
 typedef struct JobObject {
-    PyObject_HEAD ClientObject *client; /* strong; NULL until an unpickled job's
-                                           first request binds it (job.c) */
-    PyObject *base_url;                 /* str or None: where an unbound job */
-    PyObject *project_id;               /* binds (NULL once bound) */
+    PyObject_HEAD ClientObject *client; /* strong; NULL for a job rebuilt from its
+                                           state until Job._bind (jobbind.c) */
     uni1_job job;                       /* owned; updated only with the GIL held */
     double cost;                        /* creative units, -1 when unknown */
     PyObject *raw_cache;                /* json.loads(job.raw_json), or NULL */
@@ -276,9 +266,6 @@ typedef struct py_settings {
     char *api_key, *api_secret, *bearer_token, *base_url, *project_id;
     char *user_agent, *ca_bundle, *proxy;
     uni1_options options;
-    /* The callables scenario_uni1.Client hands down (ClientObject), borrowed;
-     * NULL when not given. */
-    PyObject *progress_display, *download_skip, *download_done;
 } py_settings;
 int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *kwds);
 void py_settings_free(py_settings *cfg);
@@ -311,20 +298,18 @@ int py_client_check_open(py_state *st, ClientObject *client);
 /* Frees the core client (GIL released while libcurl closes connections). */
 void py_client_free_core(ClientObject *self);
 
-/* A new Job taking over *job (left cleared, also on failure). */
+/* A new Job taking over *job (left cleared, also on failure), on client
+ * (NULL: bound to none until Job._bind). */
 PyObject *py_job_new(py_state *st, ClientObject *client, uni1_job *job, double cost);
-/* The job's client, binding an unpickled job first (jobbind.c). Borrowed;
- * NULL with an exception. py_job_client also refuses a closed client. */
-ClientObject *py_job_bind(py_state *st, JobObject *self);
+/* The job's client, refused (ConfigurationError) once closed, or a
+ * RuntimeError for a job bound to none (jobbind.c). Borrowed; NULL with an
+ * exception. */
 ClientObject *py_job_client(py_state *st, JobObject *self);
-/* __reduce__, __copy__ and __deepcopy__ of Job (jobbind.c). */
-PyObject *py_job_reduce(PyObject *op, PyObject *unused);
+/* Job._bind, Job._state, __copy__ and __deepcopy__ (jobbind.c). */
+PyObject *py_job_bind(PyObject *op, PyObject *client);
+PyObject *py_job_state(PyObject *op, PyObject *unused);
 PyObject *py_job_copy(PyObject *op, PyObject *unused);
 PyObject *py_job_deepcopy(PyObject *op, PyObject *memo);
-/* The same for an unpickled job: no client until its first request, which
- * binds it to one for base_url and project_id (str or None each). */
-PyObject *py_job_new_unbound(py_state *st, PyObject *base_url, PyObject *project_id, uni1_job *job,
-                             double cost);
 
 /* Client.get_asset (assets.c), METH_METHOD|METH_FASTCALL|METH_KEYWORDS. */
 PyObject *py_client_get_asset(PyObject *op, PyTypeObject *cls, PyObject *const *args, size_t nargs,
@@ -357,9 +342,11 @@ PyObject *py_client_engine_drain(PyObject *op, PyObject *unused);
 PyObject *py_wait_first(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                         PyObject *kwnames);
 PyObject *py_at_exit(PyObject *module, PyObject *unused);
-/* results.c: an Image of fetched bytes; the file type a job asked for. */
-PyObject *py_make_image(py_state *st, const uni1_asset *asset, const uni1_buffer *buf,
-                        const char *content_type);
+/* results.c: the fields of an image of fetched bytes, a tuple (data,
+ * mime_type, asset_id, width, height) the glue makes an Image of; the file
+ * type a job asked for. */
+PyObject *py_image_fields(const uni1_asset *asset, const uni1_buffer *buf,
+                          const char *content_type);
 void py_job_fallback_ext(JobObject *self, py_state *st, char *ext, size_t n);
 
 #endif

@@ -1,7 +1,6 @@
-/* The Client type: settings plus a pool of core sessions. A base type:
- * scenario_uni1.Client (Python) subclasses it and resolves credentials from
- * the environment. Methods find the module state through their defining
- * class (METH_METHOD), never through type(self), which may be a subclass. */
+/* The Client type: settings plus a pool of core sessions. Final:
+ * scenario_uni1.Client (Python) holds one, after resolving credentials from
+ * the environment. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,18 +118,9 @@ static int client_init_impl(ClientObject *self, py_state *st, PyObject *args, Py
     self->base_url = url;
     self->project_id = pid_obj;
     self->logger = logger;
-    self->progress_display = Py_XNewRef(cfg.progress_display);
-    self->download_skip = Py_XNewRef(cfg.download_skip);
-    self->download_done = Py_XNewRef(cfg.download_done);
     return 0;
 }
 
-/* Finding the module state in __init__ (PyType_GetModuleByDef is not in the
- * 3.10 limited API): _core.Client(...) itself comes through tp_init, with the
- * module's own type; a Python subclass (scenario_uni1.Client) finds __init__
- * below in the type's dict (METH_COEXIST puts it in place of tp_init's
- * wrapper), and METH_METHOD gives it the defining class, whatever the
- * subclass. */
 static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
 {
     py_state *st = PyType_GetModuleState(Py_TYPE(op));
@@ -139,37 +129,11 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kwds)
     return client_init_impl((ClientObject *)op, st, args, kwds);
 }
 
-static PyObject *client_init_method(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-                                    size_t nargs, PyObject *kwnames)
-{
-    py_state *st = PyType_GetModuleState(cls);
-    if (!st)
-        return NULL;
-    Py_ssize_t npos = (Py_ssize_t)nargs;
-    PyObject *tuple = PyTuple_New(npos);
-    PyObject *kwds = kwnames ? PyDict_New() : NULL;
-    int rc = tuple && (!kwnames || kwds) ? 0 : -1;
-    for (Py_ssize_t i = 0; rc == 0 && i < npos; i++)
-        rc = PyTuple_SetItem(tuple, i, Py_NewRef(args[i]));
-    for (Py_ssize_t i = 0; rc == 0 && kwnames && i < PyTuple_Size(kwnames); i++)
-        rc = PyDict_SetItem(kwds, PyTuple_GetItem(kwnames, i), args[npos + i]);
-    if (rc == 0)
-        rc = client_init_impl((ClientObject *)op, st, tuple, kwds);
-    Py_XDECREF(tuple);
-    Py_XDECREF(kwds);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 static int client_traverse(PyObject *op, visitproc visit, void *arg)
 {
     ClientObject *self = (ClientObject *)op;
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->logger);
-    Py_VISIT(self->progress_display);
-    Py_VISIT(self->download_skip);
-    Py_VISIT(self->download_done);
     return 0;
 }
 
@@ -177,9 +141,6 @@ static int client_clear(PyObject *op)
 {
     ClientObject *self = (ClientObject *)op;
     Py_CLEAR(self->logger);
-    Py_CLEAR(self->progress_display);
-    Py_CLEAR(self->download_skip);
-    Py_CLEAR(self->download_done);
     return 0;
 }
 
@@ -547,8 +508,6 @@ static PyObject *client_exit(PyObject *op, PyObject *args)
 }
 
 static PyMethodDef client_methods[] = {
-    {"__init__", PY_CMETHOD(client_init_method), PY_METHOD_FLAGS | METH_COEXIST,
-     "Initialize self.  See help(type(self)) for accurate signature."},
     {"_find_job", PY_CMETHOD(client_find_job), PY_METHOD_FLAGS,
      "_find_job($self, prompt, source=None, image_refs=(), aspect_ratio=None, output_format='png', "
      "web_search=False, *, sent_at, exclude=(), timeout=None)\n--\n\n"
@@ -595,7 +554,7 @@ static PyType_Slot client_slots[] = {
                 "backoff_max=20.0, settle_window=20.0, resend_uncertain=True)\n--\n\n"
                 "Settings and a pool of connections; safe to share between threads.\n\n"
                 "Credentials are not read from the environment here: scenario_uni1.Client "
-                "(a Python subclass) resolves them."},
+                "(which holds one) resolves them."},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, client_init},
     {Py_tp_dealloc, client_dealloc},
@@ -610,7 +569,6 @@ PyType_Spec py_client_spec = {
     .name = "scenario_uni1._core.Client",
     .basicsize = sizeof(ClientObject),
     .itemsize = 0,
-    .flags =
-        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = client_slots,
 };

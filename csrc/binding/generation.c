@@ -221,7 +221,7 @@ static PyObject *build_result(GenerationObject *self)
         if (self->to_files) {
             item = py_path(self->st, o->path);
         } else {
-            item = py_make_image(self->st, &o->asset, &o->data, o->content_type);
+            item = py_image_fields(&o->asset, &o->data, o->content_type);
         }
         if (!item) {
             Py_DECREF(list);
@@ -481,7 +481,8 @@ static PyType_Slot gen_slots[] = {
 PyType_Spec py_generation_spec = {
     .name = "scenario_uni1._core.Generation",
     .basicsize = sizeof(GenerationObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = gen_slots,
 };
 

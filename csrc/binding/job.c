@@ -1,6 +1,7 @@
 /* The Job type: a final heap type, made only by the binding (submit, job(),
- * unpickling). It holds a strong reference to its Client, so the client's
- * core outlives every job that may still use it. */
+ * _rebuild_job); scenario_uni1.Job (Python) holds one. It holds a strong
+ * reference to its Client, so the client's core outlives every job that may
+ * still use it. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -23,8 +24,6 @@ static int job_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->client);
     Py_VISIT(self->raw_cache);
-    Py_VISIT(self->base_url);
-    Py_VISIT(self->project_id);
     return 0;
 }
 
@@ -33,8 +32,6 @@ static int job_clear(PyObject *op)
     JobObject *self = (JobObject *)op;
     Py_CLEAR(self->client);
     Py_CLEAR(self->raw_cache);
-    Py_CLEAR(self->base_url);
-    Py_CLEAR(self->project_id);
     return 0;
 }
 
@@ -140,13 +137,6 @@ static PyObject *get_raw(PyObject *op, void *closure)
     return py_job_raw_dict((JobObject *)op, job_state(op));
 }
 
-static PyObject *get_client(PyObject *op, void *closure)
-{
-    (void)closure;
-    ClientObject *client = py_job_bind(job_state(op), (JobObject *)op);
-    return client ? Py_NewRef((PyObject *)client) : NULL;
-}
-
 static PyGetSetDef job_getset[] = {
     {"id", get_id, NULL, "The job id.", NULL},
     {"status", get_status, NULL,
@@ -160,8 +150,6 @@ static PyGetSetDef job_getset[] = {
     {"hint", get_hint, NULL, "The server's hint about a failure, or None.", NULL},
     {"cost", get_cost, NULL, "Creative units from the submit response, or None.", NULL},
     {"raw", get_raw, NULL, "The last job JSON as a dict (unknown fields kept).", NULL},
-    {"client", get_client, NULL,
-     "The Client this job uses (an unpickled job binds to one on first use).", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyObject *job_repr(PyObject *op)
@@ -268,31 +256,18 @@ static PyObject *job_wait(PyObject *op, PyTypeObject *cls, PyObject *const *args
     double deadline;
     if (py_deadline(st, a[0], &deadline) < 0)
         return NULL;
+    /* progress=True (a display) is the glue's to choose: scenario_uni1.Job
+     * passes the display's callable here. */
     PyObject *progress = NULL;
-    if (a[1] == Py_True) {
-        /* The display is the client's, handed down by scenario_uni1.Client. */
-        ClientObject *client = py_job_bind(st, (JobObject *)op);
-        if (!client)
-            return NULL;
-        if (!client->progress_display) {
-            PyErr_SetString(st->InvalidRequestError,
-                            "progress=True needs a client with a progress display "
-                            "(scenario_uni1.Client); pass a callable taking the job instead");
-            return NULL;
-        }
-        progress = PyObject_CallNoArgs(client->progress_display);
-        if (!progress)
-            return NULL;
-    } else if (a[1] && a[1] != Py_None && a[1] != Py_False) {
+    if (a[1] && a[1] != Py_None && a[1] != Py_False) {
         if (!PyCallable_Check(a[1])) {
             PyErr_SetString(st->InvalidRequestTypeError,
                             "progress must be True, False, None or a callable taking the job");
             return NULL;
         }
-        progress = Py_NewRef(a[1]);
+        progress = a[1];
     }
     int rc = py_job_wait_impl((JobObject *)op, st, deadline, progress);
-    Py_XDECREF(progress);
     if (rc < 0)
         return NULL;
     return Py_NewRef(op);
@@ -372,20 +347,25 @@ static PyMethodDef job_methods[] = {
     {"wait", PY_CMETHOD(job_wait), PY_METHOD_FLAGS,
      "wait($self, timeout=None, *, progress=None)\n--\n\n"
      "Poll until a terminal status (GIL released; Ctrl-C works). Returns the job.\n\n"
-     "timeout is one deadline for the whole wait (TimeoutError). progress is True (the client's "
-     "progress display), False/None, or a callable taking the job, called after each poll. Raises "
-     "JobFailedError or JobCanceledError when the job ends badly."},
+     "timeout is one deadline for the whole wait (TimeoutError). progress is False/None, or a "
+     "callable taking this job, called after each poll. Raises JobFailedError or JobCanceledError "
+     "when the job ends badly."},
     {"images", PY_CMETHOD(py_job_images), PY_METHOD_FLAGS,
      "images($self, *, timeout=None)\n--\n\nWait if needed, then fetch every asset into memory: a "
-     "list of Image."},
+     "list of (data, mime_type, asset_id, width, height) tuples."},
     {"download", PY_CMETHOD(py_job_download), PY_METHOD_FLAGS,
-     "download($self, dest='.', *, overwrite=False, timeout=None)\n--\n\n"
-     "Wait if needed, then stream every asset to <dest>/<asset_id>.<ext>, atomically. "
-     "Returns the paths."},
+     "download($self, dest='.', *, overwrite=False, timeout=None, skip=None)\n--\n\n"
+     "Wait if needed, then stream every asset to <dest>/<asset_id>.<ext>, atomically, except "
+     "those for which skip(asset_id, path) is true. Returns (asset_id, path, fetched) for each "
+     "asset."},
     {"cancel", PY_CMETHOD(job_cancel), PY_METHOD_FLAGS,
      "cancel($self, *, timeout=None)\n--\n\nAsk the server to cancel, and stop the waits running "
      "on this job now (they raise JobCanceledError). A refusal raises APIError."},
-    {"__reduce__", py_job_reduce, METH_NOARGS, NULL},
+    {"_bind", py_job_bind, METH_O,
+     "_bind($self, client, /)\n--\n\nThe client of a job rebuilt from its state (a job bound "
+     "already keeps its own)."},
+    {"_state", py_job_state, METH_NOARGS,
+     "_state($self, /)\n--\n\n(job_id, raw_json, cost): what _rebuild_job takes."},
     {"__copy__", py_job_copy, METH_NOARGS,
      "__copy__($self, /)\n--\n\nThe same job on the same client."},
     {"__deepcopy__", py_job_deepcopy, METH_O,
@@ -410,7 +390,7 @@ static PyType_Slot job_slots[] = {
     {0, NULL}};
 
 PyType_Spec py_job_spec = {
-    .name = "scenario_uni1.Job",
+    .name = "scenario_uni1._core.Job",
     .basicsize = sizeof(JobObject),
     .itemsize = 0,
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |

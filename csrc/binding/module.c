@@ -106,55 +106,17 @@ static PyObject *fs_path(PyObject *module, PyObject *const *args, Py_ssize_t nar
     return out;
 }
 
-static void replace_hook(PyObject **slot, PyObject *value)
-{
-    PyObject *old = *slot;
-    *slot = Py_NewRef(value);
-    Py_XDECREF(old);
-}
-
-static PyObject *set_glue(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
-                          PyObject *kwnames)
-{
-    py_state *st = PyModule_GetState(module);
-    static const char *const names[] = {"image_factory", "client_for", NULL};
-    static const py_argspec spec = {"_set_glue", names, 0, 2};
-    PyObject *a[2];
-    if (py_parse_args(&spec, args, nargs, kwnames, a) < 0)
-        return NULL;
-    for (int i = 0; i < 2; i++)
-        if (!PyCallable_Check(a[i])) {
-            PyErr_Format(PyExc_TypeError, "_set_glue: %s must be callable", names[i]);
-            return NULL;
-        }
-    replace_hook(&st->image_factory, a[0]);
-    replace_hook(&st->client_for, a[1]);
-    Py_RETURN_NONE;
-}
-
-/* A str or None, for the binding target of an unpickled job. */
-static int str_or_none(PyObject *o, const char *what)
-{
-    if (!o || o == Py_None || PyUnicode_Check(o))
-        return 0;
-    PyErr_Format(PyExc_TypeError, "_rebuild_job: %s must be a str or None", what);
-    return -1;
-}
-
-/* Unpickling: the job's state and where it belongs, nothing else. No client
- * is looked up or built here (a worker without credentials must be able to
- * unpickle); the job binds at its first request (job.c). */
+/* A Job from its state (Job._state()), bound to no client: unpickling (the
+ * glue's, scenario_uni1/_job.py) needs no credentials and no network. The
+ * glue picks the client and binds it (Job._bind) before its first request. */
 static PyObject *rebuild_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
     py_state *st = PyModule_GetState(module);
-    static const char *const names[] = {"job_id",   "raw_json",   "cost",
-                                        "base_url", "project_id", NULL};
-    static const py_argspec spec = {"_rebuild_job", names, 5, 1};
-    PyObject *a[5];
+    static const char *const names[] = {"job_id", "raw_json", "cost", NULL};
+    static const py_argspec spec = {"_rebuild_job", names, 3, 1};
+    PyObject *a[3];
     if (py_parse_args(&spec, args, nargs, kwnames, a) < 0)
-        return NULL;
-    if (str_or_none(a[3], "base_url") < 0 || str_or_none(a[4], "project_id") < 0)
         return NULL;
     char *job_id = NULL, *raw = NULL;
     double cost = -1;
@@ -190,7 +152,7 @@ static PyObject *rebuild_job(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(st->InvalidRequestError, "_rebuild_job: the JSON is for another job");
         goto done;
     }
-    result = py_job_new_unbound(st, a[3] ? a[3] : Py_None, a[4] ? a[4] : Py_None, &job, cost);
+    result = py_job_new(st, NULL, &job, cost);
 done:
     uni1_job_clear(&job);
     free(job_id);
@@ -214,13 +176,9 @@ static PyMethodDef module_methods[] = {
      "timeout passed first."},
     {"_at_exit", py_at_exit, METH_NOARGS,
      "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling Python."},
-    {"_set_glue", (PyCFunction)(void (*)(void))set_glue, METH_FASTCALL | METH_KEYWORDS,
-     "_set_glue(*, image_factory, client_for)\n--\n\n"
-     "Hooks from the Python package (called once by scenario_uni1/__init__.py)."},
     {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,
-     "_rebuild_job(job_id, raw_json=None, cost=None, base_url=None, project_id=None)\n--\n\n"
-     "Unpickle a Job. It binds at its first request to a client for base_url and project_id "
-     "(None: the default client)."},
+     "_rebuild_job(job_id, raw_json=None, cost=None)\n--\n\n"
+     "A Job from its state (Job._state()), bound to no client until Job._bind(client)."},
     {NULL, NULL, 0, NULL}};
 
 /* ---- init ---------------------------------------------------------------- */
@@ -270,6 +228,22 @@ static int add_constants(PyObject *m)
     return rc;
 }
 
+/* Engine threads take the GIL for generation events; at interpreter exit they
+ * must stop doing so before the interpreter goes away: _at_exit, registered
+ * with the standard library's atexit (a built-in module: no import cost). */
+static int register_at_exit(PyObject *m)
+{
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *fn = atexit ? PyObject_GetAttrString(m, "_at_exit") : NULL;
+    PyObject *r = fn ? PyObject_CallMethod(atexit, "register", "O", fn) : NULL;
+    Py_XDECREF(atexit);
+    Py_XDECREF(fn);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 static int module_exec(PyObject *m)
 {
     py_state *st = PyModule_GetState(m);
@@ -294,7 +268,9 @@ static int module_exec(PyObject *m)
     st->deadline_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &py_deadline_spec, NULL);
     if (!st->deadline_type || PyModule_AddType(m, st->deadline_type) < 0)
         return -1;
-    return add_constants(m);
+    if (add_constants(m) < 0)
+        return -1;
+    return register_at_exit(m);
 }
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)
@@ -322,9 +298,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->JobError);
     Py_VISIT(st->JobFailedError);
     Py_VISIT(st->JobCanceledError);
-    Py_VISIT(st->image_factory);
     Py_VISIT(st->path_type);
-    Py_VISIT(st->client_for);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->os_makedirs);
     return 0;
@@ -355,9 +329,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->JobError);
     Py_CLEAR(st->JobFailedError);
     Py_CLEAR(st->JobCanceledError);
-    Py_CLEAR(st->image_factory);
     Py_CLEAR(st->path_type);
-    Py_CLEAR(st->client_for);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->os_makedirs);
     return 0;

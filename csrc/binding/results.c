@@ -1,5 +1,6 @@
 /* Job.images() and Job.download(): the generated assets fetched into memory
- * or streamed to files (waiting first when the job is not done yet). */
+ * (as raw fields: scenario_uni1.Job makes the Images) or streamed to files
+ * (waiting first when the job is not done yet). */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,8 +31,7 @@ static int ready_assets(JobObject *self, py_state *st, double deadline, py_id **
     return 0;
 }
 
-PyObject *py_make_image(py_state *st, const uni1_asset *asset, const uni1_buffer *buf,
-                        const char *content_type)
+PyObject *py_image_fields(const uni1_asset *asset, const uni1_buffer *buf, const char *content_type)
 {
     char mime[64];
     const char *src = asset->mime_type[0] ? asset->mime_type : content_type;
@@ -41,9 +41,6 @@ PyObject *py_make_image(py_state *st, const uni1_asset *asset, const uni1_buffer
     mime[k] = 0;
     if (!mime[0])
         snprintf(mime, sizeof mime, "application/octet-stream");
-    PyObject *kw = PyDict_New();
-    if (!kw)
-        return NULL;
     PyObject *vals[5] = {
         PyBytes_FromStringAndSize(buf->data ? (const char *)buf->data : "", (Py_ssize_t)buf->len),
         PyUnicode_FromString(mime),
@@ -51,18 +48,16 @@ PyObject *py_make_image(py_state *st, const uni1_asset *asset, const uni1_buffer
         asset->width > 0 ? PyLong_FromLong(asset->width) : Py_NewRef(Py_None),
         asset->height > 0 ? PyLong_FromLong(asset->height) : Py_NewRef(Py_None),
     };
-    static const char *const keys[5] = {"data", "mime_type", "asset_id", "width", "height"};
-    int ok = 1;
+    PyObject *fields = PyTuple_New(5);
     for (int i = 0; i < 5; i++) {
-        if (!vals[i] || PyDict_SetItemString(kw, keys[i], vals[i]) < 0)
-            ok = 0;
-        Py_XDECREF(vals[i]);
+        if (fields && vals[i])
+            PyTuple_SetItem(fields, i, vals[i]); /* steals */
+        else
+            Py_XDECREF(vals[i]);
+        if (!vals[i])
+            Py_CLEAR(fields);
     }
-    PyObject *empty = ok ? PyTuple_New(0) : NULL;
-    PyObject *img = empty ? PyObject_Call(st->image_factory, empty, kw) : NULL;
-    Py_XDECREF(empty);
-    Py_DECREF(kw);
-    return img;
+    return fields;
 }
 
 static void expect_job_format(uni1_asset *asset, const char *ext);
@@ -79,10 +74,6 @@ PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, 
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
         py_deadline(st, a[0], &deadline) < 0)
         return NULL;
-    if (!st->image_factory) {
-        PyErr_SetString(PyExc_RuntimeError, "images() needs the scenario_uni1 package (import it)");
-        return NULL;
-    }
     ClientObject *client = py_job_client(st, self);
     if (!client)
         return NULL;
@@ -117,7 +108,7 @@ PyObject *py_job_images(PyObject *op, PyTypeObject *cls, PyObject *const *args, 
     } else {
         result = PyList_New((Py_ssize_t)n);
         for (size_t i = 0; result && i < n; i++) {
-            PyObject *img = py_make_image(st, &assets[i], &bufs[i], ctypes[i]);
+            PyObject *img = py_image_fields(&assets[i], &bufs[i], ctypes[i]);
             if (!img || PyList_SetItem(result, (Py_ssize_t)i, img) < 0)
                 Py_CLEAR(result);
         }
@@ -224,9 +215,9 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
 {
     py_state *st = PyType_GetModuleState(cls);
     JobObject *self = (JobObject *)op;
-    static const char *const names[] = {"dest", "overwrite", "timeout", NULL};
+    static const char *const names[] = {"dest", "overwrite", "timeout", "skip", NULL};
     static const py_argspec spec = {"download", names, 1, 0};
-    PyObject *a[3];
+    PyObject *a[4];
     double deadline;
     if (py_parse_args(&spec, args, (Py_ssize_t)nargs, kwnames, a) < 0 ||
         py_deadline(st, a[2], &deadline) < 0)
@@ -234,6 +225,13 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
     int overwrite = 0;
     if (py_arg_flag(st, PY_ARG_CALL, a[1], "overwrite", &overwrite) < 0)
         return NULL;
+    /* skip(asset_id, path) -> bool, for this call: true when the file is
+     * there already (scenario_uni1.Job passes its client's journal's). */
+    PyObject *skip_fn = a[3] && a[3] != Py_None ? a[3] : NULL;
+    if (skip_fn && !PyCallable_Check(skip_fn)) {
+        PyErr_SetString(st->InvalidRequestTypeError, "skip must be a callable or None");
+        return NULL;
+    }
     /* Before the directory is made: a closed client creates nothing. */
     ClientObject *client = py_job_client(st, self);
     if (!client)
@@ -258,7 +256,7 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
     uni1_asset *assets = NULL;
     char(*fnames)[UNI1_ID_MAX + 16] = NULL;
     size_t *todo = NULL;
-    PyObject *skip_fn = NULL, *done_fn = NULL;
+    char *fetched = NULL;
     const char *d = PyBytes_AsString(dest_bytes);
     if (!d)
         goto done;
@@ -288,7 +286,8 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
     assets = calloc(n, sizeof *assets);
     fnames = calloc(n, sizeof *fnames);
     todo = calloc(n, sizeof *todo);
-    if (!assets || !fnames || !todo) {
+    fetched = calloc(n, 1);
+    if (!assets || !fnames || !todo || !fetched) {
         PyErr_NoMemory();
         Py_CLEAR(result);
         goto done;
@@ -309,10 +308,6 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
         Py_CLEAR(result);
         goto done;
     }
-    /* The client's download_skip (a journal's: scenario_uni1.Client(journal=
-     * ...)) may know a file as finished and intact: it is not fetched again. */
-    skip_fn = Py_XNewRef(client->download_skip);
-    done_fn = Py_XNewRef(client->download_done);
     size_t n_todo = 0;
     for (size_t i = 0; i < n; i++) {
         snprintf(fnames[i], sizeof fnames[i], "%s.%s", ids[i],
@@ -320,7 +315,7 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
         snprintf(paths[i], sizeof paths[i], "%s/%s", dir, fnames[i]);
         int skip = 0;
         if (skip_fn) {
-            PyObject *r = PyObject_CallFunction(skip_fn, "sss", self->job.id, ids[i], paths[i]);
+            PyObject *r = PyObject_CallFunction(skip_fn, "ss", ids[i], paths[i]);
             skip = r ? PyObject_IsTrue(r) : -1;
             Py_XDECREF(r);
             if (skip < 0) {
@@ -329,8 +324,10 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
                 goto done;
             }
         }
-        if (!skip)
+        if (!skip) {
+            fetched[i] = 1;
             todo[n_todo++] = i;
+        }
     }
     if (n_todo) {
         uni1_asset *a = calloc(n_todo, sizeof *a);
@@ -360,23 +357,18 @@ PyObject *py_job_download(PyObject *op, PyTypeObject *cls, PyObject *const *args
         Py_CLEAR(result);
     }
     py_call_finish(&c);
-    for (size_t k = 0; result && done_fn && k < n_todo; k++) {
-        PyObject *r =
-            PyObject_CallFunction(done_fn, "sss", self->job.id, ids[todo[k]], paths[todo[k]]);
-        if (!r)
-            Py_CLEAR(result);
-        Py_XDECREF(r);
-    }
     for (size_t i = 0; result && i < n; i++) {
-        PyObject *item = py_path(st, paths[i]);
+        PyObject *path = py_path(st, paths[i]);
+        PyObject *item =
+            path ? Py_BuildValue("(sOO)", ids[i], path, fetched[i] ? Py_True : Py_False) : NULL;
         if (!item || PyList_Append(result, item) < 0)
             Py_CLEAR(result);
         Py_XDECREF(item);
+        Py_XDECREF(path);
     }
 done:
     Py_DECREF(dest_bytes);
-    Py_XDECREF(skip_fn);
-    Py_XDECREF(done_fn);
+    free(fetched);
     free(dir);
     free(ids);
     free(paths);

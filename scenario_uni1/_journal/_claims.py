@@ -63,8 +63,8 @@ def open_store(spec: str):
 class Journal:
     """The journal of one Client. Thread-safe: one connection behind a lock.
 
-    The download hooks download_skip and download_done are handed to the C
-    client by scenario_uni1.Client, and called by its Job.download().
+    download_skip and download_done are called by scenario_uni1.Job.download()
+    around the binding's download (see _job.py).
     """
 
     def __init__(self, spec) -> None:
