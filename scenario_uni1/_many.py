@@ -475,7 +475,7 @@ class GenerateMany(_Feed):
 _QUOTE_ARGS = ("source", "image_refs", "aspect_ratio", "output_format", "web_search")
 
 
-def job_cost(job: "_core.Job") -> "float | None":
+def job_cost(job: "Job") -> "float | None":
     """What a job cost in creative units: the submission's answer, or for a job
     re-attached by id (whose answer this process never saw) its billing.cuCost."""
     if job.cost is not None:
