@@ -3,14 +3,16 @@
 Each watched pipeline reports its end through a done callback that runs on
 the engine thread and only appends a key to a deque (thread-safe, O(1)), so
 completions are seen in the order the engine saw them. A blocking consumer
-sleeps in _core.wait_first (the GIL released, Ctrl-C checked every 50 ms); an
-asyncio consumer awaits a future the callback resolves through the loop's
-wakeup socket (_aio.Wakeup). Neither takes a thread: a thousand jobs are
-watched by the engine thread alone.
+sleeps on a lock the callback releases (a bell: the GIL released, and Ctrl-C
+interrupts the sleep at once), so each completion costs O(1) whatever the
+number watched; an asyncio consumer awaits a future the callback resolves
+through the loop's wakeup socket (_aio.Wakeup). Neither takes a thread: a
+thousand jobs are watched by the engine thread alone.
 
 The same object is an iterator and an async iterator; one consumer at a time.
 """
 
+import _thread
 import collections
 import time
 
@@ -46,9 +48,18 @@ def _left(deadline: "_core.Deadline") -> "float | None":
 class _Feed:
     """Engine done callbacks -> a deque of keys, plus whoever waits for them."""
 
+    # A consumer that heard nothing for this long looks at its generations
+    # itself: a generation whose callback can never run (started before a
+    # fork, so done in the child with no engine to call it) is still seen.
+    _RESCAN = 1.0
+
     def __init__(self) -> None:
         self.finished: collections.deque = collections.deque()
         self._wakeup: Wakeup | None = None  # set once iterated with async for
+        # Held while there is no news; a callback releases it. A release
+        # before the consumer sleeps leaves it free, so no wake-up is lost.
+        self._bell = _thread.allocate_lock()
+        self._bell.acquire()
 
     def watch(self, key, gen) -> None:
         gen.add_done_callback(lambda _gen: self._on_done(key))
@@ -56,22 +67,27 @@ class _Feed:
     def _on_done(self, key) -> None:
         # The engine thread: nothing here may block or raise.
         self.finished.append(key)
+        try:
+            self._bell.release()
+        except RuntimeError:
+            pass  # already rung, not yet heard
         wakeup = self._wakeup
         if wakeup is not None:
             wakeup.notify()
 
-    def wait(self, gens, end) -> None:
-        """Block until one of gens (_core.Generation) ends; TimeoutError at end."""
-        _left(end)
-        if not _core.wait_first(gens, end):
-            _left(end)  # raises (the engine and this read the same clock)
-        if not self.finished:
-            # wait_first saw an end before its callback ran: take it from the
-            # generations themselves (the callback's key, arriving later, is
-            # then skipped as already taken).
-            for key, gen in self._pairs():
-                if gen.done:
-                    self.finished.append(key)
+    def wait(self, end) -> None:
+        """Block until a watched generation ends; TimeoutError at end."""
+        while not self.finished:
+            left = _left(end)
+            pause = self._RESCAN if left is None else min(left, self._RESCAN)
+            # Interrupted by a signal (Ctrl-C) at once on the main thread.
+            if not self._bell.acquire(timeout=max(pause, 0.0)) and not self.finished:
+                self._scan()
+
+    def _scan(self) -> None:
+        for key, gen in self._pairs():
+            if gen.done:
+                self.finished.append(key)
 
     async def await_any(self, end, has_news) -> None:
         """The async wait: until a callback fires or end passes (TimeoutError)."""
@@ -177,7 +193,7 @@ class AsCompleted(_Feed):
                 return item
             if not self._waiting:
                 raise StopIteration
-            self.wait(self._waiting, self._end)
+            self.wait(self._end)
 
     def __aiter__(self):
         return self
@@ -192,11 +208,6 @@ class AsCompleted(_Feed):
             await self.await_any(self._end, lambda: bool(self.finished))
             if not self.finished:
                 self._scan()
-
-    def _scan(self) -> None:
-        for key, gen in self._pairs():
-            if gen.done:
-                self.finished.append(key)
 
     def close(self) -> None:
         """Stops following the Jobs not yet yielded (the engine's polls of them).
@@ -429,7 +440,7 @@ class GenerateMany(_Feed):
             if gen is not _NOTHING:
                 return gen
             if self._inflight:
-                self.wait([g._gen for g in self._inflight.values()], self._no_end)
+                self.wait(self._no_end)
             else:
                 time.sleep(self._sleep_for())  # only resends left, held back
 
@@ -446,9 +457,7 @@ class GenerateMany(_Feed):
             if self._inflight:
                 await self.await_any(self._no_end, lambda: bool(self.finished))
                 if not self.finished:
-                    for key, inner in self._pairs():
-                        if inner.done:
-                            self.finished.append(key)
+                    self._scan()
             else:
                 import asyncio
 
