@@ -40,6 +40,13 @@ static int download_begin(uni1_sink *k)
         cap = (long long)k->cap - 1;
     uni1_cdn_verdict v = uni1__cdn_judge(&a, cap, &k->total, &k->limit);
     k->begun = 1;
+    /* A body of known size goes to memory in one allocation, not grown chunk
+     * by chunk (each growth copies what came before and touches fresh
+     * pages). If that much cannot be had now, the writes grow it as usual
+     * and say so if they fail. */
+    if (k->fd < 0 && k->buf && k->total > 0 &&
+        (v == UNI1_CDN_KEEP || v == UNI1_CDN_RESTART))
+        (void)uni1__sink_reserve(k, (size_t)k->total + 1);
     switch (v) {
     case UNI1_CDN_DISCARD:
         k->begun = 2;

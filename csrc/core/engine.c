@@ -3,7 +3,8 @@
  *
  * Threads other than the engine's only touch a task through its atomics and
  * the engine's lock: uni1_task_start queues it, uni1_task_cancel flags it and
- * queues a poke, waiters sleep on the process-wide completion condition. The
+ * queues a poke, a waiter links itself to the tasks it waits for (each task's
+ * end wakes its own waiters only, under one process-wide lock). The
  * engine thread alone resumes fibers, owns the multi handle, the run queue
  * and the timer heap, so none of those need a lock.
  *
@@ -31,9 +32,20 @@
 
 #include "fiber.h"
 #include "session.h"
+#include "uni1_internal.h"
 
 /* How often (seconds, at most) the engine gives freed memory back. */
 #define UNI1_ENGINE_TRIM_EVERY 5.0
+
+/* A thread in uni1_tasks_wait: its condition, and one link per task it
+ * waits for (on its stack), in that task's list of waiters. */
+typedef struct waiter {
+    pthread_cond_t cv;
+} waiter;
+typedef struct wait_link {
+    waiter *w;
+    struct wait_link *prev, *next;
+} wait_link;
 
 struct uni1_task {
     uni1_client *client;
@@ -60,6 +72,8 @@ struct uni1_task {
      * cancel before the engine took it up), hence two links. */
     int poked;
     uni1_task *next_queued, *next_poked;
+    /* Under done_mu. */
+    wait_link *waiters;
 };
 
 struct uni1_engine {
@@ -85,24 +99,14 @@ struct uni1_engine {
     double last_trim; /* engine thread: the last malloc_trim */
 };
 
-/* Every waiter of the process sleeps on one condition, broadcast at each
- * completion: waiting for any of a set of tasks (of any clients) is then a
- * plain loop. */
+/* Guards every task's done flag transition and its list of waiters: a task's
+ * end signals the conditions of the threads waiting for it, and no other
+ * (one condition for the whole process woke every waiting thread at every
+ * task's end: ten blocking calls in flight, ten wake-ups per job). */
 static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
 /* How many fork()s this process is away from the first: a task started at
  * another count that had not ended by then belongs to a dead engine. */
 static atomic_uint fork_epoch;
-static pthread_cond_t done_cv;
-static pthread_once_t done_once = PTHREAD_ONCE_INIT;
-
-static void done_cv_init(void)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&done_cv, &a);
-    pthread_condattr_destroy(&a);
-}
 
 /* ---- timers (a binary min-heap on wake_at) ------------------------------ */
 
@@ -230,7 +234,8 @@ static void finish(uni1_engine *e, uni1_task *t)
     e->n_live--;
     pthread_mutex_lock(&done_mu);
     atomic_store(&t->done, 1);
-    pthread_cond_broadcast(&done_cv);
+    for (wait_link *l = t->waiters; l; l = l->next)
+        pthread_cond_signal(&l->w->cv);
     pthread_mutex_unlock(&done_mu);
     signal_completion(e);
     if (t->done_fn)
@@ -360,6 +365,7 @@ static int engine_turn(uni1_engine *e)
      * transfer buffers that glibc keeps; give them back now and then, when
      * the loop is about to sleep. */
     if (now - e->last_trim > UNI1_ENGINE_TRIM_EVERY) {
+        uni1__spare_drop();
         malloc_trim(0);
         e->last_trim = now;
     }
@@ -444,7 +450,6 @@ static uni1_engine *engine_of(uni1_client *c)
 static uni1_task *start(uni1_client *c, uni1_session *lent, uni1_task_fn fn, void *userdata,
                         double deadline, uni1_task_done_fn done, void *done_userdata)
 {
-    pthread_once(&done_once, done_cv_init);
     uni1_engine *e = engine_of(c);
     if (!e)
         return NULL;
@@ -522,9 +527,16 @@ void uni1_task_release(uni1_task *t)
         task_unref(t);
 }
 
+static int first_done(uni1_task *const *tasks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (uni1_task_done(tasks[i]))
+            return (int)i;
+    return -1;
+}
+
 int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds)
 {
-    pthread_once(&done_once, done_cv_init);
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     if (seconds < 0)
@@ -534,20 +546,65 @@ int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds)
     long long ns = (long long)until.tv_nsec + (long long)(seconds * 1e9);
     until.tv_sec += (time_t)(ns / 1000000000LL);
     until.tv_nsec = (long)(ns % 1000000000LL);
-    int found = -1;
     pthread_mutex_lock(&done_mu);
+    int found = first_done(tasks, n);
+    if (found >= 0 || seconds == 0) {
+        pthread_mutex_unlock(&done_mu);
+        return found;
+    }
+    waiter w;
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&w.cv, &a);
+    pthread_condattr_destroy(&a);
+    wait_link few[8];
+    /* Out of memory for the links: no task can wake us, so sleep in short
+     * slices and look again (slower to notice, never stuck). */
+    wait_link *links = n <= 8 ? few : malloc(n * sizeof *links);
+    if (links)
+        for (size_t i = 0; i < n; i++) {
+            uni1_task *t = tasks[i];
+            links[i].w = &w;
+            links[i].prev = NULL;
+            links[i].next = t->waiters;
+            if (t->waiters)
+                t->waiters->prev = &links[i];
+            t->waiters = &links[i];
+        }
     for (;;) {
-        for (size_t i = 0; i < n; i++)
-            if (uni1_task_done(tasks[i])) {
-                found = (int)i;
-                break;
+        struct timespec at = until;
+        if (!links) {
+            clock_gettime(CLOCK_MONOTONIC, &at);
+            at.tv_nsec += 10000000L;
+            if (at.tv_nsec >= 1000000000L) {
+                at.tv_sec++;
+                at.tv_nsec -= 1000000000L;
             }
-        if (found >= 0)
+            if (at.tv_sec > until.tv_sec || (at.tv_sec == until.tv_sec && at.tv_nsec > until.tv_nsec))
+                at = until;
+        }
+        int r = pthread_cond_timedwait(&w.cv, &done_mu, &at);
+        if ((found = first_done(tasks, n)) >= 0)
             break;
-        if (pthread_cond_timedwait(&done_cv, &done_mu, &until) == ETIMEDOUT)
+        if (r == ETIMEDOUT && (links || (at.tv_sec == until.tv_sec && at.tv_nsec == until.tv_nsec)))
             break;
     }
+    if (links) {
+        for (size_t i = 0; i < n; i++) {
+            wait_link *l = &links[i];
+            if (l->prev)
+                l->prev->next = l->next;
+            else
+                tasks[i]->waiters = l->next;
+            if (l->next)
+                l->next->prev = l->prev;
+        }
+        if (links != few)
+            free(links);
+    }
     pthread_mutex_unlock(&done_mu);
+    pthread_cond_destroy(&w.cv);
     return found;
 }
 
@@ -677,16 +734,16 @@ void uni1__engine_atfork_child(uni1_client *c)
 
 void uni1__engine_global_atfork(int phase)
 {
+    uni1__spare_atfork(phase);
     if (phase == 0) {
         pthread_mutex_lock(&done_mu);
     } else if (phase == 1) {
         pthread_mutex_unlock(&done_mu);
     } else {
-        /* Threads of the parent may have been waiting on the condition: in
-         * the child they never leave it, and a broadcast would wait for them
-         * (glibc's condition variables track their waiters). New ones. */
+        /* The parent's waiters are not in the child; the tasks they were
+         * linked to are forked there (done, never finished), so no stale
+         * link is ever signalled. */
         pthread_mutex_init(&done_mu, NULL);
-        done_cv_init();
         atomic_fetch_add(&fork_epoch, 1);
     }
 }

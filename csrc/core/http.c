@@ -17,6 +17,30 @@
 
 /* ---- callbacks ---------------------------------------------------------- */
 
+int uni1__sink_reserve(uni1_sink *k, size_t cap)
+{
+    uni1_buffer *b = k->buf;
+    if (cap <= b->cap)
+        return 0;
+    if (cap > k->cap)
+        cap = k->cap;
+    if (!b->data) {
+        size_t have = 0;
+        unsigned char *spare = uni1__spare_take(cap, &have);
+        if (spare) {
+            b->data = spare;
+            b->cap = have;
+            return 0;
+        }
+    }
+    unsigned char *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
 size_t uni1__sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     uni1_sink *k = userdata;
@@ -44,13 +68,10 @@ size_t uni1__sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
             size_t cap = b->cap ? b->cap : 4096;
             while (cap < b->len + n + 1)
                 cap *= 2;
-            unsigned char *p = realloc(b->data, cap);
-            if (!p) {
+            if (uni1__sink_reserve(k, cap) < 0) {
                 k->failed = 3;
                 return 0;
             }
-            b->data = p;
-            b->cap = cap;
         }
         memcpy(b->data + b->len, ptr, n);
         b->len += n;

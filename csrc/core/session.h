@@ -207,6 +207,9 @@ uni1_status uni1__api(uni1_session *s, const uni1_api_call *call, char **body, s
                       long *http_status);
 
 /* The transport pieces of http.c that download.c builds on. */
+/* Memory sinks: room for cap bytes (at most the sink's cap) in one
+ * allocation. 0, or -1 when out of memory. */
+int uni1__sink_reserve(uni1_sink *k, size_t cap);
 /* libcurl write callback: appends to sink's buffer (within its cap) or fd. */
 size_t uni1__sink_write(char *ptr, size_t size, size_t nmemb, void *userdata);
 /* libcurl header callback: Retry-After, Content-Type, Content-Length into a

@@ -1,6 +1,7 @@
 /* Status codes, job states, the clear and copy functions of the public data
  * types, and the small string helpers declared in uni1_internal.h (they live
  * here because every build of the core links this file). */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -193,11 +194,87 @@ void uni1_asset_clear(uni1_asset *a)
      * header promises; parsers set -1 when they fill it. */
 }
 
+/* Spare download buffers. An image body is a MiB or more: malloc serves
+ * that from fresh pages (mmap, or an arena top it trims again), so every
+ * download paid a page fault per 4 KiB written and every free gave the
+ * pages back. A few freed buffers are kept for the next download instead;
+ * the engine drops them when it goes idle (uni1__spare_drop). */
+#define SPARE_SLOTS 8
+#define SPARE_MIN ((size_t)64 << 10)
+#define SPARE_MAX_BYTES ((size_t)32 << 20)
+static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    unsigned char *data;
+    size_t cap;
+} spare[SPARE_SLOTS];
+static size_t spare_bytes;
+
+static int spare_put(unsigned char *data, size_t cap)
+{
+    int kept = 0;
+    pthread_mutex_lock(&spare_mu);
+    if (spare_bytes + cap <= SPARE_MAX_BYTES)
+        for (size_t i = 0; i < SPARE_SLOTS && !kept; i++)
+            if (!spare[i].data) {
+                spare[i].data = data;
+                spare[i].cap = cap;
+                spare_bytes += cap;
+                kept = 1;
+            }
+    pthread_mutex_unlock(&spare_mu);
+    return kept;
+}
+
+unsigned char *uni1__spare_take(size_t want, size_t *cap)
+{
+    if (want < SPARE_MIN)
+        return NULL;
+    pthread_mutex_lock(&spare_mu);
+    /* The smallest that fits, and not one far larger than asked (it would
+     * hold its unused pages for as long as the body lives). */
+    size_t best = SPARE_SLOTS;
+    for (size_t i = 0; i < SPARE_SLOTS; i++)
+        if (spare[i].data && spare[i].cap >= want && spare[i].cap <= 2 * want &&
+            (best == SPARE_SLOTS || spare[i].cap < spare[best].cap))
+            best = i;
+    unsigned char *p = NULL;
+    if (best < SPARE_SLOTS) {
+        p = spare[best].data;
+        *cap = spare[best].cap;
+        spare_bytes -= spare[best].cap;
+        spare[best].data = NULL;
+    }
+    pthread_mutex_unlock(&spare_mu);
+    return p;
+}
+
+void uni1__spare_drop(void)
+{
+    pthread_mutex_lock(&spare_mu);
+    for (size_t i = 0; i < SPARE_SLOTS; i++) {
+        free(spare[i].data);
+        spare[i].data = NULL;
+    }
+    spare_bytes = 0;
+    pthread_mutex_unlock(&spare_mu);
+}
+
+void uni1__spare_atfork(int phase)
+{
+    if (phase == 0)
+        pthread_mutex_lock(&spare_mu);
+    else if (phase == 1)
+        pthread_mutex_unlock(&spare_mu);
+    else
+        pthread_mutex_init(&spare_mu, NULL);
+}
+
 void uni1_buffer_clear(uni1_buffer *b)
 {
     if (!b)
         return;
-    free(b->data);
+    if (b->data && (b->cap < SPARE_MIN || !spare_put(b->data, b->cap)))
+        free(b->data);
     memset(b, 0, sizeof *b);
 }
 

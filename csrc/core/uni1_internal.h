@@ -73,6 +73,13 @@ int uni1__number_liberal(const struct cJSON *v, double *out);
 /* Whether s is printable ASCII without spaces, at most max bytes: the test
  * for anything that ends up in a URL or a request line. */
 int uni1__is_url_text(const char *s, size_t max);
+/* Spare download buffers (status.c): uni1_buffer_clear keeps a few large
+ * ones; take one of at least want bytes (its size in *cap) or NULL; drop
+ * them all (an idle engine); the lock around fork (0 prepare, 1 parent,
+ * 2 child). */
+unsigned char *uni1__spare_take(size_t want, size_t *cap);
+void uni1__spare_drop(void);
+void uni1__spare_atfork(int phase);
 /* A failure reason from any JSON value: a non-empty string as is; a finite
  * number, a non-empty object or array serialised; anything else counts as
  * absent (UNI1_OK, *out NULL). UNI1_ERR_NOMEM when out of memory. */
