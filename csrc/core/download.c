@@ -44,8 +44,7 @@ static int download_begin(uni1_sink *k)
      * by chunk (each growth copies what came before and touches fresh
      * pages). If that much cannot be had now, the writes grow it as usual
      * and say so if they fail. */
-    if (k->fd < 0 && k->buf && k->total > 0 &&
-        (v == UNI1_CDN_KEEP || v == UNI1_CDN_RESTART))
+    if (k->fd < 0 && k->buf && k->total > 0 && (v == UNI1_CDN_KEEP || v == UNI1_CDN_RESTART))
         (void)uni1__sink_reserve(k, (size_t)k->total + 1);
     switch (v) {
     case UNI1_CDN_DISCARD:

@@ -581,7 +581,8 @@ int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds)
                 at.tv_sec++;
                 at.tv_nsec -= 1000000000L;
             }
-            if (at.tv_sec > until.tv_sec || (at.tv_sec == until.tv_sec && at.tv_nsec > until.tv_nsec))
+            if (at.tv_sec > until.tv_sec ||
+                (at.tv_sec == until.tv_sec && at.tv_nsec > until.tv_nsec))
                 at = until;
         }
         int r = pthread_cond_timedwait(&w.cv, &done_mu, &at);
