@@ -133,7 +133,11 @@ double uni1_next_poll_delay(const uni1_poll_state *st)
     double shortest = st->elapsed * 0.02;
     if (shortest < 0.25)
         shortest = 0.25;
-    const double longest = 8.0;
+    /* The longest pause: 8 s, or a quarter of the job's age for a long job
+     * (an estimate from a long run of progress is worth trusting further). */
+    double longest = st->elapsed * 0.25;
+    if (longest < 8.0)
+        longest = 8.0;
     double rate = -1;
     if (st->progress > 0 && st->elapsed > 0)
         rate = st->progress / st->elapsed;
@@ -146,15 +150,18 @@ double uni1_next_poll_delay(const uni1_poll_state *st)
     }
     double delay;
     if (st->predicted) {
-        /* Sleep until just before the predicted end, then look often: a
-         * finished job is noticed within a few tenths of a second without
-         * polling through the whole of finalizing. */
-        if (st->finalize_left > 0.4)
-            return st->finalize_left - 0.1 < longest ? st->finalize_left - 0.1 : longest;
-        delay = 0.3;
-        if (-st->finalize_left > 1.0) /* past the prediction: back off gently */
-            delay = -st->finalize_left * 0.3 < 1.5 ? -st->finalize_left * 0.3 : 1.5;
-        return delay < 0.3 ? 0.3 : delay;
+        /* Finalizing says nothing of its progress: sleep until just before
+         * the predicted end, then look every half second at most (a
+         * finished job is noticed within a quarter second on average),
+         * backing off gently once well past the prediction. */
+        if (st->finalize_left + 0.05 >= 0.25)
+            return st->finalize_left + 0.05 < longest ? st->finalize_left + 0.05 : longest;
+        delay = st->elapsed * 0.01;
+        if (delay > 0.8)
+            delay = 0.8;
+        if (-st->finalize_left > 2.0 && -st->finalize_left * 0.25 > delay)
+            delay = -st->finalize_left * 0.25 < 1.5 ? -st->finalize_left * 0.25 : 1.5;
+        return delay < 0.25 ? 0.25 : delay;
     }
     if (st->progress >= 0.999) {
         /* Finalizing: the end is near but its length unknown; back off gently
@@ -168,27 +175,45 @@ double uni1_next_poll_delay(const uni1_poll_state *st)
         return delay < finalizing_longest ? delay : finalizing_longest;
     }
     if (rate > 0) {
+        /* Most of the way to the estimated end: the faster rate above makes
+         * the estimate early rather than late, and finalizing (predicted
+         * separately) follows the progress anyway. */
         double eta = (1.0 - st->progress) / rate;
-        delay = eta * 0.5;
+        delay = eta * 0.8;
+        /* Never sleep longer than we have waited so far: an estimate made
+         * early (queued time counts as slow progress) can be far too
+         * pessimistic, and this bounds how late a short job is noticed to
+         * about its own length. */
+        double waited = st->elapsed > 0.5 ? st->elapsed : 0.5;
+        if (delay > waited)
+            delay = waited;
     } else {
-        /* No progress yet (queued, warming up): back off from 0.5 s to 5 s. */
-        delay = 0.5;
-        for (unsigned i = 0; i < st->polls && delay < 5.0; i++)
-            delay *= 1.5;
-        if (delay > 5.0)
-            delay = 5.0;
+        /* No progress yet (queued, warming up): back off from 1 s to 8 s,
+         * whatever the time waited (a queue says nothing of the job's
+         * length, and a short job shows progress by the second look). */
+        delay = 1.0;
+        for (unsigned i = 0; i < st->polls && delay < 8.0; i++)
+            delay *= 2;
+        if (delay > 8.0)
+            delay = 8.0;
     }
-    /* Never sleep longer than we have waited so far: an estimate made early
-     * (queued time counts as slow progress) can be far too pessimistic, and
-     * this bounds how late a short job is noticed to about its own length. */
-    double waited = st->elapsed > 0.5 ? st->elapsed : 0.5;
-    if (delay > waited)
-        delay = waited;
     if (delay < shortest)
         delay = shortest;
     if (delay > longest)
         delay = longest;
     return delay;
+}
+
+/* What a client that has seen no job finish assumes finalizing lasts,
+ * relative to the time before it. Short on purpose: ending the long sleep
+ * early costs a few looks; ending it late costs delay on every job. */
+#define UNI1_FINALIZE_PRIOR 0.15
+
+double uni1_finalize_left(double created_ts, double finalizing_ts, double ratio, double now)
+{
+    if (ratio < 0)
+        ratio = UNI1_FINALIZE_PRIOR;
+    return finalizing_ts + ratio * (finalizing_ts - created_ts) - now;
 }
 
 static double wall_clock(void)
@@ -228,16 +253,13 @@ static void finalize_prediction(uni1_client *c, const uni1_job *job, double wall
         fabs(job->created_ts - wall_start) > 5.0)
         return;
     pthread_mutex_lock(&c->lock);
-    double r = c->finalize_ratio;
-    unsigned n = c->finalize_samples;
+    double r = c->finalize_samples ? c->finalize_ratio : -1;
     pthread_mutex_unlock(&c->lock);
-    if (n == 0)
-        return;
-    double end = job->finalizing_ts + r * (job->finalizing_ts - job->created_ts);
     /* Server time to ours: the job was created as the wait began. */
     double offset = job->created_ts - wall_start;
     ps->predicted = 1;
-    ps->finalize_left = end - offset - wall_clock();
+    ps->finalize_left =
+        uni1_finalize_left(job->created_ts, job->finalizing_ts, r, wall_clock() + offset);
 }
 
 uni1_status uni1_wait_job(uni1_session *s, uni1_job *job, uni1_progress_fn progress, void *userdata)

@@ -538,6 +538,11 @@ typedef struct uni1_poll_state {
     double finalize_left;
 } uni1_poll_state;
 double uni1_next_poll_delay(const uni1_poll_state *st);
+/* Seconds from now (server clock: `now`) to the predicted end of a job's
+ * "finalizing", which began at finalizing_ts after the job was created at
+ * created_ts: it lasts ratio times what came before it. ratio < 0: nothing
+ * learned yet, a prior that errs short. */
+double uni1_finalize_left(double created_ts, double finalizing_ts, double ratio, double now);
 
 /* GET /assets/{id}. */
 uni1_status uni1_get_asset(uni1_session *s, const char *asset_id, uni1_asset *out);
