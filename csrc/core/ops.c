@@ -133,9 +133,9 @@ double uni1_next_poll_delay(const uni1_poll_state *st)
     double shortest = st->elapsed * 0.02;
     if (shortest < 0.25)
         shortest = 0.25;
-    /* The longest pause: 8 s, or a quarter of the job's age for a long job
+    /* The longest pause: 8 s, or a fifth of the job's age for a long job
      * (an estimate from a long run of progress is worth trusting further). */
-    double longest = st->elapsed * 0.25;
+    double longest = st->elapsed * 0.2;
     if (longest < 8.0)
         longest = 8.0;
     double rate = -1;
@@ -188,12 +188,12 @@ double uni1_next_poll_delay(const uni1_poll_state *st)
         if (delay > waited)
             delay = waited;
     } else {
-        /* No progress yet (queued, warming up): back off from 1 s to 8 s,
+        /* No progress yet (queued, warming up): back off from 0.5 s to 8 s,
          * whatever the time waited (a queue says nothing of the job's
          * length, and a short job shows progress by the second look). */
-        delay = 1.0;
+        delay = 0.5;
         for (unsigned i = 0; i < st->polls && delay < 8.0; i++)
-            delay *= 2;
+            delay *= 3;
         if (delay > 8.0)
             delay = 8.0;
     }
