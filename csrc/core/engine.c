@@ -74,6 +74,9 @@ struct uni1_task {
     uni1_task *next_queued, *next_poked;
     /* Under done_mu. */
     wait_link *waiters;
+    /* Engine thread: in the queue for a handle slot. */
+    int slot_waiting;
+    uni1_task *next_slot;
 };
 
 struct uni1_engine {
@@ -95,6 +98,10 @@ struct uni1_engine {
     size_t n_heap, cap_heap;
     uni1_task *live;
     size_t n_live;
+    /* Handle slots (UNI1_ENGINE_HANDLES): how many are held, and the
+     * tasks waiting for one, oldest first. */
+    size_t slots_held;
+    uni1_task *slot_head, *slot_tail;
     int gone;         /* freed by a done callback on this thread: it frees itself */
     double last_trim; /* engine thread: the last malloc_trim */
 };
@@ -220,6 +227,12 @@ static void finish(uni1_engine *e, uni1_task *t)
         uni1__fiber_free(t->fiber);
     t->fiber = NULL;
     if (t->session) {
+        if (t->session->holds_slot) {
+            /* Its handles go with the session (to the pool, or back to the
+             * caller that lent it), no longer this engine's to count. */
+            uni1__engine_slot_release(t);
+            t->session->holds_slot = 0;
+        }
         t->session->task = NULL;
         if (t->own_session)
             uni1_session_release(t->session);
@@ -654,6 +667,57 @@ void uni1__engine_park(uni1_task *t, double wake_at)
     if (wake_at > 0 && heap_push(t->eng, t) != 0)
         return; /* no memory for a timer: come back at once, the caller loops */
     uni1__fiber_yield();
+}
+
+static void slot_unqueue(uni1_engine *e, uni1_task *t)
+{
+    uni1_task **p = &e->slot_head, *prev = NULL;
+    while (*p && *p != t) {
+        prev = *p;
+        p = &(*p)->next_slot;
+    }
+    if (!*p)
+        return;
+    *p = t->next_slot;
+    if (e->slot_tail == t)
+        e->slot_tail = prev;
+    t->slot_waiting = 0;
+}
+
+void uni1__engine_slot_acquire(uni1_task *t)
+{
+    uni1_engine *e = t->eng;
+    while (e->slots_held >= UNI1_ENGINE_HANDLES && !atomic_load(&t->cancel)) {
+        if (!t->slot_waiting) {
+            t->slot_waiting = 1;
+            t->next_slot = NULL;
+            if (e->slot_tail)
+                e->slot_tail->next_slot = t;
+            else
+                e->slot_head = t;
+            e->slot_tail = t;
+        }
+        uni1__fiber_release_unused();
+        uni1__engine_park(t, 0);
+    }
+    if (t->slot_waiting) /* cancelled while queued */
+        slot_unqueue(e, t);
+    e->slots_held++;
+}
+
+void uni1__engine_slot_release(uni1_task *t)
+{
+    uni1_engine *e = t->eng;
+    if (e->slots_held)
+        e->slots_held--;
+    uni1_task *next = e->slot_head;
+    if (next) {
+        e->slot_head = next->next_slot;
+        if (!e->slot_head)
+            e->slot_tail = NULL;
+        next->slot_waiting = 0;
+        make_runnable(e, next);
+    }
 }
 
 void uni1__engine_trim_stack(void)

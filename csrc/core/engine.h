@@ -34,6 +34,13 @@ void uni1__task_clear_cancel(uni1_task *t);
 /* From inside a task: the pages of its stack below the frames in use go back
  * to the system (for a task about to park for long). */
 void uni1__engine_trim_stack(void);
+/* A session of task t is about to make its first easy handle: waits for
+ * one of the engine's UNI1_ENGINE_HANDLES slots (not when cancelled: a
+ * cancelled task takes one beyond the count and ends soon). The slot is
+ * given back by uni1__engine_slot_release, when the session drops its
+ * handles or the task ends. */
+void uni1__engine_slot_acquire(uni1_task *t);
+void uni1__engine_slot_release(uni1_task *t);
 /* Whether uni1_task_cancel was called on t. */
 int uni1__task_cancelled(const uni1_task *t);
 

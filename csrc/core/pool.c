@@ -181,8 +181,13 @@ CURLM *uni1__session_multi(uni1_session *s)
 CURL *uni1__session_easy(uni1_session *s, int cdn)
 {
     CURL **e = cdn ? &s->cdn : &s->api;
-    if (!*e)
+    if (!*e) {
+        if (s->task && !s->holds_slot) {
+            uni1__engine_slot_acquire(s->task);
+            s->holds_slot = 1;
+        }
         *e = curl_easy_init();
+    }
     return *e;
 }
 
@@ -195,6 +200,9 @@ void uni1__session_idle(uni1_session *s)
     if (s->cdn)
         curl_easy_cleanup(s->cdn);
     s->api = s->cdn = NULL;
+    if (s->task && s->holds_slot)
+        uni1__engine_slot_release(s->task);
+    s->holds_slot = 0;
 }
 
 /* Never called with the client lock held: cleaning up closes sockets, which

@@ -56,6 +56,14 @@ struct uni1_client {
 /* Connections the engine opens at once to one host (the API, the CDN);
  * further transfers wait in libcurl's queue for one. */
 #define UNI1_ENGINE_HOST_CONNECTIONS 64
+/* Sessions of one engine's tasks that hold easy handles at once; a task that
+ * needs its first handle beyond that waits (with its stack trimmed) for one
+ * to be given back. 10,000 generations submitted at once would otherwise
+ * each make an easy handle (libcurl 7.88 allocates a 16 KiB receive buffer
+ * with each) and touch their stacks to the depth of a request while all but
+ * a few dozen wait in libcurl's queue for a connection. Four times the
+ * connections: the queue never runs dry. */
+#define UNI1_ENGINE_HANDLES (4 * UNI1_ENGINE_HOST_CONNECTIONS)
 /* A pause between a job's polls in the engine at least this long (seconds)
  * first gives back the session's easy handles and the unused part of the
  * task's stack (uni1_wait_job). */
@@ -147,6 +155,7 @@ struct uni1_session {
     unsigned int rng;      /* jitter state, seeded per session */
     unsigned generation;   /* the client's generation when this was made */
     uni1_task *task;       /* the engine task running on this session, or NULL */
+    int holds_slot;        /* counted in its engine's UNI1_ENGINE_HANDLES */
 };
 
 /* The session's libcurl handles, made at first use (NULL when out of
