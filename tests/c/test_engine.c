@@ -258,6 +258,59 @@ static void test_tasks_wait_first_done_and_timeout(void **state)
     uni1_client_free(b);
 }
 
+/* Each task's end wakes the threads linked to it: several waiters on one
+ * task all return, a wait on more tasks than fit on the waiter's stack
+ * (links on the heap) finds the one that ended, and a waiter that timed out
+ * is unlinked (the task's later end must not touch its gone stack: valgrind
+ * and ASan would say). */
+typedef struct waiter_arg {
+    uni1_task **tasks;
+    size_t n;
+    double seconds;
+    int got;
+} waiter_arg;
+
+static void *waiter_thread(void *ud)
+{
+    waiter_arg *w = ud;
+    w->got = uni1_tasks_wait(w->tasks, w->n, w->seconds);
+    return NULL;
+}
+
+static void test_tasks_wait_wakes_the_waiters_of_the_task_that_ended(void **state)
+{
+    (void)state;
+    uni1_client *c = make_client();
+    enum { N = 20 };
+    probe p[N];
+    memset(p, 0, sizeof p);
+    uni1_task *ts[N];
+    for (int i = 0; i < N; i++)
+        ts[i] = start_sleeper(c, &p[i], 60, 0);
+    /* A short wait that times out, linked to every task, then gone. */
+    assert_int_equal(uni1_tasks_wait(ts, N, 0.05), -1);
+    waiter_arg all = {ts, N, 30 * slack(), -2};
+    waiter_arg one_a = {&ts[5], 1, 30 * slack(), -2}, one_b = {&ts[5], 1, 30 * slack(), -2};
+    pthread_t th[3];
+    pthread_create(&th[0], NULL, waiter_thread, &all);
+    pthread_create(&th[1], NULL, waiter_thread, &one_a);
+    pthread_create(&th[2], NULL, waiter_thread, &one_b);
+    usleep(100000);
+    uni1_task_cancel(ts[17]);
+    pthread_join(th[0], NULL);
+    assert_int_equal(all.got, 17);
+    uni1_task_cancel(ts[5]);
+    pthread_join(th[1], NULL);
+    pthread_join(th[2], NULL);
+    assert_int_equal(one_a.got, 0);
+    assert_int_equal(one_b.got, 0);
+    for (int i = 0; i < N; i++) {
+        uni1_task_cancel(ts[i]);
+        uni1_task_release(ts[i]);
+    }
+    uni1_client_free(c);
+}
+
 static int readable(int fd, int ms)
 {
     struct pollfd p = {fd, POLLIN, 0};
@@ -650,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_cancel_wakes_a_sleeping_task),
         cmocka_unit_test(test_cancel_of_a_queued_task_keeps_the_others),
         cmocka_unit_test(test_tasks_wait_first_done_and_timeout),
+        cmocka_unit_test(test_tasks_wait_wakes_the_waiters_of_the_task_that_ended),
         cmocka_unit_test(test_engine_fd_signals_completions),
         cmocka_unit_test(test_engine_fd_never_loses_a_completion),
         cmocka_unit_test(test_client_free_cancels_and_joins_running_tasks),
