@@ -95,7 +95,8 @@ def add_parser(sub, add_connection_options) -> None:
     p.add_argument(
         "--journal",
         metavar="PATH",
-        help="the journal (default DIR/.scenario-uni1/journal.sqlite); keep it to resume",
+        help="the journal: a file (default DIR/.scenario-uni1/journal.sqlite) or a "
+        "postgresql:// URL; keep it to resume",
     )
     p.add_argument(
         "--retry-failed",
@@ -361,7 +362,17 @@ class _Run:
     # the resume line
 
     def resume_command(self, saved_stdin: str | None) -> str:
-        line = "scenario-uni1 " + shlex.join(self.argv)
+        from ._journal._postgres import redact
+
+        # A database URL's password is not printed (libpq finds it in
+        # PGPASSWORD or ~/.pgpass for the resumed run).
+        argv = []
+        for arg in self.argv:
+            head, sep, url = arg.partition("=") if arg.startswith("--journal=") else ("", "", arg)
+            if url.startswith(("postgresql://", "postgres://")):
+                arg = head + sep + redact(url)
+            argv.append(arg)
+        line = "scenario-uni1 " + shlex.join(argv)
         if saved_stdin is not None:
             line += " < " + shlex.quote(saved_stdin)
         return line
@@ -420,7 +431,8 @@ def _execute(batch: _Run, items, keys, stdin_raw: bytes | None, fmt: str) -> int
         journal = os.path.join(tmp.name, "journal.sqlite")
     else:
         journal = args.journal or os.path.join(state_dir, "journal.sqlite")
-        os.makedirs(os.path.dirname(os.path.abspath(journal)), exist_ok=True)
+        if "://" not in journal:  # a file, not a database server's URL
+            os.makedirs(os.path.dirname(os.path.abspath(journal)), exist_ok=True)
         if stdin_raw is not None:
             # The resume command feeds the same items again.
             saved_stdin = os.path.join(state_dir, f"stdin.{'txt' if fmt == 'text' else fmt}")

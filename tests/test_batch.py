@@ -170,6 +170,21 @@ def test_detect_format():
     assert detect_format("items", "prompt\na cat") == "csv"
 
 
+def test_the_resume_command_prints_no_database_password():
+    import argparse
+
+    from scenario_uni1._batch import _Run
+
+    url = "postgresql://me:s3cret@127.0.0.1:5432/ledger"
+    argv = ["batch", "p.txt", "-o", "x", "--journal", url, f"--journal={url}"]
+    line = _Run(argparse.Namespace(output="x"), argv).resume_command("x/stdin.txt")
+    assert "s3cret" not in line
+    assert line == (
+        "scenario-uni1 batch p.txt -o x --journal postgresql://me@127.0.0.1:5432/ledger "
+        "--journal=postgresql://me@127.0.0.1:5432/ledger < x/stdin.txt"
+    )
+
+
 # -- summary, --json, exit codes, re-runs ---------------------------------------------------
 
 
