@@ -36,6 +36,16 @@ def _env(name: str) -> str | None:
     return value if value else None
 
 
+def _certifi_bundle() -> str | None:
+    """certifi's CA bundle when certifi is installed: the core tries it after
+    the system's bundles (the probe order lives in csrc/core/cacerts.c)."""
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return certifi.where()
+
+
 def _check_str(name: str, value: object) -> None:
     if value is not None and not isinstance(value, str):
         raise _core.ConfigurationError(f"{name} must be a str, not {type(value).__name__}")
@@ -198,6 +208,7 @@ class Client:
                 backoff_max=backoff_max,
                 settle_window=settle_window,
                 resend_uncertain=resend_uncertain,
+                _ca_fallback=_certifi_bundle(),
             )
         except BaseException:
             if self._journal is not None:

@@ -117,7 +117,10 @@ class Client:
         backoff_max: float = 20.0,
         settle_window: float = 20.0,
         resend_uncertain: bool = True,
-    ) -> None: ...
+        _ca_fallback: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """_ca_fallback is the glue's: the CA bundle tried when none was given
+        and the system has none (certifi's)."""
     @property
     def base_url(self) -> str: ...
     @property

@@ -344,8 +344,9 @@ int py_gen_args_validate(py_state *st, const py_gen_args *g)
 
 void py_settings_free(py_settings *cfg)
 {
-    char **owned[] = {&cfg->api_key,    &cfg->api_secret, &cfg->bearer_token, &cfg->base_url,
-                      &cfg->project_id, &cfg->user_agent, &cfg->ca_bundle,    &cfg->proxy};
+    char **owned[] = {&cfg->api_key,   &cfg->api_secret, &cfg->bearer_token,
+                      &cfg->base_url,  &cfg->project_id, &cfg->user_agent,
+                      &cfg->ca_bundle, &cfg->proxy,      &cfg->ca_fallback};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
         free(*owned[i]);
         *owned[i] = NULL;
@@ -379,35 +380,24 @@ static int copy_path_setting(py_state *st, PyObject *o, const char *what, char *
 
 int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"api_key",
-                             "api_secret",
-                             "bearer_token",
-                             "base_url",
-                             "project_id",
-                             "timeout",
-                             "max_retries",
-                             "user_agent",
-                             "ca_bundle",
-                             "proxy",
-                             "connect_timeout",
-                             "stall_timeout",
-                             "backoff_base",
-                             "backoff_max",
-                             "settle_window",
-                             "resend_uncertain",
-                             NULL};
+    static char *kwlist[] = {"api_key",      "api_secret",  "bearer_token",    "base_url",
+                             "project_id",   "timeout",     "max_retries",     "user_agent",
+                             "ca_bundle",    "proxy",       "connect_timeout", "stall_timeout",
+                             "backoff_base", "backoff_max", "settle_window",   "resend_uncertain",
+                             "_ca_fallback", NULL};
     PyObject *key = NULL, *secret = NULL, *bearer = NULL, *base_url = NULL, *project_id = NULL;
     PyObject *timeout = NULL, *max_retries = NULL, *user_agent = NULL, *ca_bundle = NULL;
     PyObject *proxy = NULL, *connect_timeout = NULL, *stall_timeout = NULL;
     PyObject *backoff_base = NULL, *backoff_max = NULL;
-    PyObject *settle_window = NULL, *resend_uncertain = NULL;
+    PyObject *settle_window = NULL, *resend_uncertain = NULL, *ca_fallback = NULL;
     memset(cfg, 0, sizeof *cfg);
     uni1_options *o = &cfg->options;
     uni1_options_init(o);
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|OO$OOOOOOOOOOOOOO:Client", kwlist, &key, &secret, &bearer, &base_url,
-            &project_id, &timeout, &max_retries, &user_agent, &ca_bundle, &proxy, &connect_timeout,
-            &stall_timeout, &backoff_base, &backoff_max, &settle_window, &resend_uncertain))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$OOOOOOOOOOOOOOO:Client", kwlist, &key,
+                                     &secret, &bearer, &base_url, &project_id, &timeout,
+                                     &max_retries, &user_agent, &ca_bundle, &proxy,
+                                     &connect_timeout, &stall_timeout, &backoff_base, &backoff_max,
+                                     &settle_window, &resend_uncertain, &ca_fallback))
         return -1;
     long retries = o->max_retries;
     /* The types and the conversions are judged here; the ranges by the core
@@ -419,6 +409,7 @@ int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *k
         py_arg_text(st, PY_ARG_SETTING, project_id, "project_id", 1, &cfg->project_id) < 0 ||
         py_arg_text(st, PY_ARG_SETTING, user_agent, "user_agent", 1, &cfg->user_agent) < 0 ||
         copy_path_setting(st, ca_bundle, "ca_bundle", &cfg->ca_bundle) < 0 ||
+        copy_path_setting(st, ca_fallback, "_ca_fallback", &cfg->ca_fallback) < 0 ||
         py_arg_text(st, PY_ARG_SETTING, proxy, "proxy", 1, &cfg->proxy) < 0 ||
         py_arg_seconds(st, PY_ARG_SETTING, timeout, "timeout", 0, &o->request_timeout) < 0 ||
         py_arg_count(st, PY_ARG_SETTING, max_retries, "max_retries", 0, 0, 100, &retries) < 0 ||
@@ -450,6 +441,7 @@ int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *k
     o->project_id = cfg->project_id;
     o->user_agent = set_or_null(cfg->user_agent);
     o->ca_bundle = set_or_null(cfg->ca_bundle);
+    o->ca_fallback = set_or_null(cfg->ca_fallback);
     o->proxy = set_or_null(cfg->proxy);
     return 0;
 }

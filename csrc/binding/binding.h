@@ -264,7 +264,7 @@ PyObject *py_type_name(PyObject *o);
  * into core options that point into the strings owned here. */
 typedef struct py_settings {
     char *api_key, *api_secret, *bearer_token, *base_url, *project_id;
-    char *user_agent, *ca_bundle, *proxy;
+    char *user_agent, *ca_bundle, *proxy, *ca_fallback;
     uni1_options options;
 } py_settings;
 int py_settings_init(py_state *st, py_settings *cfg, PyObject *args, PyObject *kwds);

@@ -231,8 +231,10 @@ uni1_status uni1_client_create(const uni1_options *o, uni1_client **out, char *e
     }
     /* These go into request headers or libcurl options verbatim: a CR or LF
      * would start a header of the caller's choosing. */
-    const char *named[][2] = {
-        {"user_agent", o->user_agent}, {"proxy", o->proxy}, {"ca_bundle", o->ca_bundle}};
+    const char *named[][2] = {{"user_agent", o->user_agent},
+                              {"proxy", o->proxy},
+                              {"ca_bundle", o->ca_bundle},
+                              {"ca_fallback", o->ca_fallback}};
     for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
         if (named[i][1] && has_ctl(named[i][1])) {
             snprintf(errbuf, errlen, "%s contains control characters", named[i][0]);
@@ -274,12 +276,7 @@ uni1_status uni1_client_create(const uni1_options *o, uni1_client **out, char *e
         snprintf(ua, sizeof ua, "scenario-uni1/%s libcurl/%s", UNI1_VERSION, uni1_curl_version());
         c->user_agent = dup_or_null(ua, &oom);
     }
-    const char *ca = o->ca_bundle;
-    if (!ca || !*ca)
-        ca = getenv("SSL_CERT_FILE");
-    if (!ca || !*ca)
-        ca = getenv("CURL_CA_BUNDLE");
-    c->ca_bundle = (ca && *ca) ? dup_or_null(ca, &oom) : NULL;
+    oom |= uni1__ca_choose(c, o) < 0;
     c->proxy = (o->proxy && *o->proxy) ? dup_or_null(o->proxy, &oom) : NULL;
     c->connect_timeout = o->connect_timeout;
     c->request_timeout = o->request_timeout;
@@ -311,6 +308,8 @@ uni1_status uni1_client_create(const uni1_options *o, uni1_client **out, char *e
         free(c->auth_header);
         free(c->user_agent);
         free(c->ca_bundle);
+        free(c->ca_path);
+        free(c->ca_tried);
         free(c->proxy);
         free(c);
         return UNI1_ERR_NOMEM;
@@ -342,6 +341,8 @@ void uni1_client_free(uni1_client *c)
     free(c->auth_header);
     free(c->user_agent);
     free(c->ca_bundle);
+    free(c->ca_path);
+    free(c->ca_tried);
     free(c->proxy);
     free(c);
 }

@@ -178,7 +178,8 @@ uni1_status uni1__map_curl(uni1_session *s, CURLcode rc, const uni1_response_met
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_ENGINE_INITFAILED:
-        return uni1__fail(s, UNI1_ERR_TLS, "%s: TLS failure (%s)", what, curl_easy_strerror(rc));
+        return uni1__fail(s, UNI1_ERR_TLS, "%s: TLS failure (%s)%s%s", what, curl_easy_strerror(rc),
+                          *uni1__ca_note(s->client) ? "; " : "", uni1__ca_note(s->client));
     case CURLE_WRITE_ERROR:
         if (sink && sink->failed == 20)
             return uni1__fail(s, UNI1_ERR_PROTOCOL,
@@ -395,8 +396,7 @@ void uni1__set_common(uni1_session *s, CURL *e, uni1_response_meta *m, uni1_sink
     curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-    if (c->ca_bundle)
-        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_bundle);
+    uni1__ca_apply(c, e);
     if (c->proxy)
         curl_easy_setopt(e, CURLOPT_PROXY, c->proxy);
     m->status = 0;

@@ -16,7 +16,9 @@ struct uni1_client {
     char *project_id_raw;
     char *auth_header; /* "Authorization: ..." (secret: never logged) */
     char *user_agent;
-    char *ca_bundle;
+    char *ca_bundle; /* CURLOPT_CAINFO, NULL: libcurl's default (cacerts.c) */
+    char *ca_path;   /* CURLOPT_CAPATH from SSL_CERT_DIR, or NULL */
+    char *ca_tried;  /* no bundle found: the paths probed, for TLS errors */
     char *proxy;
     double connect_timeout, request_timeout, stall_timeout;
     double backoff_base, backoff_max;
@@ -80,6 +82,19 @@ void uni1__pool_free(uni1_client *c);
 /* Makes e open and close its sockets through the client's records, so a
  * forked child can disown them. */
 void uni1__track_sockets(uni1_client *c, CURL *e);
+
+/* CA certificates (cacerts.c). uni1__ca_choose runs once per client: the
+ * bundle given (ca_bundle, SSL_CERT_FILE, CURL_CA_BUNDLE), else SSL_CERT_DIR
+ * and the first readable file of uni1__ca_files, then o->ca_fallback; 0 or
+ * -1 (out of memory). uni1__ca_apply sets them on a handle; uni1__ca_note
+ * is "" or the paths tried when none was found. uni1__ca_probe looks for
+ * the files under root (NULL: "/"; tests pass a directory) and fills
+ * *found or *tried (malloc'd); -1 out of memory. */
+extern const char *const uni1__ca_files[];
+int uni1__ca_probe(const char *root, const char *fallback, char **found, char **tried);
+int uni1__ca_choose(uni1_client *c, const uni1_options *o);
+void uni1__ca_apply(const uni1_client *c, CURL *e);
+const char *uni1__ca_note(const uni1_client *c);
 
 /* Records in the process-wide ledger (ledger.h) that the job is held by a
  * caller of this process: reconciling another submission never adopts it.

@@ -225,7 +225,13 @@ typedef struct uni1_options {
     const char *project_id;      /* sent as ?projectId= on every request */
     const char *user_agent;      /* NULL: "scenario-uni1/VERSION libcurl/X" */
     const char *ca_bundle;       /* PEM file; NULL: SSL_CERT_FILE, then
-                                    CURL_CA_BUNDLE, then the system store */
+                                    CURL_CA_BUNDLE, then the system's: the
+                                    directory SSL_CERT_DIR and the first
+                                    bundle found at the known paths of
+                                    Linux, BSD and macOS layouts, then
+                                    ca_fallback */
+    const char *ca_fallback;     /* PEM file tried last (the Python glue
+                                    passes certifi's), or NULL */
     const char *proxy;           /* NULL: libcurl honours the *_proxy variables */
     double connect_timeout;      /* seconds; default 10 */
     double request_timeout;      /* seconds for one API request; default 60 */
