@@ -551,7 +551,8 @@ static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(api_key=None, api_secret=None, *, bearer_token=None, base_url=None, "
                 "project_id=None, timeout=60.0, max_retries=3, user_agent=None, ca_bundle=None, "
                 "proxy=None, connect_timeout=10.0, stall_timeout=None, backoff_base=0.5, "
-                "backoff_max=20.0, settle_window=20.0, resend_uncertain=True)\n--\n\n"
+                "backoff_max=20.0, settle_window=20.0, resend_uncertain=True, _ca_fallback=None)"
+                "\n--\n\n"
                 "Settings and a pool of connections; safe to share between threads.\n\n"
                 "Credentials are not read from the environment here: scenario_uni1.Client "
                 "(which holds one) resolves them."},
