@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 HERE = Path(__file__).resolve().parent
-CHILD = HERE / "ca_layout_child.py"
+CHILD = HERE / "_ca_layout_child.py"
 
 # The paths the core probes, in its order (the contract of the TLS error).
 PROBED = [

@@ -3,7 +3,7 @@ has the file layout of another system's CA store. Starts an HTTPS emulator,
 makes clients that are given no CA, and prints what their requests did as
 JSON on stdout.
 
-    python ca_layout_child.py CONFIG.json
+    python _ca_layout_child.py CONFIG.json
 
 CONFIG: server_cert/server_key (PEM files of the emulator's certificate),
 certifi (None: not importable; a path: a certifi whose where() gives it),
