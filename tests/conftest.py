@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import signal
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 
@@ -54,6 +55,13 @@ def _test_the_installed_package() -> bool:
 
 
 SOURCE_TREE_SET_ASIDE = _test_the_installed_package()
+
+# A shell starts a background job with SIGINT ignored, and an ignored signal
+# stays ignored across exec: the Ctrl-C tests' children would then never see
+# their SIGINT and the tests would hang. Catching it here gives every child
+# the default disposition back, so its interpreter installs its own handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import scenario_uni1 as uni1  # noqa: E402  (after the source tree is set aside)
 
