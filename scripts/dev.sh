@@ -8,6 +8,8 @@
 #   bash scripts/dev.sh setup  only install (system packages, .venv, the package)
 #   bash scripts/dev.sh sdist-check  build the sdist, install it in a fresh venv
 #                              and run subprocess tests from the unpacked tree
+# The Blender layer (scripts/blender.sh) builds CPython 3.13 once and keeps it,
+# with a venv holding bpy, in ~/.cache/scenario_uni1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -116,10 +118,12 @@ run_tests() {
     make valgrind
     layer "fuzz targets: corpus replay under ASan+UBSan"
     make fuzz-replay
-    layer "pytest against the emulator"
+    layer "pytest against the emulator (with examples/quickstart.ipynb on a real ipykernel)"
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
     layer "cluster: PostgreSQL journal, many processes, Dask and Ray with a worker killed"
     cluster_tests
+    layer "Blender: the examples/blender extension in real Blender (bpy on CPython 3.13, cached)"
+    UNI1_VENV="$VENV" bash scripts/blender.sh test
     layer "typing: stubtest (scenario_uni1 and its _core stubs), mypy --strict on the README's examples"
     "$VENV/bin/python" -m mypy.stubtest scenario_uni1 --allowlist tests/typing/stubtest-allowlist.txt
     "$VENV/bin/python" tests/typing/check_readme.py
