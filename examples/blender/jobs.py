@@ -70,6 +70,7 @@ def client_for(api_key: str, api_secret: str, base_url: str) -> uni1.Client:
 def prepare(prefs) -> None:
     """Builds the client ahead of the first Generate press (so that press does
     not load the client's modules), when the settings are complete."""
+    download_dir()
     try:
         client_for(prefs.api_key, prefs.api_secret, prefs.base_url)
     except uni1.Uni1Error:

@@ -3,14 +3,20 @@
 Timers never fire in background mode, so each test calls the add-on's
 registered timer function itself, in a loop, as Blender's event loop would.
 The bounds are the issue's: the Generate operator returns in under 5 ms, no
-timer call takes over 20 ms.
+timer call takes over 20 ms. A call is measured by the wall clock; only when
+the kernel preempted the thread during the call (another process ran on its
+core: the measure would be the machine's load) is its CPU time held to the
+bound instead, with the wall clock still below one request's delay on the
+slowed network (so it waited on none).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import time
 import zipfile
+from dataclasses import dataclass
 
 import bpy
 import pytest
@@ -39,28 +45,57 @@ def registered(addon) -> dict[str, bool]:
     return state
 
 
-def timed(fn, *args, **kwargs):
+@dataclass
+class Call:
+    result: object
+    wall: float
+    cpu: float
+    preempted: int  # involuntary context switches of the thread during the call
+
+    def within(self, bound: float) -> bool:
+        if self.wall < bound:
+            return True
+        return self.preempted > 0 and self.cpu < bound and self.wall < NETWORK_DELAY
+
+    def __str__(self) -> str:
+        text = f"{self.wall * 1000:.2f} ms"
+        if self.preempted:
+            text += f" (preempted {self.preempted}x, CPU {self.cpu * 1000:.2f} ms)"
+        return text
+
+
+def timed(fn, *args, **kwargs) -> Call:
+    switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+    cpu = time.thread_time()
     start = time.perf_counter()
     result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
+    wall = time.perf_counter() - start
+    cpu = time.thread_time() - cpu
+    switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw - switches
+    return Call(result, wall, cpu, switches)
 
 
-def run_timer(jobs, *, until=None, timeout=30.0) -> list[float]:
+def run_timer(jobs, *, until=None, timeout=30.0) -> list[Call]:
     """Calls the registered timer function as Blender would (until it returns
-    None, or until() is true); the duration of each call."""
+    None, or until() is true); each call's measure."""
     assert bpy.app.timers.is_registered(jobs.tick)
-    durations = []
+    calls = []
     deadline = time.monotonic() + timeout
     while True:
-        interval, took = timed(jobs.tick)
-        durations.append(took)
-        if interval is None:
+        call = timed(jobs.tick)
+        calls.append(call)
+        if call.result is None:
             bpy.app.timers.unregister(jobs.tick)  # what Blender does on None
-            return durations
+            return calls
         if until is not None and until():
-            return durations
+            return calls
         assert time.monotonic() < deadline, "the generation did not end"
-        time.sleep(min(interval, 0.02))
+        time.sleep(min(call.result, 0.02))
+
+
+def assert_ticks_fast(calls: list[Call]) -> None:
+    slow = [str(c) for c in calls if not c.within(TICK_BOUND)]
+    assert slow == [], f"timer calls over {TICK_BOUND * 1000:.0f} ms"
 
 
 def settings():
@@ -128,19 +163,17 @@ def test_generate_lands_an_image_without_blocking(addon, prefs, emu, tmp_path):
     # so a call that waited on one could not stay under the bounds.
     emu.admin("faults", {"origin": "any", "delay": NETWORK_DELAY, "times": None})
     try:
-        result, took = timed(bpy.ops.scenario_uni1.generate)
-        assert result == {"FINISHED"}
+        press = timed(bpy.ops.scenario_uni1.generate)
+        assert press.result == {"FINISHED"}
         (item,) = jobs.items()
         assert not item.gen.done  # the work runs on the engine, not in the operator
-        durations = run_timer(jobs)
+        calls = run_timer(jobs)
     finally:
         emu.admin("faults", {}, method="DELETE")
-    assert took < OPERATOR_BOUND, f"the operator took {took * 1000:.1f} ms"
-    print(
-        f"\nGenerate: operator {took * 1000:.2f} ms; {len(durations)} timer calls, "
-        f"max {max(durations) * 1000:.2f} ms"
-    )
-    assert max(durations) < TICK_BOUND, [round(d * 1000, 2) for d in durations]
+    slowest = max(calls, key=lambda c: c.wall)
+    print(f"\nGenerate: operator {press}; {len(calls)} timer calls, the slowest {slowest}")
+    assert press.within(OPERATOR_BOUND), f"the operator took {press}"
+    assert_ticks_fast(calls)
 
     job = emu.job(item.gen.job.id)
     assert job["status"] == "success"
@@ -171,13 +204,13 @@ def test_cancel_stops_the_generation_and_the_server_job(addon, prefs, emu):
         assert bpy.ops.scenario_uni1.generate() == {"FINISHED"}
         (item,) = jobs.items()
         run_timer(jobs, until=lambda: item.gen.job is not None)
-        result, took = timed(bpy.ops.scenario_uni1.cancel)
-        assert result == {"FINISHED"}
-        assert took < OPERATOR_BOUND, f"cancel took {took * 1000:.1f} ms"
-        durations = run_timer(jobs)
+        press = timed(bpy.ops.scenario_uni1.cancel)
+        assert press.result == {"FINISHED"}
+        assert press.within(OPERATOR_BOUND), f"cancel took {press}"
+        calls = run_timer(jobs)
     finally:
         emu.configure(job_duration=0.5)
-    assert max(durations) < TICK_BOUND
+    assert_ticks_fast(calls)
     assert jobs.items() == []
     assert set(bpy.data.images.keys()) == images_before
     assert jobs.last_outcome().text == "Canceled"
