@@ -6,6 +6,9 @@ csrc/binding (CPython). Environment switches:
   UNI1_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
   UNI1_DEBUG=1      -O0 -g3, assertions on
   UNI1_WERROR=1     -Werror (CI)
+  UNI1_PKG_CONFIG_STATIC=1  link libcurl, cJSON and libcrypto statically
+                    (pkg-config --static; the macOS wheel, see
+                    scripts/wheel_deps.sh)
 """
 
 import glob
@@ -38,10 +41,12 @@ def _run(cmd):
 
 
 def _pkg_config(name):
-    if shutil.which("pkg-config") is None:
+    tool = os.environ.get("PKG_CONFIG", "pkg-config")
+    if shutil.which(tool) is None:
         return None
-    cflags = _run(["pkg-config", "--cflags", name])
-    libs = _run(["pkg-config", "--libs", name])
+    cflags = _run([tool, "--cflags", name])
+    static = ["--static"] if os.environ.get("UNI1_PKG_CONFIG_STATIC") else []
+    libs = _run([tool, "--libs", *static, name])
     if cflags is None or libs is None:
         return None
     return shlex.split(cflags), shlex.split(libs)

