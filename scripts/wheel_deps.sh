@@ -75,7 +75,9 @@ CURL_FEATURES="--disable-manual --disable-ldap --disable-ldaps --disable-rtsp --
 linux() {
     local prefix=/usr/local
     if command -v apk >/dev/null; then
-        apk add --no-cache openssl-dev zlib-dev xz tar
+        # musl has ucontext_t but not makecontext/swapcontext (fiber.c):
+        # libucontext provides them (pyproject.toml links it on musllinux).
+        apk add --no-cache openssl-dev zlib-dev xz tar libucontext-dev
     else
         yum install -y openssl-devel zlib-devel xz
     fi
