@@ -55,6 +55,8 @@ __all__ = [
     "generate_many",
     "job",
     "run",
+    "set_credentials_provider",
+    "shared_client",
     "submit",
     "upload",
     "wait",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
     from ._image import Image
     from ._job import Job
     from ._many import AsCompleted, BudgetExceededError, GenerateMany
+    from ._workers import set_credentials_provider, shared_client
 
 
 def __getattr__(name: str):
@@ -127,6 +130,10 @@ def __getattr__(name: str):
         from ._generation import Generation as value
     elif name == "BudgetExceededError":
         from ._many import BudgetExceededError as value
+    elif name in ("shared_client", "set_credentials_provider"):
+        from . import _workers
+
+        value = getattr(_workers, name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function
@@ -153,16 +160,19 @@ _default = None
 
 def default_client() -> "Client":
     """The client used by the module-level functions, built on first use from
-    the environment; shared by every thread."""
+    the environment (credentials: set_credentials_provider's, if one is set);
+    shared by every thread."""
     global _default
     client = _default
     if client is not None and not client.closed:
         return client
     from ._client import Client
+    from ._workers import provided_credentials
 
     with _default_lock:
         if _default is None or _default.closed:
-            _default = Client()
+            key, secret, token = provided_credentials()
+            _default = Client(key, secret, bearer_token=token)
         return _default
 
 

@@ -17,7 +17,6 @@ them; only then can ConfigurationError arise. copy.copy keeps the client.
 
 import os
 import sys
-import threading
 
 from . import _core
 
@@ -262,23 +261,21 @@ def _rebuild(
 
 # -- the client an unpickled job binds to -----------------------------------------------------
 
-# Clients built for unpickled jobs, by (base_url, project_id).
-_built_for_jobs: "dict[tuple[str, str | None], Client]" = {}
-_built_lock = threading.Lock()
-
 
 def _client_for(base_url: "str | None", project_id: "str | None") -> "Client":
     """The client an unpickled job binds to at its first request.
 
     A live client of this process with the same base_url and project_id (the
-    default client first), else one built from the environment for them and
-    kept for the next job. base_url None (a pickle that did not record it)
-    means the default client.
+    default client first), else this process's shared client for them
+    (scenario_uni1.shared_client: built once, with the credentials of
+    set_credentials_provider or of the environment). base_url None (a pickle
+    that did not record it) means the default client.
     """
     package = sys.modules[__package__]
     if base_url is None:
         return package.default_client()
-    from ._client import Client, live_client, serves
+    from ._client import live_client, serves
+    from ._workers import shared_client
 
     client = package._default
     if client is not None and serves(client, base_url, project_id):
@@ -294,20 +291,15 @@ def _client_for(base_url: "str | None", project_id: "str | None") -> "Client":
             client = None
         if client is not None and serves(client, base_url, project_id):
             return client
-    with _built_lock:
-        client = _built_for_jobs.get((base_url, project_id))
-        if client is None or client.closed:
-            client = Client(base_url=base_url, project_id=project_id)
-            _built_for_jobs[(base_url, project_id)] = client
-        return client
+    return shared_client(base_url=base_url, project_id=project_id)
 
 
 def _forget_built_clients() -> "list[Client]":
-    """The clients built for unpickled jobs, forgotten (the caller closes them)."""
-    with _built_lock:
-        built = list(_built_for_jobs.values())
-        _built_for_jobs.clear()
-    return built
+    """The shared clients (those built for unpickled jobs among them), forgotten
+    (the caller closes them)."""
+    from ._workers import forget
+
+    return forget()
 
 
 Job.__module__ = "scenario_uni1"

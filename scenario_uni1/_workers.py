@@ -42,7 +42,8 @@ def set_credentials_provider(provider: Callable[[], Mapping[str, str]] | None) -
 
     provider() returns {"api_key": ..., "api_secret": ...} or {"bearer_token": ...};
     it is called in this process whenever such a client is looked up (cache
-    what is slow to fetch). None goes back to the environment. Set it in each
+    what is slow to fetch), and by default_client(). None goes back to the
+    environment. Set it in each
     worker process: a Dask WorkerPlugin's setup, Ray's worker_process_setup_hook,
     a multiprocessing initializer.
     """
@@ -79,6 +80,14 @@ def credentials() -> tuple[str | None, str | None, str | None]:
             "or bearer_token)"
         )
     return resolve_credentials(key, secret, token)
+
+
+def provided_credentials() -> tuple[str | None, str | None, str | None]:
+    """The provider's (api_key, api_secret, bearer_token); all None without a
+    provider (Client then reads the environment itself)."""
+    if _provider is None:
+        return None, None, None
+    return credentials()
 
 
 def _identity(key: str | None, secret: str | None, token: str | None) -> str:
@@ -132,10 +141,15 @@ def shared_client(
         return client
 
 
-def reset() -> None:
-    """Close and forget every shared client (e.g. after the environment changed)."""
+def forget() -> list[Client]:
+    """Every shared client, forgotten (the caller closes them)."""
     with _lock:
         clients = list(_clients.values())
         _clients.clear()
-    for client in clients:
+    return clients
+
+
+def reset() -> None:
+    """Close and forget every shared client (e.g. after the environment changed)."""
+    for client in forget():
         client.close()

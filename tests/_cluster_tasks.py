@@ -23,7 +23,7 @@ def render(prompt: str, base_url: str, journal: str, out: str, marks: str | None
     With marks (a directory), a file named after this process and the job is
     left there once the job is paid for: a test kills that process then, in
     the middle of the item."""
-    from scenario_uni1._workers import shared_client
+    from scenario_uni1 import shared_client
 
     # A short timeout and settle window: a task retried after its worker was
     # killed reconciles the dead worker's POST within seconds.

@@ -227,3 +227,30 @@ def test_ray_worker_killed_mid_batch_pays_for_nothing_twice(emu, ray_session, tm
     print(
         f"\nray kill test: {len(prompts)} items, {emu.jobs_created} jobs created", file=sys.stderr
     )
+
+
+def test_the_dask_example_runs_offline(tmp_path):
+    import json
+    import subprocess
+
+    out = tmp_path / "renders"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENARIO_")}
+    env["PYTHONPATH"] = PACKAGE_PARENT
+    script = os.path.join(os.path.dirname(HERE), "examples", "dask_pipeline.py")
+    done = subprocess.run(
+        [sys.executable, script, "--offline", "--prompts", "12", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Dask: 12 items, 12 files," in done.stdout
+    with open(out / "manifest.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["line"] for r in records] == list(range(1, 13))
+    assert len({r["job_id"] for r in records}) == 12
+    for r in records:
+        assert r["status"] == "success"
+        (file,) = r["files"]
+        assert tasks.sha256_of(file["path"]) == file["sha256"]

@@ -17,22 +17,22 @@ from scenario_uni1 import _workers
 def _fresh_cache():
     _workers.reset()
     yield
-    _workers.set_credentials_provider(None)
+    uni1.set_credentials_provider(None)
     _workers.reset()
 
 
 def test_one_client_per_process_and_settings(emu_env, tmp_path):
-    a = _workers.shared_client()
-    assert _workers.shared_client() is a  # the next task of the process reuses it
+    a = uni1.shared_client()
+    assert uni1.shared_client() is a  # the next task of the process reuses it
     assert a.base_url == emu_env.url
     journal = str(tmp_path / "j.db")
-    b = _workers.shared_client(journal=journal)
+    b = uni1.shared_client(journal=journal)
     assert b is not a and b.journal == journal
-    assert _workers.shared_client(journal=journal) is b
-    c = _workers.shared_client(timeout=5.0)
+    assert uni1.shared_client(journal=journal) is b
+    c = uni1.shared_client(timeout=5.0)
     assert c is not a and c is not b
     a.close()
-    d = _workers.shared_client()  # a closed one is replaced
+    d = uni1.shared_client()  # a closed one is replaced
     assert d is not a and not d.closed
     assert d.generate("from the shared client").id in emu_env.jobs
 
@@ -46,31 +46,31 @@ def test_credentials_come_from_the_provider_before_the_environment(emu, monkeypa
         calls.append(1)
         return {"api_key": emu.api_key, "api_secret": emu.api_secret}
 
-    _workers.set_credentials_provider(provider)
-    client = _workers.shared_client(base_url=emu.url)
+    uni1.set_credentials_provider(provider)
+    client = uni1.shared_client(base_url=emu.url)
     assert client.generate("provided").id in emu.jobs  # the environment's would be refused
-    assert calls and _workers.shared_client(base_url=emu.url) is client
+    assert calls and uni1.shared_client(base_url=emu.url) is client
     # New credentials from the provider: a new client, never the old one.
-    _workers.set_credentials_provider(lambda: {"bearer_token": "rotated"})
-    assert _workers.shared_client(base_url=emu.url) is not client
+    uni1.set_credentials_provider(lambda: {"bearer_token": "rotated"})
+    assert uni1.shared_client(base_url=emu.url) is not client
 
 
 def test_no_credentials_is_a_configuration_error(emu):
     with pytest.raises(uni1.ConfigurationError, match="no credentials"):
-        _workers.shared_client(base_url=emu.url)
-    _workers.set_credentials_provider(lambda: {})
+        uni1.shared_client(base_url=emu.url)
+    uni1.set_credentials_provider(lambda: {})
     with pytest.raises(uni1.ConfigurationError, match="provider returned no credentials"):
-        _workers.shared_client(base_url=emu.url)
-    _workers.set_credentials_provider(lambda: {"password": "x"})
+        uni1.shared_client(base_url=emu.url)
+    uni1.set_credentials_provider(lambda: {"password": "x"})
     with pytest.raises(uni1.ConfigurationError, match="mapping of api_key"):
-        _workers.shared_client(base_url=emu.url)
+        uni1.shared_client(base_url=emu.url)
     with pytest.raises(uni1.InvalidRequestError):
-        _workers.set_credentials_provider("not callable")  # type: ignore[arg-type]
+        uni1.set_credentials_provider("not callable")  # type: ignore[arg-type]
 
 
 def test_credentials_are_not_settings(emu_env):
     with pytest.raises(uni1.InvalidRequestError, match="no credentials"):
-        _workers.shared_client(api_key="k", api_secret="s")
+        uni1.shared_client(api_key="k", api_secret="s")
 
 
 def test_nothing_secret_travels_in_a_pickle(emu, monkeypatch, tmp_path):
@@ -80,8 +80,8 @@ def test_nothing_secret_travels_in_a_pickle(emu, monkeypatch, tmp_path):
 
     key, secret = "key-AAAA1111", "secret-BBBB2222"
     emu.api_key, emu.api_secret = key, secret
-    _workers.set_credentials_provider(lambda: {"api_key": key, "api_secret": secret})
-    client = _workers.shared_client(base_url=emu.url, journal=str(tmp_path / "j.db"))
+    uni1.set_credentials_provider(lambda: {"api_key": key, "api_secret": secret})
+    client = uni1.shared_client(base_url=emu.url, journal=str(tmp_path / "j.db"))
     job = client.generate("a pickled job")
     emu.next_job_outcome("failure", error="boom")
     failed = client.generate("a failing job")
@@ -95,3 +95,57 @@ def test_nothing_secret_travels_in_a_pickle(emu, monkeypatch, tmp_path):
             assert s.encode() not in blob
     restored = pickle.loads(blobs[0])
     assert restored.id == job.id
+
+
+CHILD = """
+import pickle, sys
+import scenario_uni1 as uni1
+
+job = pickle.loads(sys.stdin.buffer.read())   # no credentials, no network
+if sys.argv[1] == "provider":
+    key, secret = sys.argv[2], sys.argv[3]
+    uni1.set_credentials_provider(lambda: {"api_key": key, "api_secret": secret})
+try:
+    job.wait(timeout=30)
+    print(job.status, job.client is uni1.shared_client(base_url=job.client.base_url))
+except uni1.ConfigurationError as exc:
+    print("ConfigurationError", exc)
+"""
+
+
+def test_a_pickled_job_binds_in_another_process_to_its_provider_credentials(emu, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PACKAGE_PARENT
+
+    with emu.client() as c:
+        blob = pickle.dumps(c.generate("crossing processes"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENARIO_")}
+    env["PYTHONPATH"] = PACKAGE_PARENT
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+
+    def child(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(script), *args],
+            input=blob,
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode().strip()
+
+    # The provider's credentials, and the process's shared client for the job's server.
+    assert child("provider", emu.api_key, emu.api_secret) == "success True"
+    # Neither a provider nor the environment: the first request says so.
+    assert child("none").startswith("ConfigurationError no credentials")
+
+
+def test_the_default_client_takes_the_providers_credentials(emu, monkeypatch):
+    monkeypatch.setenv("SCENARIO_BASE_URL", emu.url)
+    uni1.set_credentials_provider(lambda: {"api_key": emu.api_key, "api_secret": emu.api_secret})
+    uni1._reset_default_client()
+    assert uni1.generate("module level").id in emu.jobs

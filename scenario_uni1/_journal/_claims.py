@@ -419,8 +419,9 @@ class Journal:
 
         src and refs are what Client._prepare returned (asset ids or uploads;
         the Uploads are closed once the generation ends). Returns at once
-        without network I/O: reads the journal, and for a new item commits its
-        'sending' row. See _journal_engine.
+        without network I/O to the API: claims the item in the journal (a new
+        item's 'sending' row is committed; an item another live process is
+        sending is waited for, see claim). See _journal_engine.
         """
         from .._journal_engine import start_generation
 
