@@ -156,7 +156,7 @@ class Client:
     """
 
     # The binding's client (settings, connections, the engine); the journal
-    # (see _journal.py), None without one.
+    # (see _journal/__init__.py), None without one.
     _c_client: "_core.Client"
     _journal: "Journal | None"
 
@@ -254,7 +254,7 @@ class Client:
 
     @property
     def journal(self) -> str | None:
-        """The journal's path (None without a journal)."""
+        """The journal's path, or its postgresql:// URL without the password (None without one)."""
         journal = self._journal
         return None if journal is None else journal.path
 
