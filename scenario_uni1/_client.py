@@ -181,6 +181,8 @@ class Client:
         settle_window: float = 20.0,
         resend_uncertain: bool = True,
     ) -> None:
+        if getattr(self, "_c_client", None) is not None:
+            raise RuntimeError("Client.__init__() may only be called once")
         key, secret, token = resolve_credentials(api_key, api_secret, bearer_token)
         _check_str("base_url", base_url)
         if base_url is None:

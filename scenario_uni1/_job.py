@@ -17,6 +17,7 @@ them; only then can ConfigurationError arise. copy.copy keeps the client.
 
 import os
 import sys
+import threading
 
 from . import _core
 
@@ -77,15 +78,18 @@ class Job:
             return client
         from ._client import Client
 
-        client = _client_for(self._base_url, self._project_id)
-        if not issubclass(type(client), Client):
-            # type(), not isinstance(): a Mock(spec=Client) claims the class.
-            raise TypeError(
-                f"the client for job {self.id} must be a scenario_uni1 Client, "
-                f"not {type(client).__qualname__}"
-            )
-        self._job._bind(client._c_client)
-        self._client = client
+        with _bind_lock:  # two threads binding one job bind it to one client
+            if self._client is not None:
+                return self._client
+            client = _client_for(self._base_url, self._project_id)
+            if not issubclass(type(client), Client):
+                # type(), not isinstance(): a Mock(spec=Client) claims the class.
+                raise TypeError(
+                    f"the client for job {self.id} must be a scenario_uni1 Client, "
+                    f"not {type(client).__qualname__}"
+                )
+            self._job._bind(client._c_client)
+            self._client = client
         return client
 
     def _core_job(self) -> "_core.Job":
@@ -260,6 +264,9 @@ def _rebuild(
 
 
 # -- the client an unpickled job binds to -----------------------------------------------------
+
+# Two threads binding one unpickled job bind it to one client.
+_bind_lock = threading.Lock()
 
 
 def _client_for(base_url: "str | None", project_id: "str | None") -> "Client":

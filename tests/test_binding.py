@@ -117,6 +117,8 @@ def test_public_types_hold_the_binding_types(emu):
         gen = c.submit("composed too")
         assert gen.client is c and type(gen.result(timeout=30)[0]) is uni1.Image
         assert type(gen.job) is uni1.Job and gen.job is gen.job and gen.job.client is c
+        with pytest.raises(RuntimeError, match="only be called once"):
+            c.__init__(emu.api_key, emu.api_secret, base_url=emu.url)
     with pytest.raises(TypeError, match="made by a Client"):
         uni1.Job()
     assert not hasattr(_core, "_set_glue")
