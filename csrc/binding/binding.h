@@ -148,6 +148,16 @@ int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadlin
  * ends at once. Returns fn's status (a pending Python exception, if any, is
  * left set: it wins, pycurl's rule). */
 uni1_status py_call_run(py_call *c, py_core_fn fn, void *arg);
+/* THE wait with the GIL released, under every blocking call (py_call_run,
+ * Generation.result, wait_first): until one of tasks is done, in slices of
+ * at most PY_WAIT_SLICE; between slices, with the GIL, tick(userdata) (NULL:
+ * none) may ask to stop. The index of a task done, PY_WAIT_DEADLINE once the
+ * deadline (absolute uni1_monotonic() time, 0: none) passed, or
+ * PY_WAIT_STOPPED when tick returned nonzero. */
+#define PY_WAIT_DEADLINE (-1)
+#define PY_WAIT_STOPPED (-2)
+int py_wait(uni1_task *const *tasks, size_t n, double deadline, int (*tick)(void *),
+            void *userdata);
 /* The blocking core calls of the binding, each through py_call_run
  * (corecalls.c): the same arguments as the core function, with the call in
  * place of the session. */

@@ -83,6 +83,32 @@ static int hand_progress(py_call *c)
     return 0;
 }
 
+int py_wait(uni1_task *const *tasks, size_t n, double deadline, int (*tick)(void *), void *userdata)
+{
+    for (;;) {
+        double slice = PY_WAIT_SLICE;
+        if (deadline > 0) {
+            double left = deadline - uni1_monotonic();
+            if (left <= 0)
+                return PY_WAIT_DEADLINE;
+            if (left < slice)
+                slice = left;
+        }
+        int i;
+        Py_BEGIN_ALLOW_THREADS i = uni1_tasks_wait(tasks, n, slice);
+        Py_END_ALLOW_THREADS if (i >= 0) return i;
+        if (tick && tick(userdata))
+            return PY_WAIT_STOPPED;
+    }
+}
+
+/* py_call_run's look between slices: progress to Python, then whether to stop. */
+static int call_tick(void *userdata)
+{
+    py_call *c = userdata;
+    return (c->job && hand_progress(c)) || should_stop(c);
+}
+
 static void run_on_engine(uni1_session *s, void *userdata)
 {
     py_call *c = userdata;
@@ -99,17 +125,11 @@ uni1_status py_call_run(py_call *c, py_core_fn fn, void *arg)
     uni1_task *t = uni1_task_start_on(c->s, run_on_engine, c, NULL, NULL);
     if (!t)
         return UNI1_ERR_NOMEM;
-    int stopping = 0;
-    for (;;) {
-        int done;
-        Py_BEGIN_ALLOW_THREADS done = uni1_tasks_wait(&t, 1, PY_WAIT_SLICE) >= 0;
-        Py_END_ALLOW_THREADS if (done) break;
-        if (stopping)
-            continue;
-        if ((c->job && hand_progress(c)) || should_stop(c)) {
-            stopping = 1;
-            uni1_task_cancel(t);
-        }
+    int stopping = py_wait(&t, 1, 0, call_tick, c) == PY_WAIT_STOPPED;
+    if (stopping) {
+        /* A cancelled task ends at once; its outputs are read after it. */
+        uni1_task_cancel(t);
+        py_wait(&t, 1, 0, NULL, NULL);
     }
     uni1_task_release(t);
     if (c->job && !stopping && hand_progress(c))

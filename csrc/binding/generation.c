@@ -5,8 +5,8 @@
  * keeps a reference to itself (so a generation nobody holds still finishes
  * and calls its callbacks); the engine thread takes the GIL for the two
  * events (submitted, ended) and drops that reference at the end. Waiting
- * (result(), wait_first()) releases the GIL and looks at signals every
- * PY_WAIT_SLICE seconds, like CPython's own sleeps. */
+ * (result(), wait_first()) goes through py_wait (call.c), as every blocking
+ * call does: the GIL released, signals looked at every PY_WAIT_SLICE. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,30 +232,19 @@ static PyObject *build_result(GenerationObject *self)
     return list;
 }
 
-/* Blocks until done or the deadline (0: none), GIL released in slices. 0
- * done, 1 timed out, -1 an exception (a signal handler raised). */
-static int wait_tasks(uni1_task *const *tasks, size_t n, double deadline, int *which)
+/* Between slices of a wait: Ctrl-C (a signal handler that raised) stops it. */
+static int signal_tick(void *userdata)
 {
-    for (;;) {
-        double slice = PY_WAIT_SLICE;
-        if (deadline > 0) {
-            double left = deadline - uni1_monotonic();
-            if (left <= 0)
-                return 1;
-            if (left < slice)
-                slice = left;
-        }
-        int i;
-        Py_BEGIN_ALLOW_THREADS i = uni1_tasks_wait(tasks, n, slice);
-        Py_END_ALLOW_THREADS if (i >= 0)
-        {
-            if (which)
-                *which = i;
-            return 0;
-        }
-        if (PyErr_CheckSignals() < 0)
-            return -1;
-    }
+    (void)userdata;
+    return PyErr_CheckSignals() < 0;
+}
+
+/* Blocks until done or the deadline (0: none). 0 done, 1 timed out, -1 an
+ * exception (a signal handler raised). */
+static int wait_tasks(uni1_task *const *tasks, size_t n, double deadline)
+{
+    int i = py_wait(tasks, n, deadline, signal_tick, NULL);
+    return i >= 0 ? 0 : i == PY_WAIT_DEADLINE ? 1 : -1;
 }
 
 /* ---- methods --------------------------------------------------------------- */
@@ -274,7 +263,7 @@ static PyObject *gen_result(PyObject *op, PyTypeObject *cls, PyObject *const *ar
         return NULL;
     uni1_task *t = uni1_generation_task(self->g);
     if (!uni1_task_done(t)) {
-        int r = wait_tasks(&t, 1, deadline, NULL);
+        int r = wait_tasks(&t, 1, deadline);
         if (r < 0)
             return NULL;
         if (r > 0) {
@@ -575,7 +564,7 @@ PyObject *py_wait_first(PyObject *module, PyObject *const *args, Py_ssize_t narg
         tasks[i] = uni1_generation_task(((GenerationObject *)o)->g);
     }
     /* The sequence keeps the generations (and so the tasks) alive. */
-    int r = n ? wait_tasks(tasks, (size_t)n, deadline, NULL) : 0;
+    int r = n ? wait_tasks(tasks, (size_t)n, deadline) : 0;
     free(tasks);
     Py_DECREF(seq);
     if (r < 0)
