@@ -191,13 +191,13 @@ RUFF      ?= ruff
 .PHONY: format format-check
 format:
 	clang-format -i $(C_SOURCES)
-	$(RUFF) format scenario_uni1 tests bench examples
-	$(RUFF) check --fix scenario_uni1 tests bench examples
+	$(RUFF) format scenario_uni1 tests bench examples docs
+	$(RUFF) check --fix scenario_uni1 tests bench examples docs
 
 format-check:
 	clang-format --dry-run --Werror $(C_SOURCES)
-	$(RUFF) format --check scenario_uni1 tests bench examples
-	$(RUFF) check scenario_uni1 tests bench examples
+	$(RUFF) format --check scenario_uni1 tests bench examples docs
+	$(RUFF) check scenario_uni1 tests bench examples docs
 
 # --- Housekeeping ---------------------------------------------------------
 

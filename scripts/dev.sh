@@ -10,12 +10,14 @@
 #                              and run subprocess tests from the unpacked tree
 #   bash scripts/dev.sh wheel-check  build and repair the Linux wheel, test it in
 #                              fresh venvs without the system libcurl/libcjson
+#   bash scripts/dev.sh docs   build the documentation site (build/docs) with
+#                              warnings as errors and run every example in it
 # The Blender layer (scripts/blender.sh) builds CPython 3.13 once and keeps it,
 # with a venv holding bpy, in ~/.cache/scenario_uni1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS="build-essential pkg-config libcurl4-openssl-dev libcjson-dev libssl-dev libcmocka-dev valgrind clang-format python3-venv python3-dev postgresql openssl util-linux"
+DEBS="build-essential pkg-config libcurl4-openssl-dev libcjson-dev libssl-dev libcmocka-dev valgrind clang-format python3-venv python3-dev postgresql openssl util-linux python3-doc"
 VENV="${UNI1_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
@@ -69,6 +71,26 @@ setup() {
 cluster_tests() {
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m cluster \
         tests/test_journal_pg.py tests/test_cluster.py
+}
+
+# The site in docs/: the HTML with warnings as errors and every reference
+# resolved (-n; Python's inventory from Debian's python3-doc, no network),
+# then the doctest builder, which runs every example of it against the
+# emulator (an example that is not run is itself a warning: docs/_ext).
+# The docs extra is installed on its own: `pip install -e .[docs]` would
+# rebuild the extension.
+docs_check() {
+    local reqs
+    reqs="$("$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))')"
+    printf '%s\n' "$reqs" | "$VENV/bin/python" -m pip install -q -r /dev/stdin 2> >(grep -v "^WARNING: Location" >&2)
+    rm -rf build/docs build/doctest
+    local start=$SECONDS
+    "$VENV/bin/sphinx-build" -q -W --keep-going -n -b html docs build/docs
+    log "docs: HTML built in $((SECONDS - start)) s (build/docs/index.html)"
+    start=$SECONDS
+    "$VENV/bin/sphinx-build" -q -W --keep-going -b doctest docs build/doctest ||
+        { cat build/doctest/output.txt >&2; return 1; }
+    log "docs: examples executed in $((SECONDS - start)) s"
 }
 
 demo() {
@@ -130,6 +152,8 @@ run_tests() {
     layer "typing: stubtest (scenario_uni1 and its _core stubs), mypy --strict on the README's examples"
     "$VENV/bin/python" -m mypy.stubtest scenario_uni1 --allowlist tests/typing/stubtest-allowlist.txt
     "$VENV/bin/python" tests/typing/check_readme.py
+    layer "docs: Sphinx build with warnings as errors, examples executed"
+    docs_check
     layer "sdist: build, install in a fresh venv, tests from the unpacked tree"
     sdist_check
     layer "wheel: build, auditwheel repair, install into fresh venvs without system libcurl/libcjson, offline generation + TLS"
@@ -147,5 +171,6 @@ case "${1:-}" in
     setup) setup ;;
     sdist-check) sdist_check ;;
     wheel-check) [ -x "$VENV/bin/auditwheel" ] || setup; UNI1_VENV="$VENV" bash scripts/wheel_check.sh ;;
-    *) echo "usage: bash scripts/dev.sh demo|test|setup|sdist-check|wheel-check" >&2; exit 2 ;;
+    docs) [ -x "$VENV/bin/python" ] || setup; install_debs; docs_check ;;
+    *) echo "usage: bash scripts/dev.sh demo|test|setup|sdist-check|wheel-check|docs" >&2; exit 2 ;;
 esac

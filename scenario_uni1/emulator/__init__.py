@@ -24,13 +24,15 @@ Run it alone with `python -m scenario_uni1.emulator --port 8080` (or
 `scenario-uni1 emulator --port 8080`); it prints the URL and the credentials and
 can be steered over HTTP under /_emulator/ (see `Emulator._admin`).
 
-Inside, data flows one way, each module importing only those below it:
+Inside, data flows one way, each module importing only those below it::
+
     command -> server (Emulator: lifecycle, origins, knobs, admin)
             -> routes (API: auth, generate, jobs, assets)
                | chaos (random faults on every route) -> faults (inject, outcomes)
             -> uploads (multipart flow) -> cdn (signed URLs, downloads, part PUTs)
             -> state (records, ids, clock) -> wire (constants, JSON answers)
             -> http (the asyncio HTTP/1.1 server), images (generated and sniffed images)
+
 The route modules are layers of the one Emulator class (each a base class of the
 next), so a request is handled without a hop between objects.
 """

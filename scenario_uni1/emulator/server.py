@@ -120,6 +120,7 @@ class Emulator(Routes, ChaosFaults):
 
     Knobs (attributes, also constructor keywords; change them at any time, a job
     keeps the values it was created with):
+
       job_duration (s, 2.0; 0 = success on the first GET), url_ttl (s, 86400),
       outputs_per_job (1), image_long_side (256 px), asset_size_bytes (None: pad
       generated images to this exact size), upload_duration (s, 0.3),
