@@ -93,6 +93,17 @@ docs_check() {
     log "docs: examples executed in $((SECONDS - start)) s"
 }
 
+# The core cross-compiled for Windows with MinGW-w64 against the host's
+# libcurl, cJSON and OpenSSL headers, warnings as errors, and the Windows
+# fibers and platform calls run under wine. Only this layer needs the two
+# packages, so they are installed here rather than in setup.
+mingw_tests() {
+    local DEBS="gcc-mingw-w64-x86-64 wine64"
+    install_debs
+    make mingw-check
+    make mingw-test
+}
+
 demo() {
     setup
     mkdir -p renders
@@ -143,6 +154,8 @@ run_tests() {
     make valgrind
     layer "fuzz targets: corpus replay under ASan+UBSan"
     make fuzz-replay
+    layer "windows: the core cross-compiled with MinGW-w64 (-Werror), fibers and platform under wine"
+    mingw_tests
     layer "pytest against the emulator (with examples/quickstart.ipynb on a real ipykernel)"
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
     layer "cluster: PostgreSQL journal, many processes, Dask and Ray with a worker killed"

@@ -10,6 +10,7 @@
 #include "ledger.h"
 #include "engine.h"
 #include "session.h"
+#include "uni1_internal.h"
 
 #define UNI1_OPTIONS_SANITY 0x756e6931u /* "uni1" */
 
@@ -121,7 +122,7 @@ static uni1_status normalise_base_url(const char *in, char **base, char **origin
     while (len > origin_len && in[len - 1] == '/')
         len--;
     int add_version = (len == origin_len);
-    *origin = strndup(in, origin_len);
+    *origin = uni1__memdup(in, origin_len);
     *base = malloc(len + 4);
     if (!*origin || !*base) {
         free(*origin);

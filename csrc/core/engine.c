@@ -31,6 +31,7 @@
 #endif
 
 #include "fiber.h"
+#include "platform.h"
 #include "session.h"
 #include "uni1_internal.h"
 
@@ -211,13 +212,8 @@ static void fiber_main(void *arg)
 
 static void signal_completion(uni1_engine *e)
 {
-    if (!atomic_exchange(&e->signalled, 1)) {
-        char one = 1;
-        ssize_t w;
-        do
-            w = write(e->fds[1], &one, 1);
-        while (w < 0 && errno == EINTR);
-    }
+    if (!atomic_exchange(&e->signalled, 1))
+        uni1__wakeup_signal(e->fds[1]);
 }
 
 static void finish(uni1_engine *e, uni1_task *t)
@@ -400,8 +396,7 @@ static void engine_destroy(uni1_engine *e)
 {
     if (e->multi)
         curl_multi_cleanup(e->multi);
-    close(e->fds[0]);
-    close(e->fds[1]);
+    uni1__wakeup_close(e->fds);
     pthread_mutex_destroy(&e->mu);
     free(e->heap);
     free(e);
@@ -410,9 +405,7 @@ static void engine_destroy(uni1_engine *e)
 static void *engine_main(void *arg)
 {
     uni1_engine *e = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the callers' business */
+    uni1__block_signals(); /* signals are the callers' business */
     while (engine_turn(e))
         ;
     uni1__fiber_trim();
@@ -435,7 +428,7 @@ static uni1_engine *engine_new(uni1_client *c)
         return NULL;
     }
     e->multi = curl_multi_init();
-    if (!e->multi || pipe2(e->fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (!e->multi || uni1__wakeup_open(e->fds) != 0) {
         if (e->multi)
             curl_multi_cleanup(e->multi);
         pthread_mutex_destroy(&e->mu);
@@ -566,11 +559,7 @@ int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds)
         return found;
     }
     waiter w;
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&w.cv, &a);
-    pthread_condattr_destroy(&a);
+    uni1__cond_init_monotonic(&w.cv);
     wait_link few[8];
     /* Out of memory for the links: no task can wake us, so sleep in short
      * slices and look again (slower to notice, never stuck). */
@@ -598,7 +587,7 @@ int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds)
                 (at.tv_sec == until.tv_sec && at.tv_nsec > until.tv_nsec))
                 at = until;
         }
-        int r = pthread_cond_timedwait(&w.cv, &done_mu, &at);
+        int r = uni1__cond_wait_until(&w.cv, &done_mu, &at);
         if ((found = first_done(tasks, n)) >= 0)
             break;
         if (r == ETIMEDOUT && (links || (at.tv_sec == until.tv_sec && at.tv_nsec == until.tv_nsec)))
@@ -636,9 +625,7 @@ void uni1_engine_drain(uni1_client *c)
     /* Empty the pipe before clearing the flag: cleared first, a completion
      * in between would write a byte that the read then swallows, leaving the
      * flag set and the fd quiet for every later completion. */
-    char buf[64];
-    while (read(e->fds[0], buf, sizeof buf) > 0)
-        ;
+    uni1__wakeup_drain(e->fds[0]);
     atomic_store(&e->signalled, 0);
 }
 

@@ -1,7 +1,8 @@
 /* Stackful coroutines on POSIX ucontext (see fiber.h). Stacks are mmap'd with
  * a guard page below them, and a few are kept for reuse per thread. The
  * sanitizer and valgrind are told about every stack switch, or they would
- * take the switch for a wild stack pointer. */
+ * take the switch for a wild stack pointer. Windows: fiber_win.c. */
+#ifndef _WIN32
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -234,3 +235,5 @@ void uni1__fiber_trim(void)
     }
     n_spare = 0;
 }
+
+#endif

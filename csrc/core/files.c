@@ -2,14 +2,13 @@
  * directory with an atomic publish (temporary file, fsync, rename). Built on
  * the transfer loop in http.c; never sends credentials. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "platform.h"
 #include "session.h"
 #include "uni1_internal.h"
 
@@ -105,38 +104,14 @@ static int valid_file_name(const char *name)
     return 1;
 }
 
-/* Every name below is relative to the destination directory, opened once:
- * a directory renamed or replaced mid-transfer can neither strand the
- * temporary file nor receive a file in its place. */
-static int publish(int dfd, const char *tmp, const char *name, int overwrite)
-{
-    if (overwrite)
-        return renameat(dfd, tmp, dfd, name);
-#ifdef RENAME_NOREPLACE
-    if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS)
-        return -1;
-#endif
-    /* Filesystems without RENAME_NOREPLACE: link() fails if name exists. */
-    if (linkat(dfd, tmp, dfd, name, 0) != 0)
-        return -1;
-    unlinkat(dfd, tmp, 0);
-    return 0;
-}
-
-/* Creates ".NAME.XXXXXX.part" in dfd (0600, like mkstemp); tmp gets its
+/* Creates ".NAME.XXXXXX.part" in dir (0600, like mkstemp); tmp gets its
  * name. -1 with errno on failure. */
-static int make_temp(int dfd, const char *name, char *tmp, size_t tmp_len)
+static int make_temp(const uni1_dir *dir, const char *name, char *tmp, size_t tmp_len)
 {
     static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     for (int tries = 0; tries < 100; tries++) {
         unsigned char r[6];
-        if (getentropy(r, sizeof r) != 0) {
-            unsigned long x = (unsigned long)getpid() * 2654435761u ^ (unsigned long)tries;
-            for (size_t i = 0; i < sizeof r; i++, x >>= 5)
-                r[i] = (unsigned char)x;
-        }
+        uni1__random_bytes(r, sizeof r, (unsigned)tries);
         char suffix[7];
         for (size_t i = 0; i < 6; i++)
             suffix[i] = alnum[r[i] % (sizeof alnum - 1)];
@@ -145,7 +120,7 @@ static int make_temp(int dfd, const char *name, char *tmp, size_t tmp_len)
             errno = ENAMETOOLONG;
             return -1;
         }
-        int fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        int fd = uni1__dir_create(dir, tmp);
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
@@ -153,48 +128,29 @@ static int make_temp(int dfd, const char *name, char *tmp, size_t tmp_len)
     return -1;
 }
 
-/* The process umask, read without changing it (umask(2) can only be read by
- * setting it, which races with other threads creating files). */
-static mode_t process_umask(void)
-{
-    mode_t mask = 022;
-    FILE *f = fopen("/proc/self/status", "re");
-    if (!f)
-        return mask;
-    char line[128];
-    while (fgets(line, sizeof line, f)) {
-        unsigned int m;
-        if (sscanf(line, "Umask: %o", &m) == 1) {
-            mask = (mode_t)m;
-            break;
-        }
-    }
-    fclose(f);
-    return mask;
-}
-
-/* Completes a download into tmp (open as fd, in dfd): checks the data
+/* Completes a download into tmp (open as fd, in dir): checks the data
  * against the MIME type, fsyncs, closes and renames it to name; on any
  * failure (or when st already says one) removes tmp. final is the path
  * shown in messages and returned. Returns the resulting status. */
-static uni1_status finish_file(uni1_session *s, uni1_status st, int fd, int dfd, const char *tmp,
-                               const char *name, const char *final, const char *asset_id,
-                               const char *mime, int overwrite, char *path_out, size_t path_len)
+static uni1_status finish_file(uni1_session *s, uni1_status st, int fd, const uni1_dir *dir,
+                               const char *tmp, const char *name, const char *final,
+                               const char *asset_id, const char *mime, int overwrite,
+                               char *path_out, size_t path_len)
 {
     if (st == UNI1_OK) {
         unsigned char head[16];
-        ssize_t n = pread(fd, head, sizeof head, 0);
+        ssize_t n = uni1__pread(fd, head, sizeof head, 0);
         st = check_head(s, asset_id, mime, head, n > 0 ? (size_t)n : 0);
     }
     /* The temporary file is 0600; a saved image gets the mode any new file
      * would get (0666 less the umask), like curl -o or open(). */
-    if (st == UNI1_OK && fchmod(fd, 0666 & ~process_umask()) != 0)
+    if (st == UNI1_OK && uni1__file_set_public(fd) != 0)
         st = uni1__fail_os(s, errno, "chmod %s", final);
-    if (st == UNI1_OK && fsync(fd) != 0)
+    if (st == UNI1_OK && uni1__file_sync(fd) != 0)
         st = uni1__fail_os(s, errno, "fsync %s", final);
     if (close(fd) != 0 && st == UNI1_OK)
         st = uni1__fail_os(s, errno, "close %s", final);
-    if (st == UNI1_OK && publish(dfd, tmp, name, overwrite) != 0) {
+    if (st == UNI1_OK && uni1__dir_publish(dir, tmp, name, overwrite) != 0) {
         if (errno == EEXIST)
             st = uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite=True to replace it)",
                             final);
@@ -202,45 +158,45 @@ static uni1_status finish_file(uni1_session *s, uni1_status st, int fd, int dfd,
             st = uni1__fail_os(s, errno, "cannot rename into %s", final);
     }
     if (st != UNI1_OK) {
-        unlinkat(dfd, tmp, 0);
+        uni1__dir_unlink(dir, tmp);
         return st;
     }
-    fsync(dfd);
+    uni1__dir_sync(dir);
     if (path_out && path_len)
         snprintf(path_out, path_len, "%s", final);
     uni1__log(s, UNI1_LOG_INFO, "saved %s", final);
     return UNI1_OK;
 }
 
-static uni1_status open_dir(uni1_session *s, const char *dir, int *dfd)
+static uni1_status open_dir(uni1_session *s, const char *dir, uni1_dir *d)
 {
-    *dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (*dfd < 0)
+    if (uni1__dir_open(d, dir) != 0)
         return uni1__fail_os(s, errno, "cannot open the directory %s", dir);
     return UNI1_OK;
 }
 
-static uni1_status exists_error(uni1_session *s, int dfd, const char *name, const char *final)
+static uni1_status exists_error(uni1_session *s, const uni1_dir *dir, const char *name,
+                                const char *final)
 {
-    if (faccessat(dfd, name, F_OK, 0) == 0)
+    if (uni1__dir_has(dir, name))
         return uni1__fail(s, UNI1_ERR_EXISTS, "%s exists (pass overwrite=True to replace it)",
                           final);
     return UNI1_OK;
 }
 
-/* One asset into dfd, with retries, Range resume and a fresh URL after a
+/* One asset into d, with retries, Range resume and a fresh URL after a
  * 403 (uni1_download_asset_to_dir with the directory already open). */
-static uni1_status asset_to_dirfd(uni1_session *s, const uni1_asset *asset, int dfd,
+static uni1_status asset_to_dirfd(uni1_session *s, const uni1_asset *asset, const uni1_dir *d,
                                   const char *dir, const char *name, int overwrite, char *path_out,
                                   size_t path_len)
 {
     char final[PATH_MAX], tmp[NAME_MAX + 1];
     if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final)
         return uni1__fail(s, UNI1_ERR_INVALID, "destination path too long");
-    uni1_status st = overwrite ? UNI1_OK : exists_error(s, dfd, name, final);
+    uni1_status st = overwrite ? UNI1_OK : exists_error(s, d, name, final);
     if (st != UNI1_OK)
         return st;
-    int fd = make_temp(dfd, name, tmp, sizeof tmp);
+    int fd = make_temp(d, name, tmp, sizeof tmp);
     if (fd < 0)
         return uni1__fail_os(s, errno, "cannot create a file in %s", dir);
     uni1_asset fresh;
@@ -273,8 +229,8 @@ static uni1_status asset_to_dirfd(uni1_session *s, const uni1_asset *asset, int 
         break;
     }
     const char *mime = uni1__image_mime_known(cur->mime_type) ? cur->mime_type : asset->mime_type;
-    st = finish_file(s, st, fd, dfd, tmp, name, final, asset->id, mime, overwrite, path_out,
-                     path_len);
+    st =
+        finish_file(s, st, fd, d, tmp, name, final, asset->id, mime, overwrite, path_out, path_len);
     uni1_asset_clear(&fresh);
     return st;
 }
@@ -286,12 +242,12 @@ uni1_status uni1_download_asset_to_dir(uni1_session *s, const uni1_asset *asset,
     uni1__reset_error(s);
     if (!valid_file_name(name))
         return uni1__fail(s, UNI1_ERR_INVALID, "not a plain file name");
-    int dfd;
-    uni1_status st = open_dir(s, dir, &dfd);
+    uni1_dir d;
+    uni1_status st = open_dir(s, dir, &d);
     if (st != UNI1_OK)
         return st;
-    st = asset_to_dirfd(s, asset, dfd, dir, name, overwrite, path_out, path_len);
-    close(dfd);
+    st = asset_to_dirfd(s, asset, &d, dir, name, overwrite, path_out, path_len);
+    uni1__dir_close(&d);
     return st;
 }
 
@@ -316,7 +272,7 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
                                           paths_out ? paths_out[0] : NULL, path_len);
     if (n == 0)
         return UNI1_OK;
-    int dfd = -1;
+    uni1_dir d = {.fd = -1};
     pending_file *pf = calloc(n, sizeof *pf);
     if (!pf)
         return uni1__fail(s, UNI1_ERR_NOMEM, "out of memory");
@@ -335,9 +291,9 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
                 st = uni1__fail(s, UNI1_ERR_INVALID, "two assets would be saved as %s", names[i]);
     }
     if (st == UNI1_OK)
-        st = open_dir(s, dir, &dfd);
+        st = open_dir(s, dir, &d);
     for (size_t i = 0; i < n && st == UNI1_OK && !overwrite; i++)
-        st = exists_error(s, dfd, names[i], pf[i].final);
+        st = exists_error(s, &d, names[i], pf[i].final);
     /* First pass: up to PARALLEL_DOWNLOADS transfers at once on the multi
      * handle, one attempt each. */
     for (size_t base = 0; base < n && st == UNI1_OK; base += PARALLEL_DOWNLOADS) {
@@ -350,12 +306,12 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
             pending_file *f = &pf[base + k];
             if (!assets[base + k].url)
                 continue; /* the sequential pass reports it */
-            f->fd = make_temp(dfd, names[base + k], f->tmp, sizeof f->tmp);
+            f->fd = make_temp(&d, names[base + k], f->tmp, sizeof f->tmp);
             f->easy = f->fd >= 0 ? curl_easy_init() : NULL;
             if (!f->easy) {
                 if (f->fd >= 0) {
                     close(f->fd);
-                    unlinkat(dfd, f->tmp, 0);
+                    uni1__dir_unlink(&d, f->tmp);
                     f->fd = -1;
                 }
                 continue;
@@ -381,7 +337,7 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
             f->easy = NULL;
             const uni1_asset *a = &assets[base + k];
             if (good) {
-                uni1_status fs = finish_file(s, UNI1_OK, f->fd, dfd, f->tmp, names[base + k],
+                uni1_status fs = finish_file(s, UNI1_OK, f->fd, &d, f->tmp, names[base + k],
                                              f->final, a->id, a->mime_type, overwrite,
                                              paths_out ? paths_out[base + k] : NULL, path_len);
                 f->ok = fs == UNI1_OK;
@@ -391,7 +347,7 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
                     uni1__reset_error(s); /* the second pass tries it again */
             } else {
                 close(f->fd);
-                unlinkat(dfd, f->tmp, 0);
+                uni1__dir_unlink(&d, f->tmp);
             }
             f->fd = -1;
         }
@@ -402,11 +358,10 @@ uni1_status uni1_download_assets_to_dir(uni1_session *s, const uni1_asset *asset
         if (pf[i].ok)
             continue;
         uni1__log(s, UNI1_LOG_DEBUG, "asset %s: retrying on its own", assets[i].id);
-        st = asset_to_dirfd(s, &assets[i], dfd, dir, names[i], overwrite,
+        st = asset_to_dirfd(s, &assets[i], &d, dir, names[i], overwrite,
                             paths_out ? paths_out[i] : NULL, path_len);
     }
-    if (dfd >= 0)
-        close(dfd);
+    uni1__dir_close(&d);
     free(pf);
     return st;
 }

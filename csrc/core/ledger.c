@@ -26,7 +26,9 @@ typedef struct twin {
 } twin;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+#if UNI1_HAVE_FORK
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+#endif
 
 /* The newest UNI1_LEDGER_CLAIMS claims as a ring (the oldest is forgotten
  * first), indexed by a chained hash table. Allocated on first use. */
@@ -37,6 +39,7 @@ static size_t n_claims, next_claim;
 static twin *twins;
 static size_t n_twins, cap_twins;
 
+#if UNI1_HAVE_FORK
 /* A fork taken while another thread held the lock would leave it held in
  * the child forever. The parent's threads do not exist in the child, so
  * their in-flight requests and looks are dropped there; claims stay (the
@@ -58,10 +61,13 @@ static void register_fork_handlers(void)
 {
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
+#endif
 
 static void enter(void)
 {
+#if UNI1_HAVE_FORK
     pthread_once(&fork_once, register_fork_handlers);
+#endif
     pthread_mutex_lock(&lock);
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "platform.h"
 #include "session.h"
 #include "uni1_internal.h"
 
@@ -119,7 +120,7 @@ static uni1_status upload_one(uni1_session *s, gen_input *in)
         FILE *tmp = NULL;
         long long size = 0;
         if (in->data) {
-            tmp = tmpfile();
+            tmp = uni1__tmpfile();
             if (!tmp || fwrite(in->data, 1, in->len, tmp) != in->len || fflush(tmp) != 0) {
                 if (tmp)
                     fclose(tmp);
@@ -130,7 +131,7 @@ static uni1_status upload_one(uni1_session *s, gen_input *in)
             size = (long long)in->len;
             lseek(fd, 0, SEEK_SET);
         } else {
-            fd = open(in->path, O_RDONLY | O_CLOEXEC);
+            fd = uni1__open_read(in->path);
             struct stat sb;
             if (fd < 0 || fstat(fd, &sb) != 0) {
                 int e = errno;

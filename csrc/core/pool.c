@@ -32,17 +32,22 @@
  * The client lock is never held while calling libcurl or user code, so the
  * prepare handler cannot wait on a thread that waits for it (for instance
  * for Python's GIL, which the forking thread holds). */
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "engine.h"
+#include "platform.h"
 #include "session.h"
+#if UNI1_HAVE_FORK
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#endif
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uni1_client *registry; /* every live client */
+
+#if UNI1_HAVE_FORK
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void atfork_prepare(void)
@@ -104,10 +109,13 @@ static void install_atfork(void)
 {
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
+#endif
 
 void uni1__pool_register(uni1_client *c)
 {
+#if UNI1_HAVE_FORK
     pthread_once(&atfork_once, install_atfork);
+#endif
     pthread_mutex_lock(&registry_lock);
     c->reg_prev = NULL;
     c->reg_next = registry;
@@ -127,14 +135,14 @@ static curl_socket_t track_open(void *userdata, curlsocktype purpose, struct cur
     pthread_mutex_lock(&c->lock);
     if (c->n_socks == c->cap_socks) {
         size_t cap = c->cap_socks ? 2 * c->cap_socks : 16;
-        int *p = realloc(c->socks, cap * sizeof *p);
+        curl_socket_t *p = realloc(c->socks, cap * sizeof *p);
         if (!p)
             goto out; /* the connection fails: better than an untracked socket */
         c->socks = p;
         c->cap_socks = cap;
     }
     /* Close-on-exec as well: a subprocess has no business with them. */
-    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    fd = uni1__socket_open(a->family, a->socktype, a->protocol);
     if (fd != CURL_SOCKET_BAD)
         c->socks[c->n_socks++] = fd;
 out:
@@ -152,7 +160,7 @@ static int track_close(void *userdata, curl_socket_t fd)
             break;
         }
     }
-    int rc = close(fd);
+    int rc = uni1__socket_close(fd);
     pthread_mutex_unlock(&c->lock);
     return rc;
 }

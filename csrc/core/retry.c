@@ -2,6 +2,7 @@
  * how long (see retry.h). */
 #include <stdlib.h>
 
+#include "platform.h"
 #include "retry.h"
 
 void uni1__retry_init(uni1_retry *r, int budget)
@@ -20,7 +21,7 @@ static double backoff(uni1_session *s, int attempt)
         cap *= 2;
     if (cap > s->client->backoff_max)
         cap = s->client->backoff_max;
-    return cap * ((double)rand_r(&s->rng) / (double)RAND_MAX);
+    return cap * uni1__rand01(&s->rng);
 }
 
 double uni1__retry_next(uni1_session *s, uni1_retry *r, uni1_status st)

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 
+#include "platform.h"
 #include "uni1.h"
 
 struct uni1_client {
@@ -42,7 +43,7 @@ struct uni1_client {
      * number of forks this process is away from the one that made the
      * client, sessions inherited through a fork to clean up, and whether
      * they must be leaked instead. */
-    int *socks;
+    curl_socket_t *socks;
     size_t n_socks, cap_socks;
     unsigned generation;
     uni1_session *graveyard;
@@ -184,20 +185,17 @@ void uni1__session_idle(uni1_session *s);
 
 /* Error helpers: set the session's error (status + formatted message; for
  * UNI1_ERR_PROTOCOL, UNI1_MALFORMED ": " comes first). */
-uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+uni1_status uni1__fail(uni1_session *s, uni1_status st, const char *fmt, ...) UNI1_PRINTF(3, 4);
 /* An answer to `what` (e.g. "generate") that could not be used: the message
  * is UNI1_MALFORMED " (what): " and the formatted text, whatever st is (a
  * parser's UNI1_ERR_NOMEM keeps its status). */
 uni1_status uni1__fail_answer(uni1_session *s, uni1_status st, const char *what, const char *fmt,
-                              ...) __attribute__((format(printf, 4, 5)));
+                              ...) UNI1_PRINTF(4, 5);
 void uni1__reset_error(uni1_session *s);
 /* UNI1_ERR_IO for a failed system call: the message is the formatted text,
  * ": ", and strerror(errnum); errnum is kept in the error's os_errno. */
-uni1_status uni1__fail_os(uni1_session *s, int errnum, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void uni1__log(uni1_session *s, uni1_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+uni1_status uni1__fail_os(uni1_session *s, int errnum, const char *fmt, ...) UNI1_PRINTF(3, 4);
+void uni1__log(uni1_session *s, uni1_log_level level, const char *fmt, ...) UNI1_PRINTF(3, 4);
 
 /* An answer to GET /things/{asked} about another id (a mixed-up connection,
  * a confused gateway) is never taken for the one asked about: UNI1_OK when

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "platform.h"
 #include "uni1.h"
 #include "uni1_internal.h"
 
@@ -438,6 +439,6 @@ double uni1__parse_iso8601(const char *t)
     }
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    time_t secs = timegm(&tm);
+    time_t secs = uni1__timegm(&tm);
     return secs == (time_t)-1 ? -1 : (double)secs + frac;
 }

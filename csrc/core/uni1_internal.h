@@ -6,13 +6,14 @@
 
 #include <stddef.h>
 
+#include "platform.h"
+
 #include "uni1.h"
 
 /* Formats into err when err is non-NULL and errlen > 0; always
  * NUL-terminates, silently truncates. Returns nothing: callers return their
  * own status code right after. */
-void uni1__errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void uni1__errf(char *err, size_t errlen, const char *fmt, ...) UNI1_PRINTF(3, 4);
 
 /* malloc'd copies; NULL when s is NULL or on allocation failure. They call
  * malloc directly (not strdup) so the tests can inject allocation failures.

@@ -294,6 +294,7 @@ done:
 
 #include <unistd.h>
 
+#include "platform.h"
 #include "retry.h"
 #include "session.h"
 
@@ -334,7 +335,7 @@ static uni1_status read_part(uni1_session *s, int fd, unsigned char *buf, size_t
 {
     size_t done = 0;
     while (done < len) {
-        ssize_t n = pread(fd, buf + done, len - done, (off_t)(offset + (long long)done));
+        ssize_t n = uni1__pread(fd, buf + done, len - done, offset + (long long)done);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
