@@ -49,11 +49,12 @@ def main() -> None:
     with open(sys.argv[1]) as f:
         config = json.load(f)
     _certifi(config)
+    from scenario_uni1 import _core
     from scenario_uni1.emulator import Emulator
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(config["server_cert"], config["server_key"])
-    out: dict = {"results": []}
+    out: dict = {"results": [], "core": os.path.realpath(_core.__file__)}
     out["etc"] = sorted(
         os.path.relpath(os.path.join(d, n), "/etc")
         for top in ("/etc/ssl", "/etc/pki")

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from scenario_uni1 import _core
+
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "_ca_layout_child.py"
 
@@ -125,7 +127,7 @@ def run_layout(tmp_path, pki, layout: str, steps, certifi=None, env=None) -> dic
         if k not in ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "SSL_CERT_DIR")
         and not k.lower().endswith("_proxy")
     }
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    child_env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     child_env.update(env or {})
     script = 'mount --bind /etc "$1" && mount --bind "$2" /etc && shift 2 && exec "$@"'
     cmd = [*_unshare(), "sh", "-c", script, "sh", str(root / "oldetc"), str(root / "etc")]
@@ -133,6 +135,7 @@ def run_layout(tmp_path, pki, layout: str, steps, certifi=None, env=None) -> dic
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["core"] == os.path.realpath(_core.__file__)  # the build under test
     # The layout is what the child saw: the namespace took effect.
     expected = sorted(rel for rel, what in LAYOUTS[layout].items() if not what.startswith("dir->"))
     assert out["etc"] == expected, out["etc"]
