@@ -297,6 +297,17 @@ def _is_guard(block: str) -> bool:
     )
 
 
+def lost_lines(text: str, items: list[tuple[str, str]]) -> list[str]:
+    """Declaration lines of the header that no item shows (include guards excepted)."""
+    shown = "\n".join(t for kind, t in items if kind == "code")
+    outside_comments = _COMMENT.sub("", text)
+    return [
+        ln.strip()
+        for ln in outside_comments.splitlines()
+        if ln.strip() and ln.strip() not in shown and not _is_guard(ln)
+    ]
+
+
 def _uncomment(body: str) -> str:
     lines = [re.sub(r"^\s?\* ?", "", ln) for ln in body.splitlines()]
     return "\n".join(lines).strip("\n")
@@ -310,7 +321,17 @@ class HeaderDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         path = ROOT / self.arguments[0]
         self.env.note_dependency(str(path))
-        items = header_items(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        items = header_items(text)
+        for line in lost_lines(text, items):
+            # The manual must show the whole header: a construct this reader
+            # does not know would otherwise vanish from it without a word.
+            LOG.warning(
+                "%s: not in the generated manual: %r",
+                self.arguments[0],
+                line,
+                location=self.get_location(),
+            )
         result: list[nodes.Node] = []
         parent: nodes.Element | None = None
         for kind, text in items:
