@@ -48,10 +48,22 @@ class _Item:
     handles (a job id re-attaches, 'sending' reconciles).
     """
 
-    __slots__ = ("download", "fp", "journal", "occurrence", "reconciling", "request", "uploads")
+    __slots__ = (
+        "counts",
+        "download",
+        "fp",
+        "journal",
+        "occurrence",
+        "reconciling",
+        "request",
+        "uploads",
+    )
 
     def __init__(self, journal, fp: str, occurrence: int, download, uploads, request) -> None:
         self.journal = journal
+        # Where the occurrence was counted (the caller's thread, maybe a task):
+        # a row deleted from the engine thread frees it there.
+        self.counts = journal.counts()
         self.request = request
         self.fp = fp
         self.occurrence = occurrence
@@ -210,7 +222,7 @@ def generation_ended(journal, item: _Item, gen) -> None:
         # request proves nothing was created; anything else (and any end of
         # a reconciliation) leaves the row for a re-run to reconcile.
         if error is not None and not item.reconciling and _created_nothing(error):
-            journal._forget(item.fp, item.occurrence)
+            journal._forget(item.fp, item.occurrence, item.counts)
         else:
             journal._release(item.fp, item.occurrence)
         return

@@ -106,6 +106,11 @@ def shared_client(
 
     settings are Client's other keyword arguments (timeout, max_retries...);
     credentials are not among them (see set_credentials_provider).
+
+    With a journal, each call starts a task on the calling thread: the n-th
+    identical request after it is the task's n-th item (see
+    Journal.begin_task), so a task run again on this worker re-attaches to
+    what its first attempt paid for instead of counting on from the last task.
     """
     from ._client import Client
 
@@ -138,7 +143,12 @@ def shared_client(
                 **settings,  # type: ignore[arg-type]
             )
             _clients[cache_key] = client
-        return client
+    if client._journal is not None:
+        # A task starts: its calls are counted from its first one, so that
+        # a retry here, or the pipeline run again on these workers, finds
+        # the rows (and jobs) of its first attempt.
+        client._journal.begin_task()
+    return client
 
 
 def forget() -> list[Client]:

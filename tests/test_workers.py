@@ -149,3 +149,25 @@ def test_the_default_client_takes_the_providers_credentials(emu, monkeypatch):
     uni1.set_credentials_provider(lambda: {"api_key": emu.api_key, "api_secret": emu.api_secret})
     uni1._reset_default_client()
     assert uni1.generate("module level").id in emu.jobs
+
+
+def test_a_task_run_again_on_the_same_worker_re_attaches(emu_env, tmp_path):
+    # A worker process's shared client outlives its tasks: a task retried on
+    # the same worker, or the whole pipeline run again there, must find the
+    # rows of its first attempt, not count on from the client's last task.
+    journal = str(tmp_path / "j.db")
+
+    def task(prompt: str) -> str:
+        client = uni1.shared_client(journal=journal)
+        return client.generate(prompt).id
+
+    first = task("a fox")
+    assert task("a fox") == first and emu_env.jobs_created == 1
+    # The engine path (submit) counts the same way.
+    gen = uni1.shared_client(journal=journal).submit("a fox")
+    assert gen.result(timeout=20) is not None and gen.job.id == first
+    assert emu_env.jobs_created == 1
+    # Within one task, identical requests are distinct items, as in a script.
+    client = uni1.shared_client(journal=journal)
+    a, b = client.generate("a fox"), client.generate("a fox")
+    assert a.id == first and b.id != first and emu_env.jobs_created == 2

@@ -49,6 +49,21 @@ _CLAIM_POLL = 0.2
 _CLOCK_MARGIN = 300.0
 
 
+class Counts:
+    """The occurrences given out, per fingerprint, by a client or a task."""
+
+    __slots__ = ("free", "given")
+
+    def __init__(self) -> None:
+        self.given: dict[str, int] = {}
+        # Occurrences given out whose row was deleted (the request created
+        # nothing): the next identical request takes the lowest of them
+        # before a new one. A batch sending an item again after a refusal
+        # (generate_many after the ceiling's 429) thereby keeps the numbering
+        # a re-run of the same batch gives its items.
+        self.free: dict[str, list[int]] = {}
+
+
 def open_store(spec: str):
     """The store for Client(journal=spec): a PostgreSQL URL, else an SQLite file."""
     from ._postgres import PostgresStore, is_url
@@ -73,13 +88,10 @@ class Journal:
         # threads never adopt the same job for two rows (other processes are
         # kept apart by the UNIQUE job_id: see _claim).
         self._claim_lock = threading.Lock()
-        self._occurrences: dict[str, int] = {}
-        # Occurrences handed out by this client whose row was deleted (the
-        # request created nothing): the next identical request takes the
-        # lowest of them before a new one. A batch sending an item again
-        # after a refusal (generate_many after the ceiling's 429) thereby
-        # keeps the numbering a re-run of the same batch gives its items.
-        self._free: dict[str, list[int]] = {}
+        # Occurrences are counted per client, or per task where one began on
+        # the calling thread (begin_task).
+        self._counts = Counts()
+        self._local = threading.local()
         # The jobs this journal handed out and that are not finished yet: their
         # asset_ids tell the download hooks when a job's files are all there.
         self._jobs: dict = {}
@@ -158,13 +170,30 @@ class Journal:
 
     # -- submissions -----------------------------------------------------------
 
-    def next_occurrence(self, fp: str) -> int:
+    def begin_task(self) -> None:
+        """Count occurrences from 1 again on the calling thread: a task starts.
+
+        A worker process's client (shared_client) serves task after task: a
+        task retried there, or a pipeline run again on the same workers, must
+        map its calls to the rows of its first attempt, not to the next
+        occurrences of the client. Within the task, the n-th identical
+        request is occurrence n, as in a script.
+        """
+        self._local.counts = Counts()
+
+    def counts(self) -> "Counts":
+        """Where the calling thread's occurrences are counted."""
+        counts = getattr(self._local, "counts", None)
+        return self._counts if counts is None else counts
+
+    def next_occurrence(self, fp: str, counts: "Counts | None" = None) -> int:
+        counts = self.counts() if counts is None else counts
         with self._lock:
-            free = self._free.get(fp)
+            free = counts.free.get(fp)
             if free:
                 return heapq.heappop(free)
-            n = self._occurrences.get(fp, 0) + 1
-            self._occurrences[fp] = n
+            n = counts.given.get(fp, 0) + 1
+            counts.given[fp] = n
             return n
 
     def entry(self, fp: str, occurrence: int) -> "Entry | None":
@@ -344,9 +373,12 @@ class Journal:
             self._job_ids.add(job_id)
         return True
 
-    def _forget(self, fp: str, occurrence: int) -> None:
+    def _forget(self, fp: str, occurrence: int, counts: "Counts | None" = None) -> None:
         """Delete a row that has no job and that no other live process is
-        sending; its occurrence is free again if this client gave it out."""
+        sending; its occurrence is free again where it was given out (counts:
+        the item's, when this runs on another thread than the one that
+        counted it)."""
+        counts = self.counts() if counts is None else counts
         with self._lock:
             store = self._conn()
             deleted = store.execute(
@@ -354,8 +386,8 @@ class Journal:
                 " AND job_id IS NULL AND (owner IS NULL OR owner = ?)",
                 (fp, occurrence, store.owner),
             )
-            if deleted and occurrence <= self._occurrences.get(fp, 0):
-                heapq.heappush(self._free.setdefault(fp, []), occurrence)
+            if deleted and occurrence <= counts.given.get(fp, 0):
+                heapq.heappush(counts.free.setdefault(fp, []), occurrence)
 
     def set_state(self, job_id: str, state: str) -> None:
         self._write(
