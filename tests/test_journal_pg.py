@@ -160,3 +160,13 @@ def test_a_failed_item_set_aside_is_sent_anew(emu, pg_journal):
     assert fresh.id != failed.id and emu.jobs_created == 2
     occurrences = sorted(r["occurrence"] for r in ledger(pg_journal, "submissions"))
     assert occurrences == [-1, 1]
+
+
+def test_a_lost_database_is_a_clear_error(emu, pg_journal):
+    with emu.client(journal=pg_journal) as c:
+        with _psycopg().connect(pg_journal, autocommit=True) as admin:
+            pid = c._journal._store.db.info.backend_pid
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(uni1.Uni1Error, match="journal .* is unreachable"):
+            c.generate("nowhere to record it")
+    assert emu.jobs_created == 0  # nothing sent without its record

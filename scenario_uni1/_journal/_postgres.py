@@ -178,15 +178,29 @@ class PostgresStore:
         return True
 
     def query(self, sql: str, params=()) -> list:
-        return self.db.execute(_sql(sql), params).fetchall()
+        try:
+            return self.db.execute(_sql(sql), params).fetchall()
+        except self._psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
 
     def execute(self, sql: str, params=()) -> int:
-        return self.db.execute(_sql(sql), params).rowcount
+        try:
+            return self.db.execute(_sql(sql), params).rowcount
+        except self._psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: BaseException) -> BaseException:
+        # The server went away or ended the session: its claims are dead for
+        # the other workers from now on, and this client cannot record.
+        return _core.Uni1Error(f"the journal {self.name} is unreachable: {str(exc).strip()}")
 
     @contextlib.contextmanager
     def transaction(self):
-        with self.db.transaction():
-            yield self
+        try:
+            with self.db.transaction():
+                yield self
+        except self._psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
 
     def close(self) -> None:
         self.db.close()  # the server drops the advisory lock with the session
