@@ -1,6 +1,6 @@
-/* What the engine and generation tests (test_engine.c, test_generation.c)
- * share: wall-time bounds that hold under valgrind too, the process's thread
- * count, and a client for 127.0.0.1. */
+/* What the C tests share: wall-time bounds that hold under valgrind and on a
+ * loaded machine too (a test never fails because the machine was slow), the
+ * process's thread count, and a client for 127.0.0.1. */
 #ifndef UNI1_ENGINE_TEST_H
 #define UNI1_ENGINE_TEST_H
 
@@ -21,12 +21,12 @@
 #if defined(__SANITIZE_ADDRESS__)
 #define UNI1_TEST_SLACK 3.0
 #else
-#define UNI1_TEST_SLACK 1.0
+#define UNI1_TEST_SLACK 2.0
 #endif
 
-/* Wall-time bounds: tight natively, looser with the sanitizers and under
- * valgrind (every instruction there is ~50 times slower, the waits are
- * not). */
+/* Wall-time bounds: twice the expected time natively (CI shares 2 cores),
+ * looser with the sanitizers and under valgrind (every instruction there is
+ * ~50 times slower, the waits are not). */
 static inline double slack(void)
 {
     return RUNNING_ON_VALGRIND ? 8.0 : UNI1_TEST_SLACK;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "uni1.h"
+#include "engine_test.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -1021,7 +1022,7 @@ static void test_flow_interrupt_and_deadline_during_a_part(void **state)
     uni1_session_set_interrupt(s, stop_after, &until);
     assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a),
                      UNI1_ERR_INTERRUPTED);
-    assert_true(uni1_monotonic() - t0 < 1.0);
+    assert_true(uni1_monotonic() - t0 < 0.3 + 0.7 * slack());
     uni1_session_release(s);
     uni1_client_free(c);
 
@@ -1033,7 +1034,7 @@ static void test_flow_interrupt_and_deadline_during_a_part(void **state)
     uni1_session_set_deadline(s, t0 + 0.3);
     assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a),
                      UNI1_ERR_TIMEOUT);
-    assert_true(uni1_monotonic() - t0 < 1.0);
+    assert_true(uni1_monotonic() - t0 < 0.3 + 0.7 * slack());
     uni1_session_release(s);
     uni1_client_free(c);
     close(fd);
@@ -1061,7 +1062,7 @@ static void test_flow_deadline_while_validating(void **state)
     assert_int_equal(uni1_upload_file(s, fd, SIZE_9M, "big.png", "image/png", &a),
                      UNI1_ERR_TIMEOUT);
     double took = uni1_monotonic() - t0;
-    assert_true(took >= 1.4 && took < 2.0);
+    assert_true(took >= 1.4 && took < 1.5 + 0.5 * slack());
     assert_non_null(strstr(uni1_session_error(s)->message, "still validating at the deadline"));
     assert_true(f.calls >= 4 && f.calls < 12); /* polled, with growing pauses */
     close(fd);
