@@ -100,7 +100,7 @@ docs_check() {
 mingw_tests() {
     local DEBS="gcc-mingw-w64-x86-64 wine64"
     install_debs
-    make mingw-check
+    make -j2 mingw-check
     make mingw-test
 }
 
