@@ -636,6 +636,17 @@ def test_journal_file_is_private(journal):
         j.close()
 
 
+def test_journal_beside_its_files_makes_the_missing_directory(tmp_path):
+    # Client(journal="renders/journal.sqlite") before renders/ exists.
+    path = tmp_path / "renders" / "deeper" / "journal.sqlite"
+    j = _journal.Journal(str(path))
+    try:
+        assert path.is_file()
+        assert os.stat(path.parent).st_mode & 0o077 == 0
+    finally:
+        j.close()
+
+
 def test_a_second_client_waits_for_the_first_ones_send_instead_of_paying_again(emu, journal):
     second_client_waits(emu, journal, rows)
 

@@ -139,6 +139,11 @@ class SQLiteStore:
     def _open(self, path: str):
         sqlite3 = self._sqlite3
         try:
+            # A journal beside the files it guards ("renders/journal.sqlite")
+            # may come before the directory: it is made, owner-only.
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, mode=0o700, exist_ok=True)
             # Created owner-only before SQLite sees it; its -wal and -shm
             # files take the database's permissions.
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
