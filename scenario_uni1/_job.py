@@ -78,7 +78,7 @@ class Job:
             return client
         from ._client import Client
 
-        with _bind_lock:  # two threads binding one job bind it to one client
+        with _bind_lock:
             if self._client is not None:
                 return self._client
             client = _client_for(self._base_url, self._project_id)
