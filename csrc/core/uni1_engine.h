@@ -12,8 +12,12 @@
  *     session: where it waits for a transfer or a pause, the session's
  *     transfer loop (uni1__loop_wait) parks the fiber and the engine runs the
  *     others. One implementation of each rule, whoever calls it.
- *   - Completions wake waiters through one condition variable (threads) and
- *     a pipe per client (event loops: uni1_engine_fd).
+ *   - A task's end wakes the threads waiting for that task (each waiter
+ *     links itself to the tasks it waits for) and a pipe per client (event
+ *     loops: uni1_engine_fd).
+ *   - At most UNI1_ENGINE_HANDLES tasks of an engine hold libcurl easy
+ *     handles at once; the others wait their turn before their first
+ *     request, so 10,000 tasks started together stay small.
  * Why fibers rather than hand-written state machines: the exactly-once
  * reconciliation, the multipart upload and the download with resume are
  * long sequences of steps with retries and early exits; written once as
