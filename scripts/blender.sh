@@ -5,6 +5,7 @@
 #                                            then the extension .zip into DIR (default dist/)
 #                                            with Blender's own tool (`blender --command
 #                                            extension build`, else bpy's copy of it)
+#   bash scripts/blender.sh venv             only make the cached venv with bpy (and CPython 3.13)
 #   bash scripts/blender.sh test             run tests/blender in real Blender (bpy from PyPI)
 #
 # bpy is Blender as a Python module, published for one CPython version (3.13 for
@@ -93,6 +94,7 @@ run_tests() {
 
 case "${1:-}" in
     extension) extension "${2:-}" ;;
+    venv) blender_venv ;;
     test) run_tests ;;
-    *) echo "usage: bash scripts/blender.sh extension [DIR] | test" >&2; exit 2 ;;
+    *) echo "usage: bash scripts/blender.sh extension [DIR] | venv | test" >&2; exit 2 ;;
 esac

@@ -31,6 +31,13 @@ healthy() {
         "$PYBIN" -c 'import ssl, ctypes, lzma, bz2, zlib, sqlite3, venv, ensurepip' 2>/dev/null
 }
 
+# The Debian packages the build needs, for a caller that installs them with
+# its own (one apt run at a time: dpkg has one lock).
+if [ "${1:-}" = "--debs" ]; then
+    echo "$DEBS"
+    exit 0
+fi
+
 if healthy; then
     echo "$PYBIN"
     exit 0
