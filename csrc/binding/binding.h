@@ -352,6 +352,7 @@ PyObject *py_client_engine_drain(PyObject *op, PyObject *unused);
 PyObject *py_wait_first(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                         PyObject *kwnames);
 PyObject *py_at_exit(PyObject *module, PyObject *unused);
+PyObject *py_release_spare_buffers(PyObject *module, PyObject *unused);
 /* results.c: the fields of an image of fetched bytes, a tuple (data,
  * mime_type, asset_id, width, height) the glue makes an Image of; the file
  * type a job asked for. */

@@ -572,6 +572,14 @@ PyObject *py_wait_first(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return PyBool_FromLong(r == 0);
 }
 
+PyObject *py_release_spare_buffers(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    uni1_release_spare_buffers();
+    Py_RETURN_NONE;
+}
+
 PyObject *py_at_exit(PyObject *module, PyObject *unused)
 {
     (void)module;

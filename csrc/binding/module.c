@@ -174,6 +174,9 @@ static PyMethodDef module_methods[] = {
      "wait_first(gens, timeout=None)\n--\n\n"
      "Blocks (GIL released, Ctrl-C works) until one of the generations is done; False when the "
      "timeout passed first."},
+    {"_release_spare_buffers", py_release_spare_buffers, METH_NOARGS,
+     "_release_spare_buffers($module, /)\n--\n\nGives back the download buffers kept for reuse now "
+     "(the engine does it when idle)."},
     {"_at_exit", py_at_exit, METH_NOARGS,
      "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling Python."},
     {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,

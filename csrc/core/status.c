@@ -260,6 +260,11 @@ void uni1__spare_drop(void)
     pthread_mutex_unlock(&spare_mu);
 }
 
+void uni1_release_spare_buffers(void)
+{
+    uni1__spare_drop();
+}
+
 void uni1__spare_atfork(int phase)
 {
     if (phase == 0)

@@ -107,6 +107,10 @@ int uni1_tasks_wait(uni1_task *const *tasks, size_t n, double seconds);
  * Owned by the client. */
 int uni1_engine_fd(uni1_client *c);
 void uni1_engine_drain(uni1_client *c);
+/* Download buffers of finished transfers are kept for the next ones (a few,
+ * process-wide) and given back when an engine goes idle; this gives them
+ * back now. Any thread. */
+void uni1_release_spare_buffers(void);
 
 /* ------------------------------------------------------------------------ */
 /* Generations: the whole pipeline of one image request, on the engine      */
