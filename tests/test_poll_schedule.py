@@ -28,7 +28,7 @@ def test_later_jobs_sleep_through_finalizing(emu):
         first = client.generate("teaches the schedule")
         first.wait(timeout=60)
         later = []
-        for i in range(2):
+        for i in range(3):
             job = client.generate(f"learns from the first {i}")
             job.wait(timeout=60)
             later.append((job, time.time()))
@@ -39,5 +39,13 @@ def test_later_jobs_sleep_through_finalizing(emu):
     # progress estimate left the schedule: from none to every quarter second,
     # so the first job's count is only reported.)
     assert max(after) <= 2, (before, after)
-    for job, noticed in later:
-        assert noticed - _when(emu.job(job.id), "success") < 0.8
+    for (job, noticed), gets in zip(later, after):
+        late = noticed - _when(emu.job(job.id), "success")
+        if gets:
+            # Seen in finalizing: the prediction ends the wait soon after.
+            assert late < 0.8, (late, after)
+        else:
+            # The in-progress pause (0.8 of the estimated time left) carried
+            # past the whole of finalizing: success is seen at its end, about
+            # a second late on this job (bench P8 bounds the mean, not each).
+            assert late < 2.5, (late, after)
