@@ -197,6 +197,7 @@ fuzz-merge: $(FUZZ_BINS)
 
 MINGW_CC    ?= x86_64-w64-mingw32-gcc
 WINE        ?= /usr/lib/wine/wine64
+WINESERVER  ?= /usr/lib/wine/wineserver64
 HOST_INCLUDE ?= /usr/include
 HOST_MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 MINGW_BUILD := $(CTEST_BUILD)/mingw
@@ -230,8 +231,14 @@ $(MINGW_BUILD)/win_platform.exe: $(MINGW_TEST_SRCS) $(wildcard $(CORE_DIR)/*.h) 
 mingw-check: $(MINGW_OBJS)
 	@echo "mingw-check: $(words $(MINGW_OBJS)) files of $(CORE_DIR) compiled for Windows, no warnings"
 
+# The wine prefix lives outside the source tree and goes away after the run:
+# it holds dosdevices/z: -> /, and setuptools walks the tree following links
+# (pip wheel . and the sdist would then walk the whole filesystem).
 mingw-test: $(MINGW_BUILD)/win_platform.exe
-	WINEDEBUG=-all WINEPREFIX=$(abspath $(MINGW_BUILD))/wineprefix $(WINE) $< $(abspath $(MINGW_BUILD))/out
+	@rm -rf $(MINGW_BUILD)/wineprefix
+	@prefix="$$(mktemp -d)"; rc=0; \
+	WINEDEBUG=-all WINEPREFIX="$$prefix" $(WINE) $< $(abspath $(MINGW_BUILD))/out || rc=$$?; \
+	WINEPREFIX="$$prefix" $(WINESERVER) -w; rm -rf "$$prefix"; exit $$rc
 
 # --- Style ----------------------------------------------------------------
 # One formatter per language: clang-format (.clang-format) for C, ruff
