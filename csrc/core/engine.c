@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #endif
 #include "engine.h"
+#include "engine_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,75 +39,6 @@
 /* How often (seconds, at most) the engine gives freed memory back. */
 #define UNI1_ENGINE_TRIM_EVERY 5.0
 
-/* A thread in uni1_tasks_wait: its condition, and one link per task it
- * waits for (on its stack), in that task's list of waiters. */
-typedef struct waiter {
-    pthread_cond_t cv;
-} waiter;
-typedef struct wait_link {
-    waiter *w;
-    struct wait_link *prev, *next;
-} wait_link;
-
-struct uni1_task {
-    uni1_client *client;
-    uni1_engine *eng;
-    uni1_task_fn fn;
-    void *userdata;
-    uni1_task_done_fn done_fn;
-    void *done_userdata;
-    double deadline;
-    unsigned epoch;  /* fork_epoch when started */
-    int own_session; /* the session was acquired for the task (else lent) */
-    atomic_int cancel;
-    atomic_int done;
-    atomic_int refs;
-    /* Engine thread only. */
-    uni1_fiber *fiber;
-    uni1_session *session;
-    int runnable;
-    double wake_at;
-    size_t heap_at; /* index in the timer heap, or SIZE_MAX */
-    uni1_task *next_run;
-    uni1_task *live_prev, *live_next;
-    /* Under the engine's lock. A task can be queued and poked at once (a
-     * cancel before the engine took it up), hence two links. */
-    int poked;
-    uni1_task *next_queued, *next_poked;
-    /* Under done_mu. */
-    wait_link *waiters;
-    /* Engine thread: in the queue for a handle slot. */
-    int slot_waiting;
-    uni1_task *next_slot;
-};
-
-struct uni1_engine {
-    uni1_client *client;
-    pthread_mutex_t mu;
-    pthread_t thread;
-    int started;
-    int stopping;
-    uni1_task *queued; /* started, not yet picked up (LIFO) */
-    uni1_task *poked;  /* cancelled, to wake (LIFO) */
-    CURLM *multi;
-    /* Completion signal for event loops: a pipe whose read end is readable
-     * once a task ended since the last drain. */
-    int fds[2];
-    atomic_int signalled;
-    /* Engine thread only. */
-    uni1_task *run_head, *run_tail;
-    uni1_task **heap;
-    size_t n_heap, cap_heap;
-    uni1_task *live;
-    size_t n_live;
-    /* Handle slots (UNI1_ENGINE_HANDLES): how many are held, and the
-     * tasks waiting for one, oldest first. */
-    size_t slots_held;
-    uni1_task *slot_head, *slot_tail;
-    int gone;         /* freed by a done callback on this thread: it frees itself */
-    double last_trim; /* engine thread: the last malloc_trim */
-};
-
 /* Guards every task's done flag transition and its list of waiters: a task's
  * end signals the conditions of the threads waiting for it, and no other
  * (one condition for the whole process woke every waiting thread at every
@@ -115,71 +47,6 @@ static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
 /* How many fork()s this process is away from the first: a task started at
  * another count that had not ended by then belongs to a dead engine. */
 static atomic_uint fork_epoch;
-
-/* ---- timers (a binary min-heap on wake_at) ------------------------------ */
-
-static void heap_swap(uni1_engine *e, size_t i, size_t j)
-{
-    uni1_task *t = e->heap[i];
-    e->heap[i] = e->heap[j];
-    e->heap[j] = t;
-    e->heap[i]->heap_at = i;
-    e->heap[j]->heap_at = j;
-}
-
-static void heap_up(uni1_engine *e, size_t i)
-{
-    while (i > 0 && e->heap[(i - 1) / 2]->wake_at > e->heap[i]->wake_at) {
-        heap_swap(e, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-}
-
-static void heap_down(uni1_engine *e, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < e->n_heap && e->heap[l]->wake_at < e->heap[m]->wake_at)
-            m = l;
-        if (r < e->n_heap && e->heap[r]->wake_at < e->heap[m]->wake_at)
-            m = r;
-        if (m == i)
-            return;
-        heap_swap(e, i, m);
-        i = m;
-    }
-}
-
-static int heap_push(uni1_engine *e, uni1_task *t)
-{
-    if (e->n_heap == e->cap_heap) {
-        size_t cap = e->cap_heap ? 2 * e->cap_heap : 64;
-        uni1_task **h = realloc(e->heap, cap * sizeof *h);
-        if (!h)
-            return -1;
-        e->heap = h;
-        e->cap_heap = cap;
-    }
-    t->heap_at = e->n_heap;
-    e->heap[e->n_heap++] = t;
-    heap_up(e, t->heap_at);
-    return 0;
-}
-
-static void heap_remove(uni1_engine *e, uni1_task *t)
-{
-    size_t i = t->heap_at;
-    if (i == SIZE_MAX)
-        return;
-    t->heap_at = SIZE_MAX;
-    e->n_heap--;
-    if (i == e->n_heap)
-        return;
-    e->heap[i] = e->heap[e->n_heap];
-    e->heap[i]->heap_at = i;
-    heap_down(e, i);
-    heap_up(e, i);
-}
 
 /* ---- the run queue ------------------------------------------------------ */
 
@@ -218,7 +85,7 @@ static void signal_completion(uni1_engine *e)
 
 static void finish(uni1_engine *e, uni1_task *t)
 {
-    heap_remove(e, t);
+    uni1__heap_remove(e, t);
     if (t->fiber)
         uni1__fiber_free(t->fiber);
     t->fiber = NULL;
@@ -291,7 +158,7 @@ static void run_ready(uni1_engine *e)
         if (!e->run_head)
             e->run_tail = NULL;
         t->runnable = 0;
-        heap_remove(e, t);
+        uni1__heap_remove(e, t);
         if (uni1__fiber_resume(t->fiber))
             finish(e, t);
     }
@@ -362,7 +229,7 @@ static int engine_turn(uni1_engine *e)
     double now = uni1_monotonic();
     while (e->n_heap && e->heap[0]->wake_at <= now) {
         uni1_task *t = e->heap[0];
-        heap_remove(e, t);
+        uni1__heap_remove(e, t);
         make_runnable(e, t);
     }
     if (e->run_head)
@@ -651,7 +518,7 @@ void uni1__engine_park(uni1_task *t, double wake_at)
     if (atomic_load(&t->cancel))
         return;
     t->wake_at = wake_at;
-    if (wake_at > 0 && heap_push(t->eng, t) != 0)
+    if (wake_at > 0 && uni1__heap_push(t->eng, t) != 0)
         return; /* no memory for a timer: come back at once, the caller loops */
     uni1__fiber_yield();
 }
