@@ -361,3 +361,45 @@ def test_the_core_generation_type_is_what_runs(client):
     gen = client.submit("type")
     assert isinstance(gen._gen, _core.Generation)
     gen.result(timeout=30)
+
+
+EXIT_CHILD = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    import scenario_uni1 as uni1
+    url, key, secret, started, finished = sys.argv[1:6]
+    client = uni1.Client(key, secret, base_url=url)
+
+    def slow_callback(gen):
+        where = "main" if threading.current_thread() is threading.main_thread() else "engine"
+        open(started, "w").close()
+        time.sleep(0.5)  # the main thread reaches interpreter exit meanwhile
+        with open(finished, "w") as f:
+            f.write(f"{where} {gen.job.status}")
+
+    gen = client.submit("at exit")
+    gen.add_done_callback(slow_callback)
+    gen.result(timeout=30)
+    while not os.path.exists(started):
+        time.sleep(0.002)
+    """
+)
+
+
+def test_a_done_callback_running_at_interpreter_exit_finishes(emu, tmp_path):
+    """CPython ends a thread that asks for the GIL once finalization began, on
+    the spot: an engine thread in the middle of a callback (or about to start
+    one) was cut short there, its turn unfinished. The exit gate lets the
+    callbacks already running finish and keeps new ones out."""
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT}
+    for i in range(3):
+        started, finished = tmp_path / f"started{i}", tmp_path / f"finished{i}"
+        proc = subprocess.run(
+            [sys.executable, "-c", EXIT_CHILD, emu.url, emu.api_key, emu.api_secret,
+             str(started), str(finished)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert started.exists()
+        assert finished.exists(), "the callback was cut short at interpreter exit"
+        assert finished.read_text() == "engine success"

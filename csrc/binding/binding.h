@@ -191,9 +191,15 @@ void py_call_finish(py_call *c);
 int py_wait_progress(void *userdata, const uni1_job *job);
 /* How often a wait wakes to look for signals (Ctrl-C within this). */
 #define PY_WAIT_SLICE 0.05
-/* Set at interpreter exit (_core._at_exit): engine threads stop calling
- * Python. */
-extern volatile int py_exiting;
+/* The exit gate (call.c): an engine thread calls Python only between
+ * py_gate_enter (which takes the GIL, or returns 0 once the interpreter is
+ * exiting: then it must not) and py_gate_leave. */
+int py_gate_enter(PyGILState_STATE *gs);
+void py_gate_leave(PyGILState_STATE gs);
+/* In a fork()ed child: no engine thread is inside. */
+void py_gate_forked_child(void);
+/* _core._at_exit: closes the gate and waits for the threads inside. */
+PyObject *py_at_exit(PyObject *module, PyObject *unused);
 /* The core's log callback; userdata is the ClientObject (call.c). */
 void py_log_forward(void *userdata, uni1_log_level level, const char *message);
 
@@ -351,7 +357,6 @@ PyObject *py_client_engine_fd(PyObject *op, PyObject *unused);
 PyObject *py_client_engine_drain(PyObject *op, PyObject *unused);
 PyObject *py_wait_first(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                         PyObject *kwnames);
-PyObject *py_at_exit(PyObject *module, PyObject *unused);
 PyObject *py_release_spare_buffers(PyObject *module, PyObject *unused);
 /* results.c: the fields of an image of fetched bytes, a tuple (data,
  * mime_type, asset_id, width, height) the glue makes an Image of; the file

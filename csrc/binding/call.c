@@ -7,11 +7,62 @@
  * a wait to Python. Anything that stops the call cancels its task, which
  * ends at once. The engine thread never runs Python for these calls, except
  * the debug log forwarder. */
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "binding.h"
 
-volatile int py_exiting;
+/* ---- the exit gate -------------------------------------------------------
+ * An engine thread that asks for the GIL once the interpreter is finalizing
+ * is ended by CPython on the spot (PyThread_exit_thread), in the middle of
+ * its turn: the rest of that turn (other tasks' completions, the engine's
+ * bookkeeping) never runs, and a done callback that had started is cut
+ * short. So engine threads enter Python through this gate. _at_exit (an
+ * atexit function: it runs before finalization starts) closes it, then
+ * waits, with the GIL released, for the threads already inside to leave
+ * (PY_EXIT_GRACE at most, for a callback that never returns). Atomics, not
+ * a mutex: fork() may copy the gate at any moment, and the child, which has
+ * no engine thread, starts with nobody inside. */
+static atomic_int gate_closed;
+static atomic_int gate_inside;
+#define PY_EXIT_GRACE 10.0
+
+int py_gate_enter(PyGILState_STATE *gs)
+{
+    atomic_fetch_add(&gate_inside, 1);
+    if (atomic_load(&gate_closed)) {
+        atomic_fetch_sub(&gate_inside, 1);
+        return 0;
+    }
+    *gs = PyGILState_Ensure();
+    return 1;
+}
+
+void py_gate_leave(PyGILState_STATE gs)
+{
+    PyGILState_Release(gs);
+    atomic_fetch_sub(&gate_inside, 1);
+}
+
+void py_gate_forked_child(void)
+{
+    atomic_store(&gate_inside, 0);
+}
+
+PyObject *py_at_exit(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    atomic_store(&gate_closed, 1);
+    double until = uni1_monotonic() + PY_EXIT_GRACE;
+    Py_BEGIN_ALLOW_THREADS
+    struct timespec ms = {0, 1000000};
+    while (atomic_load(&gate_inside) > 0 && uni1_monotonic() < until)
+        nanosleep(&ms, NULL);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
 
 int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadline)
 {
@@ -187,9 +238,9 @@ int py_wait_progress(void *userdata, const uni1_job *job)
 void py_log_forward(void *userdata, uni1_log_level level, const char *message)
 {
     ClientObject *client = userdata;
-    if (py_exiting || !client->logger)
+    PyGILState_STATE gs;
+    if (!client->logger || !py_gate_enter(&gs))
         return;
-    PyGILState_STATE gs = PyGILState_Ensure();
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyObject *r = PyObject_CallMethod(client->logger, "log", "iN", (int)level, py_str(message));
@@ -198,5 +249,5 @@ void py_log_forward(void *userdata, uni1_log_level level, const char *message)
     else
         PyErr_WriteUnraisable(client->logger);
     PyErr_Restore(type, value, tb);
-    PyGILState_Release(gs);
+    py_gate_leave(gs);
 }

@@ -75,10 +75,10 @@ static void call_ready(GenerationObject *self)
 static void on_event(uni1_generation *g, uni1_gen_event ev, void *userdata)
 {
     (void)g;
-    if (py_exiting)
-        return;
     GenerationObject *self = userdata;
-    PyGILState_STATE gs = PyGILState_Ensure();
+    PyGILState_STATE gs;
+    if (!py_gate_enter(&gs))
+        return;
     if (ev == UNI1_GEN_READY) {
         if (self->on_ready)
             call_ready(self);
@@ -103,7 +103,7 @@ static void on_event(uni1_generation *g, uni1_gen_event ev, void *userdata)
         self->keepalive = NULL;
         Py_XDECREF(keep); /* may free self */
     }
-    PyGILState_Release(gs);
+    py_gate_leave(gs);
 }
 
 /* ---- state ------------------------------------------------------------- */
@@ -577,13 +577,5 @@ PyObject *py_release_spare_buffers(PyObject *module, PyObject *unused)
     (void)module;
     (void)unused;
     uni1_release_spare_buffers();
-    Py_RETURN_NONE;
-}
-
-PyObject *py_at_exit(PyObject *module, PyObject *unused)
-{
-    (void)module;
-    (void)unused;
-    py_exiting = 1;
     Py_RETURN_NONE;
 }

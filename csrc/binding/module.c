@@ -178,7 +178,8 @@ static PyMethodDef module_methods[] = {
      "_release_spare_buffers($module, /)\n--\n\nGives back the download buffers kept for reuse now "
      "(the engine does it when idle)."},
     {"_at_exit", py_at_exit, METH_NOARGS,
-     "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling Python."},
+     "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling Python, and "
+     "the callbacks already running finish first."},
     {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,
      "_rebuild_job(job_id, raw_json=None, cost=None)\n--\n\n"
      "A Job from its state (Job._state()), bound to no client until Job._bind(client)."},
@@ -232,10 +233,14 @@ static int add_constants(PyObject *m)
 }
 
 /* Engine threads take the GIL for generation events; at interpreter exit they
- * must stop doing so before the interpreter goes away: _at_exit, registered
- * with the standard library's atexit (a built-in module: no import cost). */
+ * must stop doing so before the interpreter goes away: _at_exit (the exit
+ * gate, call.c), registered with the standard library's atexit (a built-in
+ * module: no import cost). */
 static int register_at_exit(PyObject *m)
 {
+    static int forks_watched;
+    if (!forks_watched && pthread_atfork(NULL, NULL, py_gate_forked_child) == 0)
+        forks_watched = 1;
     PyObject *atexit = PyImport_ImportModule("atexit");
     PyObject *fn = atexit ? PyObject_GetAttrString(m, "_at_exit") : NULL;
     PyObject *r = fn ? PyObject_CallMethod(atexit, "register", "O", fn) : NULL;
