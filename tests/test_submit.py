@@ -395,9 +395,20 @@ def test_a_done_callback_running_at_interpreter_exit_finishes(emu, tmp_path):
     for i in range(3):
         started, finished = tmp_path / f"started{i}", tmp_path / f"finished{i}"
         proc = subprocess.run(
-            [sys.executable, "-c", EXIT_CHILD, emu.url, emu.api_key, emu.api_secret,
-             str(started), str(finished)],
-            env=env, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-c",
+                EXIT_CHILD,
+                emu.url,
+                emu.api_key,
+                emu.api_secret,
+                str(started),
+                str(finished),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         assert started.exists()

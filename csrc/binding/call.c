@@ -56,12 +56,10 @@ PyObject *py_at_exit(PyObject *module, PyObject *unused)
     (void)unused;
     atomic_store(&gate_closed, 1);
     double until = uni1_monotonic() + PY_EXIT_GRACE;
-    Py_BEGIN_ALLOW_THREADS
-    struct timespec ms = {0, 1000000};
+    Py_BEGIN_ALLOW_THREADS struct timespec ms = {0, 1000000};
     while (atomic_load(&gate_inside) > 0 && uni1_monotonic() < until)
         nanosleep(&ms, NULL);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
 int py_call_begin(py_call *c, py_state *st, ClientObject *client, double deadline)
