@@ -414,3 +414,39 @@ def test_a_done_callback_running_at_interpreter_exit_finishes(emu, tmp_path):
         assert started.exists()
         assert finished.exists(), "the callback was cut short at interpreter exit"
         assert finished.read_text() == "engine success"
+
+
+EXIT_BUSY_CHILD = textwrap.dedent(
+    """
+    import sys
+    import scenario_uni1 as uni1
+    url, key, secret = sys.argv[1:4]
+    client = uni1.Client(key, secret, base_url=url)
+    seen = []
+    for i in range(50):
+        client.submit(f"left running {i}").add_done_callback(seen.append)
+    print("SUBMITTED", flush=True)
+    # exits at once: 50 pipelines in flight, their events still to come
+    """
+)
+
+
+def test_interpreter_exit_with_generations_in_flight_is_prompt_and_clean(emu):
+    """Exit with work in flight: the engine's events after the gate closed are
+    dropped, nothing is printed, and exit does not wait out the gate's grace
+    period (a thread counted inside and never let out would hold it 10 s)."""
+    emu.job_duration = 5.0
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT}
+    for _ in range(3):
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-c", EXIT_BUSY_CHILD, emu.url, emu.api_key, emu.api_secret],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - t0
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert proc.stdout.strip() == "SUBMITTED"
+        assert took < 8.0, f"exit took {took:.1f} s"

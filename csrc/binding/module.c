@@ -178,9 +178,8 @@ static PyMethodDef module_methods[] = {
      "_release_spare_buffers($module, /)\n--\n\nGives back the download buffers kept for reuse now "
      "(the engine does it when idle)."},
     {"_at_exit", py_at_exit, METH_NOARGS,
-     "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling Python, "
-     "and "
-     "the callbacks already running finish first."},
+     "_at_exit($module, /)\n--\n\nCalled at interpreter exit: engine threads stop calling "
+     "Python, and the callbacks already running finish first."},
     {"_rebuild_job", (PyCFunction)(void (*)(void))rebuild_job, METH_FASTCALL | METH_KEYWORDS,
      "_rebuild_job(job_id, raw_json=None, cost=None)\n--\n\n"
      "A Job from its state (Job._state()), bound to no client until Job._bind(client)."},
