@@ -450,3 +450,56 @@ def test_interpreter_exit_with_generations_in_flight_is_prompt_and_clean(emu):
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         assert proc.stdout.strip() == "SUBMITTED"
         assert took < 8.0, f"exit took {took:.1f} s"
+
+
+FORK_AT_EXIT_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    import scenario_uni1 as uni1
+    url, key, secret, started = sys.argv[1:5]
+    client = uni1.Client(key, secret, base_url=url)
+
+    def slow_callback(gen):
+        open(started, "w").close()
+        time.sleep(1.5)  # inside the gate while the process forks
+
+    gen = client.submit("fork inside a callback")
+    gen.add_done_callback(slow_callback)
+    gen.result(timeout=30)
+    while not os.path.exists(started):
+        time.sleep(0.002)
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # the child's atexit runs _at_exit: nobody is inside there
+    t0 = time.monotonic()
+    os.waitpid(pid, 0)
+    print(f"CHILD_EXIT {time.monotonic() - t0:.3f}", flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_fork_child_of_a_process_inside_a_callback_exits_at_once(emu, tmp_path):
+    """The engine thread that was inside the exit gate does not exist in a
+    fork child: the child's count starts at zero, or its exit would wait the
+    whole grace period for a thread that is not there."""
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FORK_AT_EXIT_CHILD,
+            emu.url,
+            emu.api_key,
+            emu.api_secret,
+            str(tmp_path / "started"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.split("\n") if line.startswith("CHILD_EXIT")]
+    assert len(lines) == 1, proc.stdout
+    assert float(lines[0].split()[1]) < 5.0, lines[0]

@@ -238,9 +238,11 @@ static int add_constants(PyObject *m)
  * module: no import cost). */
 static int register_at_exit(PyObject *m)
 {
+#ifndef _WIN32
     static int forks_watched;
     if (!forks_watched && pthread_atfork(NULL, NULL, py_gate_forked_child) == 0)
         forks_watched = 1;
+#endif
     PyObject *atexit = PyImport_ImportModule("atexit");
     PyObject *fn = atexit ? PyObject_GetAttrString(m, "_at_exit") : NULL;
     PyObject *r = fn ? PyObject_CallMethod(atexit, "register", "O", fn) : NULL;
