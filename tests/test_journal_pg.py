@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import time
 
 import _postgres
 import pytest
@@ -170,3 +172,58 @@ def test_a_lost_database_is_a_clear_error(emu, pg_journal):
         with pytest.raises(uni1.Uni1Error, match="journal .* is unreachable"):
             c.generate("nowhere to record it")
     assert emu.jobs_created == 0  # nothing sent without its record
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_fork_childs_claims_are_its_own_and_die_with_it(emu, pg_journal):
+    """A child forked from a process with a PostgreSQL journal opens its own
+    session: the parent's socket is not shared (their messages would mix), and
+    a claim the child makes is named by the child's advisory lock, so it dies
+    with the child instead of living on with the parent's session."""
+    request = {
+        "prompt": "claimed in a child",
+        "source": None,
+        "image_refs": [],
+        "aspect_ratio": None,
+        "output_format": "png",
+        "web_search": False,
+    }
+    fp = _journal.fingerprint({**request, "project_id": None})
+    journal = _journal.Journal(pg_journal)
+    try:
+        parent_owner = journal._store.owner
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: claims the row (about to POST), then dies
+            code = 1
+            try:
+                signal.alarm(20)
+                journal._begin_sending(fp, 1, request)
+                os.write(write, journal._store.owner.encode())
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                os.write(write, f"{type(exc).__name__}: {exc}".encode())
+            finally:
+                os._exit(code)  # no goodbye: the server ends its session
+        os.close(write)
+        with os.fdopen(read) as f:
+            child_owner = f.read()
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, child_owner
+        assert child_owner.startswith("pg/") and child_owner != parent_owner
+        (row,) = ledger(pg_journal, "submissions")
+        assert row["owner"] == child_owner
+        end = time.monotonic() + 10
+        while journal._store.alive(child_owner) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not journal._store.alive(child_owner)
+        # The parent's session is untouched and still its own.
+        assert journal._store.owner == parent_owner
+        assert journal.entry(fp, 1).owner == child_owner
+    finally:
+        journal.close()
+    with emu.client(journal=pg_journal, timeout=1.0, settle_window=0.2) as c:
+        job = c.generate("claimed in a child")  # taken over, reconciled (no job), sent once
+    assert emu.jobs_created == 1
+    (row,) = ledger(pg_journal, "submissions")
+    assert row["job_id"] == job.id

@@ -9,6 +9,7 @@ import heapq
 import os
 import threading
 import time
+import weakref
 
 from .. import _core
 from ._records import (
@@ -75,6 +76,46 @@ def open_store(spec: str):
     return SQLiteStore(spec)
 
 
+# The open journals of this process, and fork(). Every statement and
+# transaction runs under a journal's _lock, so fork() takes each _lock first:
+# no transaction is open when the process is copied. SQLite keeps the locks
+# of a file in a table of the process, which the child inherits; a child
+# forked in the middle of a parent's transaction would find the file locked
+# by a connection of its own that can never finish, and wait forever. The
+# child gets fresh locks (a thread of the parent, the engine recording a
+# download, may have held _claim_lock at the fork, and that thread does not
+# exist in the child); its store opens its own connection at first use.
+_journals: "weakref.WeakSet[Journal]" = weakref.WeakSet()
+_held_across_fork: list = []
+
+
+def _before_fork() -> None:
+    _held_across_fork[:] = list(_journals)
+    for journal in _held_across_fork:
+        journal._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for journal in _held_across_fork:
+        journal._lock.release()
+    _held_across_fork.clear()
+
+
+def _after_fork_in_child() -> None:
+    _held_across_fork.clear()
+    for journal in list(_journals):
+        journal._lock = threading.Lock()
+        journal._claim_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
 class Journal:
     """The journal of one Client. Thread-safe: one connection behind a lock.
 
@@ -119,6 +160,7 @@ class Journal:
             self._store.close()
             self._store = None
             raise
+        _journals.add(self)
 
     @property
     def _db(self):

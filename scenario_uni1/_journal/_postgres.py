@@ -20,11 +20,12 @@ message show it without its password.
 """
 
 import contextlib
+import os
 import secrets
 import urllib.parse
 
 from .. import _core
-from ._records import FORMAT, VERSION
+from ._records import FORMAT, INHERITED_CONNECTIONS, VERSION
 
 SCHEMA_NAME = "scenario_uni1"
 
@@ -102,20 +103,45 @@ class PostgresStore:
             ) from None
         self._psycopg = psycopg
         self.integrity_error = psycopg.IntegrityError
-        try:
-            self.db = psycopg.connect(url, autocommit=True, application_name="scenario_uni1")
-        except psycopg.Error as exc:
-            # libpq's message names host and user, never the password.
-            raise _core.ConfigurationError(
-                f"cannot connect to the journal {self.name}: {str(exc).strip()}"
-            ) from None
+        self._url = url  # for a fork()ed child's own session; never shown
+        self._db = self._connect()
+        self._db_pid = os.getpid()
         try:
             self._setup()
             self._key = self._take_key()
         except BaseException:
-            self.db.close()
+            self._db.close()
             raise
-        self.owner = f"pg/{self._key}"
+
+    def _connect(self):
+        try:
+            return self._psycopg.connect(
+                self._url, autocommit=True, application_name="scenario_uni1"
+            )
+        except self._psycopg.Error as exc:
+            # libpq's message names host and user, never the password.
+            raise _core.ConfigurationError(
+                f"cannot connect to the journal {self.name}: {str(exc).strip()}"
+            ) from None
+
+    @property
+    def db(self):
+        """This process's session. A fork()ed child opens its own on first use,
+        with its own advisory lock: the parent's socket is the parent's (two
+        processes on it would mix their messages), and claims the child makes
+        must die with the child, not live on with the parent's session."""
+        if self._db_pid != os.getpid():
+            INHERITED_CONNECTIONS.append(self._db)
+            self._db = self._connect()
+            self._db_pid = os.getpid()
+            self._setup()  # the session's search_path, as for any new session
+            self._key = self._take_key()
+        return self._db
+
+    @property
+    def owner(self) -> str:
+        self.db  # noqa: B018 - a forked child takes its own key first
+        return f"pg/{self._key}"
 
     def _setup(self) -> None:
         psycopg = self._psycopg
@@ -170,7 +196,7 @@ class PostgresStore:
         if prefix != "pg" or not key_text.isdigit():
             return False
         key = int(key_text)
-        if key == self._key:
+        if key == int(self.owner[3:]):  # this session's (a forked child's own)
             return True
         if self._try_lock(key):
             self.db.execute("SELECT pg_advisory_unlock(%s)", (key,))
@@ -203,4 +229,5 @@ class PostgresStore:
             raise self._lost(exc) from None
 
     def close(self) -> None:
-        self.db.close()  # the server drops the advisory lock with the session
+        if self._db_pid == os.getpid():  # never the parent's session, in a child
+            self._db.close()  # the server drops the advisory lock with the session

@@ -27,7 +27,7 @@ import threading
 import time
 
 from .. import _core
-from ._records import FORMAT, VERSION
+from ._records import FORMAT, INHERITED_CONNECTIONS, VERSION
 
 # A write waits this long for another process's transaction.
 BUSY_TIMEOUT = 30.0
@@ -121,9 +121,20 @@ class SQLiteStore:
         self._nonce = secrets.token_hex(6)
         self._pid = -1
         self._owner = ""
-        self.db = self._open(path)
+        self._db = self._open(path)
+        self._db_pid = os.getpid()
         with _open_lock:
             _open_nonces.add(self._nonce)
+
+    @property
+    def db(self):
+        """This process's connection: a fork()ed child opens its own on first use
+        (SQLite must not be used across fork(): its locks are the parent's)."""
+        if self._db_pid != os.getpid():
+            INHERITED_CONNECTIONS.append(self._db)
+            self._db = self._open(self.name)
+            self._db_pid = os.getpid()
+        return self._db
 
     @property
     def owner(self) -> str:
@@ -235,4 +246,5 @@ class SQLiteStore:
     def close(self) -> None:
         with _open_lock:
             _open_nonces.discard(self._nonce)
-        self.db.close()
+        if self._db_pid == os.getpid():  # never the parent's, in a child
+            self._db.close()
