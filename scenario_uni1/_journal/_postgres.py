@@ -20,12 +20,12 @@ message show it without its password.
 """
 
 import contextlib
-import os
 import secrets
 import urllib.parse
 
 from .. import _core
-from ._records import FORMAT, INHERITED_CONNECTIONS, VERSION
+from ._connection import ProcessConnection
+from ._records import FORMAT, VERSION
 
 SCHEMA_NAME = "scenario_uni1"
 
@@ -87,8 +87,9 @@ def _sql(statement: str) -> str:
     return statement.replace("?", "%s")
 
 
-class PostgresStore:
-    """One connection to the ledger. Not thread-safe: the Journal serialises calls."""
+class PostgresStore(ProcessConnection):
+    """One session with the ledger (per process: see _connection.py). Not thread-safe:
+    the Journal serialises calls."""
 
     for_update = " FOR UPDATE"
 
@@ -104,8 +105,7 @@ class PostgresStore:
         self._psycopg = psycopg
         self.integrity_error = psycopg.IntegrityError
         self._url = url  # for a fork()ed child's own session; never shown
-        self._db = self._connect()
-        self._db_pid = os.getpid()
+        self._own(self._connect())
         try:
             self._setup()
             self._key = self._take_key()
@@ -124,23 +124,17 @@ class PostgresStore:
                 f"cannot connect to the journal {self.name}: {str(exc).strip()}"
             ) from None
 
-    @property
-    def db(self):
-        """This process's session. A fork()ed child opens its own on first use,
-        with its own advisory lock: the parent's socket is the parent's (two
-        processes on it would mix their messages), and claims the child makes
-        must die with the child, not live on with the parent's session."""
-        if self._db_pid != os.getpid():
-            INHERITED_CONNECTIONS.append(self._db)
-            self._db = self._connect()
-            self._db_pid = os.getpid()
-            self._setup()  # the session's search_path, as for any new session
-            self._key = self._take_key()
-        return self._db
+    def _reconnect(self) -> None:
+        # A fork()ed child's own session, with its own advisory lock: claims
+        # the child makes die with the child, not live on with the parent's
+        # session.
+        self._own(self._connect())
+        self._setup()  # the session's search_path, as for any new session
+        self._key = self._take_key()
 
     @property
     def owner(self) -> str:
-        self.db  # noqa: B018 - a forked child takes its own key first
+        self._ensure_own()  # a forked child takes its own key first
         return f"pg/{self._key}"
 
     def _setup(self) -> None:
@@ -196,7 +190,8 @@ class PostgresStore:
         if prefix != "pg" or not key_text.isdigit():
             return False
         key = int(key_text)
-        if key == int(self.owner[3:]):  # this session's (a forked child's own)
+        self._ensure_own()
+        if key == self._key:  # this session's
             return True
         if self._try_lock(key):
             self.db.execute("SELECT pg_advisory_unlock(%s)", (key,))
@@ -229,5 +224,4 @@ class PostgresStore:
             raise self._lost(exc) from None
 
     def close(self) -> None:
-        if self._db_pid == os.getpid():  # never the parent's session, in a child
-            self._db.close()  # the server drops the advisory lock with the session
+        self._close_own()  # the server drops the advisory lock with the session

@@ -21,12 +21,6 @@ FAILED = "failed"
 
 _CHUNK = 1 << 20
 
-# Connections a fork()ed child found open: the parent's (an SQLite
-# connection's locks and a PostgreSQL session belong to the process that
-# opened them). The child opens its own and keeps these referenced, so that
-# nothing in the child ever uses or closes them.
-INHERITED_CONNECTIONS: list = []
-
 
 def _debug(message: str, *args: object) -> None:
     logging = sys.modules.get("logging")

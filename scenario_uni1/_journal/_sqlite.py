@@ -27,7 +27,8 @@ import threading
 import time
 
 from .. import _core
-from ._records import FORMAT, INHERITED_CONNECTIONS, VERSION
+from ._connection import ProcessConnection
+from ._records import FORMAT, VERSION
 
 # A write waits this long for another process's transaction.
 BUSY_TIMEOUT = 30.0
@@ -106,8 +107,9 @@ def owner_alive(owner: str, host: str) -> bool:
     return now is not None and (now == started or not now or not started)
 
 
-class SQLiteStore:
-    """One connection to the journal file. Not thread-safe: the Journal serialises calls."""
+class SQLiteStore(ProcessConnection):
+    """One connection to the journal file (per process: see _connection.py). Not
+    thread-safe: the Journal serialises calls."""
 
     for_update = ""  # BEGIN IMMEDIATE already holds the write lock
 
@@ -121,20 +123,12 @@ class SQLiteStore:
         self._nonce = secrets.token_hex(6)
         self._pid = -1
         self._owner = ""
-        self._db = self._open(path)
-        self._db_pid = os.getpid()
+        self._own(self._open(path))
         with _open_lock:
             _open_nonces.add(self._nonce)
 
-    @property
-    def db(self):
-        """This process's connection: a fork()ed child opens its own on first use
-        (SQLite must not be used across fork(): its locks are the parent's)."""
-        if self._db_pid != os.getpid():
-            INHERITED_CONNECTIONS.append(self._db)
-            self._db = self._open(self.name)
-            self._db_pid = os.getpid()
-        return self._db
+    def _reconnect(self) -> None:
+        self._own(self._open(self.name))
 
     @property
     def owner(self) -> str:
@@ -246,5 +240,4 @@ class SQLiteStore:
     def close(self) -> None:
         with _open_lock:
             _open_nonces.discard(self._nonce)
-        if self._db_pid == os.getpid():  # never the parent's, in a child
-            self._db.close()
+        self._close_own()
