@@ -205,3 +205,39 @@ def connection_inodes(emu) -> set:
 def connections_to(emu) -> int:
     """How many connections this process holds to the emulator (see connection_inodes)."""
     return len(connection_inodes(emu))
+
+
+def run_in_fork(work, alarm: int | None = None) -> tuple[int, str]:
+    """Runs work() in a forked child; (wait status, str(work()) or the exception it raised).
+
+    The child never returns into pytest (os._exit). alarm: seconds after which
+    SIGALRM ends a child stuck on a lock instead of hanging the suite.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            if alarm is not None:
+                signal.alarm(alarm)
+            os.write(write, str(work()).encode())
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(write, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        said = f.read()
+    _, status = os.waitpid(pid, 0)
+    return status, said
+
+
+def journal_item(prompt: str) -> tuple[str, dict]:
+    """(fingerprint, recorded request) of a text-only item of a client with no
+    project, as the journal names it (the product's own item_key)."""
+    from types import SimpleNamespace
+
+    from scenario_uni1._journal_engine import item_key
+
+    return item_key(SimpleNamespace(project_id=None), prompt, None, [], None, "png", False)

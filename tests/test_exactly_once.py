@@ -26,7 +26,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from conftest import GENERATE_PATH, submitted_bodies
+from conftest import GENERATE_PATH, journal_item, submitted_bodies
 
 import scenario_uni1 as uni1
 
@@ -312,19 +312,9 @@ def test_journal_waits_a_settle_window_past_the_timeout_for_a_dead_process_post(
     # 2.5 s after the POST arrived: past the dead client's 1 s timeout, within
     # its timeout plus its settle window. The re-run must adopt that job, not
     # take "not there at the timeout" for "never created" and pay again.
-    from scenario_uni1 import _journal
-
     journal = str(tmp_path / "journal.db")
     prompt = "landed after the timeout"
-    request = {
-        "prompt": prompt,
-        "source": None,
-        "image_refs": [],
-        "aspect_ratio": None,
-        "output_format": "png",
-        "web_search": False,
-    }
-    fp = _journal.fingerprint({**request, "project_id": None})
+    fp, request = journal_item(prompt)
     emu.inject("POST", GEN, delay=2.5, times=1)
     with emu.client(journal=journal) as c:
         c._journal._begin_sending(fp, 1, request)  # as the dead process left it

@@ -24,7 +24,7 @@ import threading
 import time
 
 import pytest
-from conftest import PACKAGE_PARENT, png_bytes
+from conftest import PACKAGE_PARENT, journal_item, png_bytes
 from PIL import Image as PILImage
 
 import scenario_uni1 as uni1
@@ -392,29 +392,8 @@ def test_hand_written_sending_row_is_adopted_not_resent(emu, journal):
     made_id = _post_from_elsewhere(emu, "killed after the post")
     with emu.client(journal=journal) as c:
         j = c._journal
-        fp = _journal.fingerprint(
-            {
-                "prompt": "killed after the post",
-                "source": None,
-                "image_refs": [],
-                "aspect_ratio": None,
-                "output_format": "png",
-                "web_search": False,
-                "project_id": None,
-            }
-        )
-        j._begin_sending(
-            fp,
-            1,
-            {
-                "prompt": "killed after the post",
-                "source": None,
-                "image_refs": [],
-                "aspect_ratio": None,
-                "output_format": "png",
-                "web_search": False,
-            },
-        )
+        fp, request = journal_item("killed after the post")
+        j._begin_sending(fp, 1, request)
     with emu.client(journal=journal) as c:
         job = c.generate("killed after the post")
     assert job.id == made_id and emu.jobs_created == 1

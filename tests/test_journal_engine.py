@@ -24,6 +24,7 @@ import urllib.request
 
 import pytest
 from conftest import PACKAGE_PARENT, png_bytes
+from test_journal import rows
 
 import scenario_uni1 as uni1
 
@@ -36,19 +37,6 @@ def posts(emu) -> int:
 
 def cdn_gets(emu) -> int:
     return emu.request_count("GET", origin="cdn")
-
-
-def rows(path) -> list[dict]:
-    import sqlite3
-
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        db.row_factory = sqlite3.Row
-        return [
-            dict(r) for r in db.execute("SELECT * FROM submissions ORDER BY created, occurrence")
-        ]
-    finally:
-        db.close()
 
 
 def download_rows(path) -> list[dict]:

@@ -12,40 +12,15 @@ test_journal_pg.py.
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import threading
 import time
 
 import pytest
+from conftest import run_in_fork
+from test_journal import rows
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-
-
-def _in_child(work) -> tuple[int, str]:
-    """Runs work() in a forked child (20 s at most); (exit status, what it reported)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            signal.alarm(20)  # a child stuck on a lock dies instead of hanging the suite
-            os.write(write, str(work()).encode())
-            code = 0
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            os.write(write, f"{type(exc).__name__}: {exc}".encode())
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as f:
-        said = f.read()
-    _, status = os.waitpid(pid, 0)
-    return status, said
-
-
-def _rows(path) -> list:
-    with sqlite3.connect(path) as db:
-        return db.execute("SELECT job_id, state FROM submissions ORDER BY job_id").fetchall()
 
 
 def test_fork_waits_for_a_journal_transaction_and_the_child_uses_the_journal(emu, tmp_path):
@@ -69,7 +44,9 @@ def test_fork_waits_for_a_journal_transaction_and_the_child_uses_the_journal(emu
         t.start()
         in_transaction.wait(10)
         try:
-            status, said = _in_child(lambda: client.generate("in the child").wait(timeout=30).id)
+            status, said = run_in_fork(
+                lambda: client.generate("in the child").wait(timeout=30).id, alarm=20
+            )
         finally:
             t.join()
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, said or f"status {status}"
@@ -78,7 +55,7 @@ def test_fork_waits_for_a_journal_transaction_and_the_child_uses_the_journal(emu
         # The parent goes on with the same journal.
         parent_job = client.generate("after the fork").wait(timeout=30).id
     assert emu.jobs_created == 3
-    recorded = dict(_rows(journal))
+    recorded = {r["job_id"] for r in rows(journal)}
     assert child_job in recorded and parent_job in recorded
     with sqlite3.connect(journal) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -108,7 +85,7 @@ def test_parent_and_child_write_the_journal_at_once_each_on_its_own_connection(e
             )
         )
         t.start()
-        status, said = _in_child(child)
+        status, said = run_in_fork(child, alarm=20)
         t.join(60)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, said or f"status {status}"
         assert said == "8", said
@@ -118,6 +95,6 @@ def test_parent_and_child_write_the_journal_at_once_each_on_its_own_connection(e
         again = list(client.generate_many([f"child {i}" for i in range(8)], concurrency=4))
         assert [g.error for g in again] == [None] * 8
     assert emu.jobs_created == 17
-    assert len(_rows(journal)) == 17
+    assert len(rows(journal)) == 17
     with sqlite3.connect(journal) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import time
 
 import _postgres
 import pytest
+from conftest import journal_item, run_in_fork
 from test_journal import second_client_waits
 
 import scenario_uni1 as uni1
@@ -88,15 +88,7 @@ def test_a_live_sessions_claim_is_waited_for(emu, pg_journal):
 
 
 def test_a_dead_sessions_claim_is_taken_over(emu, pg_journal):
-    request = {
-        "prompt": "orphaned",
-        "source": None,
-        "image_refs": [],
-        "aspect_ratio": None,
-        "output_format": "png",
-        "web_search": False,
-    }
-    fp = _journal.fingerprint({**request, "project_id": None})
+    fp, request = journal_item("orphaned")
     dead = _journal.Journal(pg_journal)
     dead._begin_sending(fp, 1, request)  # a worker about to POST
     with emu.client(journal=pg_journal, timeout=1.0, settle_window=0.2) as c:
@@ -180,35 +172,16 @@ def test_a_fork_childs_claims_are_its_own_and_die_with_it(emu, pg_journal):
     session: the parent's socket is not shared (their messages would mix), and
     a claim the child makes is named by the child's advisory lock, so it dies
     with the child instead of living on with the parent's session."""
-    request = {
-        "prompt": "claimed in a child",
-        "source": None,
-        "image_refs": [],
-        "aspect_ratio": None,
-        "output_format": "png",
-        "web_search": False,
-    }
-    fp = _journal.fingerprint({**request, "project_id": None})
+    fp, request = journal_item("claimed in a child")
     journal = _journal.Journal(pg_journal)
     try:
         parent_owner = journal._store.owner
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: claims the row (about to POST), then dies
-            code = 1
-            try:
-                signal.alarm(20)
-                journal._begin_sending(fp, 1, request)
-                os.write(write, journal._store.owner.encode())
-                code = 0
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                os.write(write, f"{type(exc).__name__}: {exc}".encode())
-            finally:
-                os._exit(code)  # no goodbye: the server ends its session
-        os.close(write)
-        with os.fdopen(read) as f:
-            child_owner = f.read()
-        _, status = os.waitpid(pid, 0)
+
+        def child():  # claims the row (about to POST), then dies without a goodbye
+            journal._begin_sending(fp, 1, request)
+            return journal._store.owner
+
+        status, child_owner = run_in_fork(child, alarm=20)  # the server ends its session
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, child_owner
         assert child_owner.startswith("pg/") and child_owner != parent_owner
         (row,) = ledger(pg_journal, "submissions")

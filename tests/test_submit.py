@@ -21,7 +21,7 @@ import time
 
 import pytest
 from _emulator_process import emulator_process
-from conftest import GENERATE_PATH, PACKAGE_PARENT, png_bytes
+from conftest import GENERATE_PATH, PACKAGE_PARENT, png_bytes, run_in_fork
 
 import scenario_uni1 as uni1
 from scenario_uni1 import _core
@@ -324,23 +324,13 @@ def test_ctrl_c_in_result_within_100ms(uni1_emulator):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_fork_child_gets_its_own_engine(client, emu):
     assert len(client.submit("parent before fork").result(timeout=30)) == 1
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, never return into pytest
-        code = 1
-        try:
-            gen = client.submit("child after fork")
-            ok = len(gen.result(timeout=30)) == 1 and gen.job.status == "success"
-            os.write(write, f"{int(ok)} {gen.job.id}".encode())
-            code = 0
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            os.write(write, f"0 {type(exc).__name__}: {exc}".encode())
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as f:
-        said = f.read()
-    _, status = os.waitpid(pid, 0)
+
+    def child():
+        gen = client.submit("child after fork")
+        ok = len(gen.result(timeout=30)) == 1 and gen.job.status == "success"
+        return f"{int(ok)} {gen.job.id}"
+
+    status, said = run_in_fork(child)
     assert os.WEXITSTATUS(status) == 0 and said.startswith("1 job_"), said
     child_job = said.split()[1]
     assert emu.job(child_job)["status"] == "success"
